@@ -1,0 +1,103 @@
+"""Every registered network: shape, parameter count at the default width (the reference's), gradients, finiteness."""
+
+import pytest
+import torch
+
+from translate.networks import DISCRIMINATORS, GENERATORS, create_discriminator, create_generator, init_weights
+
+# Measured from the reference implementation at ngf = ndf = 64.
+GENERATOR_PARAMS = {
+    ("resnet_9blocks", "instance"): 11_378_179,
+    ("resnet_9blocks", "batch"): 11_383_427,
+    ("resnet_6blocks", "instance"): 7_837_699,
+    ("unet_256", "batch"): 54_413_955,
+    ("unet_256", "instance"): 54_409_603,
+    ("unet_128", "batch"): 41_828_995,
+}
+DISCRIMINATOR_PARAMS = {
+    ("basic", 3, "instance"): 2_764_737,
+    ("basic", 6, "batch"): 2_768_705,
+    ("n_layers", 3, "instance"): 2_764_737,  # n_layers_D=3 is `basic`
+    ("pixel", 3, "instance"): 8_705,
+}
+
+
+def n_params(net):
+    return sum(p.numel() for p in net.parameters())
+
+
+@pytest.mark.parametrize(("name", "norm"), list(GENERATOR_PARAMS))
+def test_generator_parameter_count_matches_reference(name, norm):
+    net = create_generator(name, norm=norm, ngf=64, init_type=None)
+    assert n_params(net) == GENERATOR_PARAMS[name, norm]
+
+
+@pytest.mark.parametrize(("name", "nc", "norm"), list(DISCRIMINATOR_PARAMS))
+def test_discriminator_parameter_count_matches_reference(name, nc, norm):
+    net = create_discriminator(name, input_nc=nc, ndf=64, n_layers=3, norm=norm, init_type=None)
+    assert n_params(net) == DISCRIMINATOR_PARAMS[name, nc, norm]
+
+
+def test_every_registered_network_is_covered():
+    assert {n for n, _ in GENERATOR_PARAMS} == set(GENERATORS)
+    assert {n for n, _, _ in DISCRIMINATOR_PARAMS} == set(DISCRIMINATORS)
+
+
+@pytest.mark.parametrize("name", sorted(GENERATORS))
+@pytest.mark.parametrize("norm", ["batch", "instance", "none"])
+def test_generator_shape_gradients_finite(name, norm):
+    torch.manual_seed(0)
+    size = GENERATORS[name].min_size if GENERATORS[name].min_size > 4 else 36
+    net = create_generator(name, input_nc=1, output_nc=3, ngf=4, norm=norm, use_dropout=True)
+    x = torch.rand(2, 1, size, size) * 2 - 1
+    y = net(x)
+    assert y.shape == (2, 3, size, size)
+    assert torch.isfinite(y).all() and y.abs().max() <= 1
+    y.square().mean().backward()
+    missing = [n for n, p in net.named_parameters() if p.grad is None or not p.grad.abs().sum() > 0]
+    assert not missing, f"no gradient reaches {missing}"
+
+
+@pytest.mark.parametrize("name", sorted(DISCRIMINATORS))
+@pytest.mark.parametrize("n_layers", [1, 3, 4])
+def test_discriminator_shape_gradients_finite(name, n_layers):
+    torch.manual_seed(0)
+    net = create_discriminator(name, input_nc=6, ndf=4, n_layers=n_layers, norm="instance")
+    out = net(torch.randn(2, 6, 64, 64))
+    assert out.shape[:2] == (2, 1) and torch.isfinite(out).all()
+    out.mean().backward()
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in net.parameters())
+
+
+def test_basic_patchgan_output_is_30x30_at_256():
+    # 70×70 receptive field, 30×30 patches on a 256² image, as in the paper.
+    net = create_discriminator("basic", ndf=4, norm="batch")
+    assert net(torch.randn(1, 3, 256, 256)).shape == (1, 1, 30, 30)
+
+
+@pytest.mark.parametrize("init_type", ["normal", "xavier", "kaiming", "orthogonal"])
+def test_init_types(init_type):
+    torch.manual_seed(0)
+    net = init_weights(create_generator("resnet_6blocks", ngf=4, norm="batch", init_type=None), init_type, 0.02)
+    conv = net.model[1]
+    assert torch.isfinite(conv.weight).all() and conv.weight.std() > 0
+    if init_type == "normal":
+        assert abs(conv.weight.std().item() - 0.02) < 0.005
+
+
+def test_unknown_network_lists_the_registered_ones():
+    with pytest.raises(KeyError, match="resnet_9blocks"):
+        create_generator("resnet_99blocks")
+
+
+def test_user_registered_generator_is_buildable():
+    from translate import register_generator
+
+    @register_generator("tiny_test_net", stride=1)
+    def tiny(input_nc, output_nc, ngf, norm, use_dropout):
+        return torch.nn.Conv2d(input_nc, output_nc, 1)
+
+    try:
+        assert create_generator("tiny_test_net", ngf=1)(torch.zeros(1, 3, 5, 5)).shape == (1, 3, 5, 5)
+    finally:
+        del GENERATORS["tiny_test_net"]

@@ -1,0 +1,428 @@
+"""The one adversarial training loop, on Hugging Face Accelerate, shared by every recipe.
+
+Per batch, inside ONE ``accelerator.accumulate`` block: the generator phase (discriminators frozen, so G's loss
+cannot leak into D's accumulated gradient), then the discriminator phase, each one backward and one optimizer step.
+Everything a resume needs goes through ``save_state``, so a resumed run continues bit for bit (CPU, fp32).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import tempfile
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+from accelerate import Accelerator
+from accelerate.utils import DataLoaderConfiguration, ProjectConfiguration, set_seed
+from omegaconf import OmegaConf
+from torch import nn
+from torch.utils.data import DataLoader
+from torchvision.utils import make_grid, save_image
+from tqdm.auto import tqdm
+
+from translate.config import Config, ConfigError, load_config, to_yaml
+from translate.engine.checkpoint import latest_checkpoint, list_checkpoints, save_checkpoint
+from translate.engine.ema import EMA
+from translate.methods import RECIPES, Recipe
+from translate.networks.pretrained import load_pretrained, save_pretrained
+
+INTERRUPTED_EXIT_CODE = 75  # EX_TEMPFAIL: "try again later", what a preempted job should report
+
+
+class TrainingInterrupted(RuntimeError):
+    """Raised after a signal asked training to stop and a checkpoint was saved."""
+
+
+class TrainingDiverged(RuntimeError):
+    """Raised after too many consecutive steps with non-finite losses or gradients."""
+
+
+@dataclass
+class TrainState:
+    """Loop position, saved with every checkpoint (Accelerate does not save step or epoch itself)."""
+
+    step: int = 0  # optimizer steps done
+    epoch: int = 0
+    batch_in_epoch: int = 0  # batches of `epoch` already consumed
+    skipped_steps: int = 0  # steps skipped for non-finite gradients, in all
+
+    def state_dict(self) -> dict:
+        return asdict(self)
+
+    def load_state_dict(self, state: dict) -> None:
+        for key, value in state.items():
+            setattr(self, key, value)
+
+
+class _RecipeState:
+    """Adapter so Accelerate checkpoints a recipe's own state (e.g. image pools)."""
+
+    def __init__(self, recipe: Recipe):
+        self.recipe = recipe
+
+    def state_dict(self):
+        return self.recipe.state_dict()
+
+    def load_state_dict(self, state):
+        self.recipe.load_state_dict(state)
+
+
+class _StopSignal:
+    """First SIGTERM/SIGINT: finish the step, save, exit. Second: the default action, at once."""
+
+    def __init__(self):
+        self.requested = False
+        self.previous = {}
+
+    def __enter__(self):
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            try:
+                self.previous[sig] = signal.signal(sig, self._handle)
+            except ValueError:  # not the main thread: leave signals alone
+                pass
+        return self
+
+    def _handle(self, signum, frame):
+        self.requested = True
+        signal.signal(signum, signal.SIG_DFL if signum == signal.SIGTERM else signal.default_int_handler)
+        print(f"\n{signal.Signals(signum).name} received: saving a checkpoint after this step "
+              "(send it again to stop at once)", flush=True)
+
+    def __exit__(self, *exc):
+        for sig, handler in self.previous.items():
+            signal.signal(sig, handler)
+
+
+def as_config(config: Config | str | Path | tuple) -> Config:
+    if isinstance(config, Config):
+        return config
+    if isinstance(config, tuple):
+        return load_config(*config)
+    return load_config(config)
+
+
+def run_directory(config: Config) -> Path:
+    return Path(config.train.output_dir or Path("runs") / config.name)
+
+
+def _resume_path(run_dir: Path, resume: bool | str | Path) -> Path | None:
+    if not resume:
+        if list_checkpoints(run_dir):
+            raise ConfigError(f"{run_dir} already holds checkpoints of an earlier run: continue it with --resume, "
+                              "or choose another directory with train.output_dir=...")
+        return None
+    if resume is True:
+        return latest_checkpoint(run_dir)  # none yet: start from scratch (handy for preemptible jobs)
+    path = Path(resume)
+    if not (path / "custom_checkpoint_0.pkl").is_file():
+        raise ConfigError(f"{path} is not a complete training checkpoint (checkpoints/step_NNNNNN of a run)")
+    return path
+
+
+def _lr_lambda(config: Config):
+    t = config.train
+    total = t.n_epochs + t.n_epochs_decay
+    if t.lr_policy == "linear":  # the reference: constant for n_epochs, then linearly to zero
+        return lambda epoch: 1.0 - max(0, epoch + 1 - t.n_epochs) / float(t.n_epochs_decay + 1)
+    if t.lr_policy == "step":
+        return lambda epoch: 0.1 ** (epoch // t.lr_decay_iters)
+    if t.lr_policy == "cosine":  # over the whole run (the reference's T_max=n_epochs restarts halfway)
+        return lambda epoch: 0.5 * (1 + math.cos(math.pi * min(epoch, total) / total))
+    return lambda epoch: 1.0
+
+
+def _hparams(config: Config) -> dict:
+    flat = {}
+    for group in ("model", "data", "train"):
+        for key, value in OmegaConf.to_container(OmegaConf.structured(getattr(config, group))).items():
+            if isinstance(value, int | float | str | bool):
+                flat[f"{group}.{key}"] = value
+    return flat
+
+
+def _write_text_atomic(path: Path, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
+def _grads_finite(params: Iterable[nn.Parameter]) -> bool:
+    flags = [torch.isfinite(p.grad).all() for p in params if p.grad is not None]
+    return bool(torch.stack(flags).all()) if flags else True
+
+
+def _to_rgb(images: torch.Tensor) -> torch.Tensor:
+    if images.shape[1] == 1:
+        return images.expand(-1, 3, -1, -1)
+    if images.shape[1] == 2:
+        return torch.cat([images, torch.zeros_like(images[:, :1])], 1)
+    return images
+
+
+def save_samples(path: Path, visuals: list[torch.Tensor], max_rows: int = 4) -> None:
+    """One row per example: the recipe's visuals (e.g. input | output | target) side by side."""
+    columns = [_to_rgb(v[:max_rows].detach().float().cpu()) for v in visuals]
+    rows = torch.stack(columns, 1).flatten(0, 1)
+    grid = make_grid(rows, nrow=len(columns), padding=2, value_range=(-1, 1), normalize=True)
+    tmp = path.with_name(f".{path.name}")
+    save_image(grid, tmp, format="png")
+    os.replace(tmp, path)
+
+
+class Trainer:
+    """Builds everything for one run and runs the loop; ``train()`` below is the public entry point."""
+
+    def __init__(self, config: Config, resume: bool | str | Path = False):
+        from translate.data import build_dataset
+
+        self.config = config
+        t, d = config.train, config.data
+        self.run_dir = run_directory(config)
+        self.resume_from = _resume_path(self.run_dir, resume)
+        self.accelerator = acc = Accelerator(
+            mixed_precision=t.mixed_precision,
+            gradient_accumulation_steps=t.gradient_accumulation_steps,
+            log_with="tensorboard",
+            project_config=ProjectConfiguration(project_dir=str(self.run_dir), logging_dir=str(self.run_dir / "logs")),
+            dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True),
+            step_scheduler_with_optimizer=False,
+        )
+        if acc.device.type == "cpu":
+            # Launchers set one thread per process; use this machine's cores, shared between the processes.
+            torch.set_num_threads(max(1, (os.cpu_count() or 1) // acc.num_processes))
+        elif acc.device.type == "cuda":
+            torch.backends.cudnn.benchmark = True
+        set_seed(t.seed)
+
+        # Data first: a broken dataset fails before anything is written.
+        self.dataset = build_dataset(config, "train")
+        loader = DataLoader(
+            self.dataset, batch_size=d.batch_size, shuffle=not d.serial_batches, num_workers=d.num_workers,
+            pin_memory=acc.device.type == "cuda", persistent_workers=d.num_workers > 0,
+            generator=torch.Generator().manual_seed(t.seed),
+        )
+
+        self.recipe = RECIPES[config.model.recipe](config)
+        nets = self.recipe.build()
+        if t.init_from:
+            self._init_from(nets, t.init_from)
+        if config.model.sync_bn and acc.num_processes > 1:
+            nets = {name: nn.SyncBatchNorm.convert_sync_batchnorm(net) for name, net in nets.items()}
+        if t.channels_last:
+            nets = {name: net.to(memory_format=torch.channels_last) for name, net in nets.items()}
+        set_seed(t.seed, device_specific=True)  # same initial weights everywhere, then per-process dropout noise
+
+        self.names = list(self.recipe.generators) + list(self.recipe.discriminators)
+        betas = (t.beta1, t.beta2)
+
+        def adam(group):
+            params = [p for name in group for p in nets[name].parameters()]
+            return torch.optim.Adam(params, lr=t.lr, betas=betas, foreach=True)
+
+        opt_G, opt_D = adam(self.recipe.generators), adam(self.recipe.discriminators)
+        self.schedulers = [torch.optim.lr_scheduler.LambdaLR(o, _lr_lambda(config)) for o in (opt_G, opt_D)]
+        *models, self.opt_G, self.opt_D, self.loader = acc.prepare(*[nets[n] for n in self.names], opt_G, opt_D,
+                                                                  loader)
+        self.wrapped = dict(zip(self.names, models))
+        self.plain = {name: acc.unwrap_model(m) for name, m in self.wrapped.items()}
+        if t.compile:
+            self._compile()
+
+        self.state = TrainState()
+        self.ema = {n: EMA(self.plain[n], t.ema_decay) for n in self.recipe.generators} if t.ema else {}
+        for obj in (self.state, _RecipeState(self.recipe), *self.schedulers, *self.ema.values()):
+            acc.register_for_checkpointing(obj)
+        if self.resume_from:
+            acc.load_state(str(self.resume_from))
+            acc.print(f"resumed from {self.resume_from} (step {self.state.step})")
+
+        if acc.is_main_process:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            (self.run_dir / "samples").mkdir(exist_ok=True)
+            _write_text_atomic(self.run_dir / "config.yaml", to_yaml(config))
+            self._trim_log()
+        acc.init_trackers("tensorboard", config=_hparams(config))
+
+    def _init_from(self, nets: dict[str, nn.Module], model_dir: str) -> None:
+        _, loaded = load_pretrained(model_dir)
+        for name in self.recipe.generators:
+            if name not in loaded:
+                raise ConfigError(f"train.init_from={model_dir} has no generator {name} (it has {sorted(loaded)})")
+            try:
+                nets[name].load_state_dict(loaded[name].state_dict())
+            except RuntimeError as e:
+                raise ConfigError(f"train.init_from={model_dir}: {name} does not match model.* of this config: "
+                                  f"{str(e).splitlines()[0]}") from None
+
+    def _compile(self) -> None:
+        try:
+            for name in self.names:
+                self.wrapped[name] = torch.compile(self.wrapped[name])
+        except Exception as e:  # a platform without a compiler: eager still works
+            self.accelerator.print(f"torch.compile unavailable ({e}); running eagerly")
+
+    @property
+    def log_path(self) -> Path:
+        return self.run_dir / "logs" / "losses.jsonl"
+
+    def _trim_log(self) -> None:
+        """Drop log lines past the resumed step (written by the interrupted run after its last checkpoint)."""
+        if not self.log_path.is_file():
+            return
+        lines = [ln for ln in self.log_path.read_text().splitlines() if json.loads(ln)["step"] <= self.state.step]
+        _write_text_atomic(self.log_path, "".join(ln + "\n" for ln in lines))
+
+    # -- one batch -------------------------------------------------------------------------------------------
+    def _phase(self, trainable: tuple[str, ...], frozen: tuple[str, ...], optimizer, loss_fn) -> dict:
+        acc = self.accelerator
+        for name in frozen:
+            self.plain[name].requires_grad_(False)
+        # Frozen networks run unwrapped: DDP would otherwise wait for gradients they never receive.
+        nets = {**{n: self.plain[n] for n in frozen}, **{n: self.wrapped[n] for n in trainable}}
+        with acc.autocast():
+            terms, extra = loss_fn(nets)
+        acc.backward(sum(terms.values()))
+        stepped = True
+        if acc.sync_gradients and self.config.train.mixed_precision != "fp16":  # fp16: the grad scaler checks
+            params = [p for n in trainable for p in self.plain[n].parameters()]
+            stepped = _grads_finite(params)
+        if stepped:
+            optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        for name in frozen:
+            self.plain[name].requires_grad_(True)
+        return terms, extra, stepped
+
+    def train_step(self, batch: dict) -> tuple[dict, dict, bool]:
+        G, D = self.recipe.generators, self.recipe.discriminators
+        g_terms, outputs, g_ok = self._phase(G, D, self.opt_G, lambda nets: self.recipe.generator_loss(nets, batch))
+        d_terms, _, d_ok = self._phase(
+            D, G, self.opt_D, lambda nets: (self.recipe.discriminator_loss(nets, batch, outputs), None))
+        return {**g_terms, **d_terms}, outputs, g_ok and d_ok
+
+    # -- the loop --------------------------------------------------------------------------------------------
+    def fit(self) -> Path:
+        acc, t, state = self.accelerator, self.config.train, self.state
+        epochs = t.n_epochs + t.n_epochs_decay
+        steps_per_epoch = math.ceil(len(self.loader) / t.gradient_accumulation_steps)
+        max_steps = min(t.max_steps or epochs * steps_per_epoch, epochs * steps_per_epoch)
+        bar = tqdm(total=max_steps, initial=state.step, desc=self.config.name, unit="step", dynamic_ncols=True,
+                   disable=not (acc.is_main_process and t.progress))
+        sums: dict[str, torch.Tensor] = {}
+        count, consecutive_bad = 0, 0
+        batch = outputs = None
+        with _StopSignal() as stop:
+            while state.step < max_steps and state.epoch < epochs:
+                self.dataset.set_epoch(state.epoch)
+                self.loader.set_epoch(state.epoch)
+                loader = acc.skip_first_batches(self.loader, state.batch_in_epoch) if state.batch_in_epoch else \
+                    self.loader
+                for batch in loader:
+                    with acc.accumulate(*self.wrapped.values()):
+                        terms, outputs, ok = self.train_step(batch)
+                    state.batch_in_epoch += 1
+                    for key, value in terms.items():
+                        sums[key] = sums.get(key, 0) + value.detach().float()
+                    count += 1
+                    if not acc.sync_gradients:
+                        continue
+                    state.step += 1
+                    bar.update(1)
+                    if ok:
+                        consecutive_bad = 0
+                        for name, ema in self.ema.items():
+                            ema.update(self.plain[name])
+                    else:
+                        consecutive_bad += 1
+                        state.skipped_steps += 1
+                        acc.print(f"step {state.step}: non-finite gradients, step skipped "
+                                  f"({consecutive_bad} in a row, {state.skipped_steps} in all)")
+                        if consecutive_bad >= t.max_nonfinite_steps:
+                            self._diverged(consecutive_bad)
+                    if state.step % t.log_every == 0 or state.step == max_steps:
+                        self._log(sums, count, bar)
+                        sums, count = {}, 0
+                    if acc.is_main_process and state.step % t.sample_every == 0:
+                        save_samples(self.run_dir / "samples" / f"step_{state.step:06d}.png",
+                                     self.recipe.visuals(batch, outputs))
+                    if state.step % t.checkpoint_every == 0 and state.step < max_steps:
+                        save_checkpoint(acc, self.run_dir, state.step, t.keep_checkpoints)
+                    if self._stop_requested(stop):
+                        path = save_checkpoint(acc, self.run_dir, state.step, t.keep_checkpoints)
+                        bar.close()
+                        acc.end_training()
+                        raise TrainingInterrupted(f"training stopped at step {state.step}; checkpoint saved to "
+                                                  f"{path}; continue with --resume")
+                    if state.step >= max_steps:
+                        break
+                else:
+                    state.epoch += 1
+                    state.batch_in_epoch = 0
+                    for scheduler in self.schedulers:
+                        scheduler.step()
+        bar.close()
+        save_checkpoint(acc, self.run_dir, state.step, t.keep_checkpoints)
+        if acc.is_main_process:
+            if batch is not None:
+                save_samples(self.run_dir / "samples" / f"step_{state.step:06d}.png",
+                             self.recipe.visuals(batch, outputs))
+            self.export(self.run_dir / "model")
+        acc.wait_for_everyone()
+        acc.end_training()
+        return self.run_dir
+
+    def _stop_requested(self, stop: _StopSignal) -> bool:
+        if self.accelerator.num_processes == 1:
+            return stop.requested
+        # Every rank must agree to save together (saving is collective).
+        flag = torch.tensor(float(stop.requested), device=self.accelerator.device)
+        return bool(self.accelerator.reduce(flag, "max"))
+
+    def _diverged(self, n: int) -> None:
+        last = latest_checkpoint(self.run_dir)
+        self.accelerator.end_training()
+        raise TrainingDiverged(
+            f"{n} consecutive steps had non-finite losses or gradients (train.max_nonfinite_steps={n}); "
+            f"the last good checkpoint is {last or 'none'}. Try a lower train.lr, mixed_precision=no, "
+            "or gan_mode=lsgan.")
+
+    def _log(self, sums: dict, count: int, bar) -> None:
+        if not sums:
+            return
+        acc, state = self.accelerator, self.state
+        keys = sorted(sums)
+        means = acc.reduce(torch.stack([sums[k] for k in keys]) / count, "mean").tolist()
+        values = dict(zip(keys, means))
+        values["lr"] = self.schedulers[0].get_last_lr()[0]
+        acc.log(values, step=state.step)
+        if acc.is_main_process:
+            bar.set_postfix({k.removeprefix("loss_"): f"{v:.3f}" for k, v in values.items() if k != "lr"},
+                            refresh=False)
+            self.log_path.parent.mkdir(parents=True, exist_ok=True)
+            with open(self.log_path, "a") as f:
+                f.write(json.dumps({"step": state.step, "epoch": state.epoch, **values}) + "\n")
+
+    def export(self, directory: Path) -> Path:
+        """Write the generators (EMA weights when kept) as a model directory for ``Translator``."""
+        nets = {n: (self.ema[n].module if n in self.ema else self.plain[n]) for n in self.recipe.generators}
+        meta = {
+            "recipe": self.recipe.name,
+            "generators": {n: self.recipe.generator_spec(n) for n in self.recipe.generators},
+            "directions": self.recipe.directions,
+            "step": self.state.step,
+            "ema": bool(self.ema),
+            "norm_mode": "eval",
+            "config": OmegaConf.to_container(OmegaConf.structured(self.config)),
+        }
+        return save_pretrained(directory, nets, meta)
+
+
+def train(config: Config | str | Path | tuple, resume: bool | str | Path = False) -> Path:
+    """Train from a Config (or a YAML path, or (path, overrides)); returns the run directory."""
+    return Trainer(as_config(config), resume).fit()

@@ -1,0 +1,118 @@
+"""Generators of the reference implementation: ResNet (CycleGAN) and U-Net (pix2pix).
+
+Layer order and module nesting follow the reference exactly, so its ``state_dict`` keys load unchanged.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from translate.networks import register_generator
+from translate.networks.layers import conv_bias, norm_layer
+
+
+class ResnetBlock(nn.Module):
+    def __init__(self, dim: int, norm: str, use_dropout: bool):
+        super().__init__()
+        make_norm, bias = norm_layer(norm), conv_bias(norm)
+        layers = [nn.ReflectionPad2d(1), nn.Conv2d(dim, dim, 3, bias=bias), make_norm(dim), nn.ReLU(True)]
+        if use_dropout:
+            layers.append(nn.Dropout(0.5))
+        layers += [nn.ReflectionPad2d(1), nn.Conv2d(dim, dim, 3, bias=bias), make_norm(dim)]
+        self.conv_block = nn.Sequential(*layers)
+
+    def forward(self, x):
+        return x + self.conv_block(x)
+
+
+class ResnetGenerator(nn.Module):
+    """c7s1-ngf, two stride-2 downsamplings, ``n_blocks`` residual blocks, two upsamplings, c7s1-output_nc, tanh."""
+
+    def __init__(self, input_nc: int, output_nc: int, ngf: int, norm: str, use_dropout: bool, n_blocks: int):
+        super().__init__()
+        make_norm, bias = norm_layer(norm), conv_bias(norm)
+        layers = [nn.ReflectionPad2d(3), nn.Conv2d(input_nc, ngf, 7, bias=bias), make_norm(ngf), nn.ReLU(True)]
+        for i in range(2):
+            c = ngf * 2**i
+            layers += [nn.Conv2d(c, c * 2, 3, stride=2, padding=1, bias=bias), make_norm(c * 2), nn.ReLU(True)]
+        layers += [ResnetBlock(ngf * 4, norm, use_dropout) for _ in range(n_blocks)]
+        for i in range(2):
+            c = ngf * 2 ** (2 - i)
+            layers += [
+                nn.ConvTranspose2d(c, c // 2, 3, stride=2, padding=1, output_padding=1, bias=bias),
+                make_norm(c // 2),
+                nn.ReLU(True),
+            ]
+        layers += [nn.ReflectionPad2d(3), nn.Conv2d(ngf, output_nc, 7), nn.Tanh()]
+        self.model = nn.Sequential(*layers)
+
+    def forward(self, x):
+        return self.model(x)
+
+
+class UnetSkipConnectionBlock(nn.Module):
+    """One U-Net level: down, the inner levels, up; its input is concatenated to its output (except outermost)."""
+
+    def __init__(self, outer_nc, inner_nc, input_nc=None, submodule=None, *, outermost=False, innermost=False,
+                 norm="batch", use_dropout=False):
+        super().__init__()
+        self.outermost = outermost
+        make_norm, bias = norm_layer(norm), conv_bias(norm)
+        down_conv = nn.Conv2d(input_nc or outer_nc, inner_nc, 4, stride=2, padding=1, bias=bias)
+        # In-place like the reference: the skip connection then carries the leaky-ReLU'd input, which its
+        # released checkpoints were trained with.
+        down_relu, up_relu = nn.LeakyReLU(0.2, True), nn.ReLU(True)
+        if outermost:
+            up = [up_relu, nn.ConvTranspose2d(inner_nc * 2, outer_nc, 4, stride=2, padding=1), nn.Tanh()]
+            layers = [down_conv, submodule, *up]
+        elif innermost:
+            up_conv = nn.ConvTranspose2d(inner_nc, outer_nc, 4, stride=2, padding=1, bias=bias)
+            layers = [down_relu, down_conv, up_relu, up_conv, make_norm(outer_nc)]
+        else:
+            up_conv = nn.ConvTranspose2d(inner_nc * 2, outer_nc, 4, stride=2, padding=1, bias=bias)
+            layers = [down_relu, down_conv, make_norm(inner_nc), submodule, up_relu, up_conv, make_norm(outer_nc)]
+            if use_dropout:
+                layers.append(nn.Dropout(0.5))
+        self.model = nn.Sequential(*layers)
+
+    def forward(self, x):
+        if self.outermost:
+            return self.model(x)
+        return torch.cat([x, self.model(x)], 1)
+
+
+class UnetGenerator(nn.Module):
+    """U-Net with ``num_downs`` halvings: a 2**num_downs input reaches 1×1 at the bottleneck."""
+
+    def __init__(self, input_nc: int, output_nc: int, num_downs: int, ngf: int, norm: str, use_dropout: bool):
+        super().__init__()
+        block = UnetSkipConnectionBlock(ngf * 8, ngf * 8, innermost=True, norm=norm)
+        for _ in range(num_downs - 5):
+            block = UnetSkipConnectionBlock(ngf * 8, ngf * 8, submodule=block, norm=norm, use_dropout=use_dropout)
+        for mult in (4, 2, 1):
+            block = UnetSkipConnectionBlock(ngf * mult, ngf * mult * 2, submodule=block, norm=norm)
+        self.model = UnetSkipConnectionBlock(output_nc, ngf, input_nc, block, outermost=True, norm=norm)
+
+    def forward(self, x):
+        return self.model(x)
+
+
+@register_generator("resnet_9blocks", stride=4)
+def resnet_9blocks(input_nc, output_nc, ngf, norm, use_dropout):
+    return ResnetGenerator(input_nc, output_nc, ngf, norm, use_dropout, n_blocks=9)
+
+
+@register_generator("resnet_6blocks", stride=4)
+def resnet_6blocks(input_nc, output_nc, ngf, norm, use_dropout):
+    return ResnetGenerator(input_nc, output_nc, ngf, norm, use_dropout, n_blocks=6)
+
+
+@register_generator("unet_256", stride=256)
+def unet_256(input_nc, output_nc, ngf, norm, use_dropout):
+    return UnetGenerator(input_nc, output_nc, 8, ngf, norm, use_dropout)
+
+
+@register_generator("unet_128", stride=128)
+def unet_128(input_nc, output_nc, ngf, norm, use_dropout):
+    return UnetGenerator(input_nc, output_nc, 7, ngf, norm, use_dropout)

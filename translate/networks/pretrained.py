@@ -1,0 +1,92 @@
+"""The exported model directory: ``config.json`` + one ``<paper name>.safetensors`` per generator, never pickle.
+
+Written by the trainer (``run/model``) and by the reference-checkpoint importer; read by ``Translator`` and by
+``train.init_from``. Everything needed to rebuild the generators is in ``config.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from translate.networks import create_generator
+
+FORMAT_VERSION = 1
+# Generators see images in [-1, 1]: x * 2 - 1 from [0, 1], as in the reference's Normalize((0.5,), (0.5,)).
+NORMALIZATION = {"mean": 0.5, "std": 0.5}
+
+
+def generator_spec(netG: str, ngf: int, norm: str, use_dropout: bool, input_nc: int, output_nc: int) -> dict:
+    return {"netG": netG, "ngf": ngf, "norm": norm, "use_dropout": use_dropout,
+            "input_nc": input_nc, "output_nc": output_nc}
+
+
+def build_generator(spec: dict) -> nn.Module:
+    return create_generator(spec["netG"], input_nc=spec["input_nc"], output_nc=spec["output_nc"], ngf=spec["ngf"],
+                            norm=spec["norm"], use_dropout=spec["use_dropout"], init_type=None)
+
+
+def save_pretrained(directory: str | Path, generators: dict[str, nn.Module], meta: dict) -> Path:
+    """Write the model directory atomically (temp dir, then rename); ``meta`` must hold ``generators`` specs and
+    ``directions`` ({"AtoB": "G_A", ...}); format and library versions are added here."""
+    from translate import __version__
+
+    directory = Path(directory)
+    missing = set(generators) - set(meta["generators"])
+    if missing:
+        raise ValueError(f"no architecture given for generators {sorted(missing)}")
+    config = {"format_version": FORMAT_VERSION, "translate_version": __version__, "normalization": NORMALIZATION,
+              **meta}
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
+    try:
+        for name, net in generators.items():
+            state = {k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}
+            save_file(state, tmp / f"{name}.safetensors", metadata={"format": "pt"})
+        (tmp / "config.json").write_text(json.dumps(config, indent=2) + "\n")
+        if directory.exists():
+            old = directory.with_name(f".{directory.name}.old")
+            shutil.rmtree(old, ignore_errors=True)
+            os.replace(directory, old)
+            os.replace(tmp, directory)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, directory)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return directory
+
+
+def read_config(directory: str | Path) -> dict:
+    directory = Path(directory)
+    path = directory / "config.json"
+    if not path.is_file():
+        hint = " (a training run directory holds it in model/)" if (directory / "checkpoints").is_dir() else ""
+        raise FileNotFoundError(f"{directory} is not a translate model directory: no config.json{hint}")
+    config = json.loads(path.read_text())
+    if config.get("format_version", 0) > FORMAT_VERSION:
+        raise ValueError(f"{path} has format_version {config['format_version']}; this translate reads up to "
+                         f"{FORMAT_VERSION}: upgrade translate")
+    return config
+
+
+def load_pretrained(directory: str | Path, names: list[str] | None = None) -> tuple[dict, dict[str, nn.Module]]:
+    """Rebuild the generators of a model directory with their weights, in eval mode."""
+    directory = Path(directory)
+    config = read_config(directory)
+    nets = {}
+    for name in names or list(config["generators"]):
+        net = build_generator(config["generators"][name])
+        weights = directory / f"{name}.safetensors"
+        if not weights.is_file():
+            raise FileNotFoundError(f"{weights} is missing from the model directory")
+        net.load_state_dict(load_file(weights))
+        nets[name] = net.eval()
+    return config, nets
