@@ -7,6 +7,7 @@ Everything a resume needs goes through ``save_state``, so a resumed run continue
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
@@ -18,6 +19,7 @@ from pathlib import Path
 
 import torch
 from accelerate import Accelerator
+from accelerate.state import AcceleratorState, GradientState
 from accelerate.utils import DataLoaderConfiguration, ProjectConfiguration, set_seed
 from omegaconf import OmegaConf
 from torch import nn
@@ -57,6 +59,15 @@ class TrainState:
     def load_state_dict(self, state: dict) -> None:
         for key, value in state.items():
             setattr(self, key, value)
+
+
+class NetworkGroup(nn.ModuleDict):
+    """The networks one optimizer trains, as one module: DDP then syncs them with one reducer. (Separate DDP
+    modules of identical shapes, e.g. D_A and D_B, can launch their all-reduces in a different order on each rank
+    and silently mix each other's gradients.)"""
+
+    def forward(self, name: str, *args, **kwargs):
+        return self[name](*args, **kwargs)
 
 
 class _RecipeState:
@@ -185,12 +196,20 @@ class Trainer:
         t, d = config.train, config.data
         self.run_dir = run_directory(config)
         self.resume_from = _resume_path(self.run_dir, resume)
+        # Accelerate keeps process-wide singletons; a library user may train several configs in one process
+        # (e.g. fp32 then bf16), so start each run from a fresh state. The distributed setup itself is kept.
+        AcceleratorState._reset_state()
+        GradientState._reset_state()
+        # Several processes without a GPU (torchrun, accelerate launch) need cpu=True, or Accelerate silently runs
+        # each process on its own.
+        multi_cpu = not torch.cuda.is_available() and int(os.environ.get("WORLD_SIZE", "1")) > 1
         self.accelerator = acc = Accelerator(
+            cpu=multi_cpu,
             mixed_precision=t.mixed_precision,
             gradient_accumulation_steps=t.gradient_accumulation_steps,
             log_with="tensorboard",
             project_config=ProjectConfiguration(project_dir=str(self.run_dir), logging_dir=str(self.run_dir / "logs")),
-            dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True),
+            dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True, data_seed=t.seed),
             step_scheduler_with_optimizer=False,
         )
         if acc.device.type == "cpu":
@@ -218,21 +237,22 @@ class Trainer:
             nets = {name: net.to(memory_format=torch.channels_last) for name, net in nets.items()}
         set_seed(t.seed, device_specific=True)  # same initial weights everywhere, then per-process dropout noise
 
-        self.names = list(self.recipe.generators) + list(self.recipe.discriminators)
+        if t.compile:
+            self._compile(nets)
         betas = (t.beta1, t.beta2)
 
-        def adam(group):
-            params = [p for name in group for p in nets[name].parameters()]
+        def adam(names):
+            params = [p for name in names for p in nets[name].parameters()]
             return torch.optim.Adam(params, lr=t.lr, betas=betas, foreach=True)
 
-        opt_G, opt_D = adam(self.recipe.generators), adam(self.recipe.discriminators)
+        G, D = self.recipe.generators, self.recipe.discriminators
+        opt_G, opt_D = adam(G), adam(D)
         self.schedulers = [torch.optim.lr_scheduler.LambdaLR(o, _lr_lambda(config)) for o in (opt_G, opt_D)]
-        *models, self.opt_G, self.opt_D, self.loader = acc.prepare(*[nets[n] for n in self.names], opt_G, opt_D,
-                                                                  loader)
-        self.wrapped = dict(zip(self.names, models))
-        self.plain = {name: acc.unwrap_model(m) for name, m in self.wrapped.items()}
-        if t.compile:
-            self._compile()
+        groups = [NetworkGroup({n: nets[n] for n in G}), NetworkGroup({n: nets[n] for n in D})]
+        self.group_G, self.group_D, self.opt_G, self.opt_D, self.loader = acc.prepare(*groups, opt_G, opt_D, loader)
+        self.plain = {**acc.unwrap_model(self.group_G), **acc.unwrap_model(self.group_D)}
+        self.wrapped = {**{n: functools.partial(self.group_G, n) for n in G},
+                        **{n: functools.partial(self.group_D, n) for n in D}}
 
         self.state = TrainState()
         self.ema = {n: EMA(self.plain[n], t.ema_decay) for n in self.recipe.generators} if t.ema else {}
@@ -260,10 +280,11 @@ class Trainer:
                 raise ConfigError(f"train.init_from={model_dir}: {name} does not match model.* of this config: "
                                   f"{str(e).splitlines()[0]}") from None
 
-    def _compile(self) -> None:
+    def _compile(self, nets: dict[str, nn.Module]) -> None:
+        # In place (Module.compile), so state_dict keys and checkpoints stay the same with or without it.
         try:
-            for name in self.names:
-                self.wrapped[name] = torch.compile(self.wrapped[name])
+            for net in nets.values():
+                net.compile()
         except Exception as e:  # a platform without a compiler: eager still works
             self.accelerator.print(f"torch.compile unavailable ({e}); running eagerly")
 
@@ -324,7 +345,7 @@ class Trainer:
                 loader = acc.skip_first_batches(self.loader, state.batch_in_epoch) if state.batch_in_epoch else \
                     self.loader
                 for batch in loader:
-                    with acc.accumulate(*self.wrapped.values()):
+                    with acc.accumulate(self.group_G, self.group_D):
                         terms, outputs, ok = self.train_step(batch)
                     state.batch_in_epoch += 1
                     for key, value in terms.items():

@@ -1,0 +1,62 @@
+"""Shared fixtures: tiny image folders made in a temp dir and tiny configs that train in seconds."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from translate.config import load_config
+
+
+def _smooth_image(rng: np.random.Generator, size: int) -> np.ndarray:
+    """A smooth random colour field: upsampled noise, easy for tiny networks."""
+    small = rng.random((4, 4, 3))
+    return np.asarray(Image.fromarray((small * 255).astype(np.uint8)).resize((size, size), Image.BILINEAR))
+
+
+@pytest.fixture
+def paired_root(tmp_path_factory):
+    """Aligned A|B images where B = 255 - A (a task any generator learns fast): train/ and test/."""
+    root = tmp_path_factory.mktemp("paired")
+    rng = np.random.default_rng(0)
+    for split, n in (("train", 8), ("test", 4)):
+        (root / split).mkdir()
+        for i in range(n):
+            a = _smooth_image(rng, 32)
+            Image.fromarray(np.concatenate([a, 255 - a], 1)).save(root / split / f"{i:03d}.png")
+    return root
+
+
+@pytest.fixture
+def unpaired_root(tmp_path_factory):
+    root = tmp_path_factory.mktemp("unpaired")
+    rng = np.random.default_rng(1)
+    for folder, n in (("trainA", 6), ("trainB", 5), ("testA", 2), ("testB", 2)):
+        (root / folder).mkdir()
+        for i in range(n):
+            image = _smooth_image(rng, 32)
+            Image.fromarray(image if folder.endswith("A") else 255 - image).save(root / folder / f"{i:03d}.png")
+    return root
+
+
+TINY = ["model.ngf=8", "model.ndf=8", "model.netG=resnet_6blocks", "data.load_size=32", "data.crop_size=32",
+        "data.num_workers=0", "train.log_every=2", "train.sample_every=4", "train.checkpoint_every=4",
+        "train.progress=false"]
+
+
+@pytest.fixture
+def tiny_config(paired_root, unpaired_root, tmp_path):
+    """tiny_config("pix2pix" | "cyclegan", *overrides) -> Config writing into tmp_path/run."""
+
+    def make(recipe: str, *overrides: str):
+        if recipe == "pix2pix":
+            base = ["model.recipe=pix2pix", "model.norm=batch", "model.gan_mode=vanilla", "model.pool_size=0",
+                    "data.dataset_mode=aligned", f"data.root={paired_root}"]
+        else:
+            base = ["model.recipe=cyclegan", "model.norm=instance", "model.no_dropout=true", "model.pool_size=4",
+                    "data.dataset_mode=unaligned", f"data.root={unpaired_root}"]
+        return load_config(None, [*base, *TINY, "train.n_epochs=2", "train.n_epochs_decay=1",
+                                  f"train.output_dir={tmp_path / 'run'}", *overrides])
+
+    return make

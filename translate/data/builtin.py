@@ -1,0 +1,209 @@
+"""Small datasets generated on first use, without any download, for the demo, the docs and the tests.
+
+- ``shapes_paired`` (aligned, 64 px per side; 200 train / 20 val / 20 test): A = black outlines of circles, squares
+  and triangles on white, B = the same shapes filled with a colour that depends on the kind of shape, shaded as if lit
+  from the top left. Procedural.
+- ``shapes_unpaired`` (unaligned, 64 px; 200 trainA / 200 trainB / 20 testA / 20 testB): the same kind of shapes,
+  domain A in warm colours on a light background, domain B in cool colours on a dark one. Procedural.
+- ``edges2photos`` (aligned, 128 px per side; 210 / 21 / 21): B = crops of real photographs, A = their Canny edges
+  (black on white).
+- ``photo2stylized`` (unaligned, 128 px; 140 / 140 / 14 / 14): A = photo crops, B = other crops of the same photos
+  passed through OpenCV's ``stylization`` (a painterly edge-preserving filter).
+
+The photographs are the colour images shipped inside scikit-image (``skimage.data``), all public domain or CC0 as
+their docstrings state: astronaut (NASA, public domain), chelsea (CC0, Stefan van der Walt), coffee (CC0, Rachel
+Michetti), rocket (SpaceX, public domain), hubble_deep_field (NASA, public domain), retina (CC0, Mikael Häggström) and
+immunohistochemistry (no known copyright restrictions). ``stereo_motorcycle`` is left out: it states no licence.
+Training crops come from the left 60 % of each photo and val/test crops from the right 40 %, so they never overlap.
+
+Generation is deterministic (the same bytes every time on one installation) and atomic (written to a temporary
+folder, then renamed), into ``$TRANSLATE_CACHE/builtin/<name>`` (default ``~/.cache/translate/builtin/<name>``).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+import cv2
+import numpy as np
+from PIL import Image
+
+VERSION = "1"  # bump when a generator changes: caches with another version are regenerated
+_STAMP = ".builtin"  # hidden, so dataset scans ignore it
+
+_PHOTOS = ("astronaut", "chelsea", "coffee", "rocket", "hubble_deep_field", "retina", "immunohistochemistry")
+
+
+def cache_dir() -> Path:
+    """Where generated data goes: ``$TRANSLATE_CACHE`` or ``~/.cache/translate``."""
+    return Path(os.environ.get("TRANSLATE_CACHE") or "~/.cache/translate").expanduser()
+
+
+def _save(path: Path, img: np.ndarray) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # PNG: lossless and without timestamps; level 1 compresses twice as fast as the default for ~10 % more bytes.
+    Image.fromarray(img).save(path, format="PNG", compress_level=1)
+
+
+# ---- shapes -------------------------------------------------------------------------------------------------------
+
+_KINDS = ("circle", "square", "triangle")
+
+
+def _random_shapes(rng: np.random.Generator, size: int) -> list[tuple]:
+    shapes = []
+    for _ in range(rng.integers(1, 4)):
+        r = rng.uniform(0.12, 0.3) * size
+        cx, cy = rng.uniform(r, size - r, size=2)
+        shapes.append((_KINDS[rng.integers(3)], cx, cy, r, rng.uniform(0, 2 * np.pi)))
+    return shapes
+
+
+def _mask(shape: tuple, size: int) -> np.ndarray:
+    kind, cx, cy, r, angle = shape
+    m = np.zeros((size, size), np.uint8)
+    if kind == "circle":
+        cv2.circle(m, (round(cx), round(cy)), round(r), 255, -1)
+    else:
+        n = 4 if kind == "square" else 3
+        t = angle + np.arange(n) * 2 * np.pi / n
+        pts = np.stack([cx + r * np.cos(t), cy + r * np.sin(t)], 1)
+        cv2.fillPoly(m, [np.round(pts).astype(np.int32)], 255)
+    return m > 0
+
+
+def _render(shapes: list[tuple], size: int, colors: dict[str, tuple], background: int) -> tuple[np.ndarray, ...]:
+    """(outline image, filled and shaded image) of ``shapes`` drawn in order, later ones in front."""
+    outline = np.full((size, size), 255, np.uint8)
+    filled = np.full((size, size, 3), background, np.float32)
+    yy, xx = np.mgrid[:size, :size].astype(np.float32)
+    for shape in shapes:
+        kind, cx, cy, r, _ = shape
+        m = _mask(shape, size)
+        edge = m & ~cv2.erode(m.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
+        outline[m] = 255
+        outline[edge] = 0
+        # Light from the top left: brighter towards it, darker away from it.
+        shade = np.clip(0.8 - 0.35 * ((xx - cx) + (yy - cy)) / (r * np.sqrt(2)), 0.35, 1.15)
+        filled[m] = np.clip(np.array(colors[kind], np.float32) * shade[m, None], 0, 255)
+    return np.repeat(outline[..., None], 3, 2), np.round(filled).astype(np.uint8)
+
+
+def _shapes_paired(out: Path) -> None:
+    colors = {"circle": (215, 50, 45), "square": (45, 95, 215), "triangle": (55, 170, 70)}
+    for split, n, seed in (("train", 200, 0), ("val", 20, 1), ("test", 20, 2)):
+        rng = np.random.default_rng((11, seed))
+        for i in range(n):
+            a, b = _render(_random_shapes(rng, 64), 64, colors, background=235)
+            _save(out / split / f"{i:04d}.png", np.concatenate([a, b], axis=1))
+
+
+def _shapes_unpaired(out: Path) -> None:
+    schemes = {  # (colours, background): warm on light vs cool on dark
+        "A": ({"circle": (225, 60, 40), "square": (240, 150, 30), "triangle": (230, 200, 40)}, 230),
+        "B": ({"circle": (40, 90, 220), "square": (40, 190, 200), "triangle": (140, 70, 210)}, 40),
+    }
+    for split, n, seed in (("train", 200, 0), ("test", 20, 1)):
+        for domain, (colors, background) in schemes.items():
+            rng = np.random.default_rng((12, seed, ord(domain)))
+            for i in range(n):
+                _, img = _render(_random_shapes(rng, 64), 64, colors, background)
+                _save(out / f"{split}{domain}" / f"{i:04d}.png", img)
+
+
+# ---- photographs --------------------------------------------------------------------------------------------------
+
+
+def _photos() -> list[np.ndarray]:
+    import skimage.data
+
+    photos = []
+    for name in _PHOTOS:
+        img = getattr(skimage.data, name)()[..., :3]
+        scale = 320 / min(img.shape[:2])  # short side 320: the right 40 % still holds a 128 px crop
+        size = (round(img.shape[1] * scale), round(img.shape[0] * scale))
+        photos.append(cv2.resize(img, size, interpolation=cv2.INTER_AREA))
+    return photos
+
+
+def _crops(photos: list[np.ndarray], n: int, held_out: bool, rng: np.random.Generator, size: int = 128):
+    """``n`` random square crops, cycling through the photos, from their left 60 % (train) or right 40 % (eval)."""
+    for i in range(n):
+        photo = photos[i % len(photos)]
+        h, w = photo.shape[:2]
+        x0, x1 = (round(0.6 * w), w) if held_out else (0, round(0.6 * w))
+        s = int(rng.integers(size, min(x1 - x0, h) + 1))
+        x, y = x0 + int(rng.integers(x1 - x0 - s + 1)), int(rng.integers(h - s + 1))
+        yield cv2.resize(photo[y : y + s, x : x + s], (size, size), interpolation=cv2.INTER_AREA)
+
+
+def _edges(photo: np.ndarray) -> np.ndarray:
+    gray = cv2.GaussianBlur(cv2.cvtColor(photo, cv2.COLOR_RGB2GRAY), (3, 3), 0)
+    return np.repeat(255 - cv2.Canny(gray, 60, 150)[..., None], 3, 2)  # black lines on white, as edges2shoes
+
+
+def _edges2photos(out: Path) -> None:
+    photos = _photos()
+    for split, n, seed in (("train", 210, 0), ("val", 21, 1), ("test", 21, 2)):
+        for i, crop in enumerate(_crops(photos, n, split != "train", np.random.default_rng((13, seed)))):
+            _save(out / split / f"{i:04d}.png", np.concatenate([_edges(crop), crop], axis=1))
+
+
+def _photo2stylized(out: Path) -> None:
+    photos = _photos()
+    for split, n, seed in (("train", 140, 0), ("test", 14, 1)):  # fewer than edges2photos: stylization is slow
+        for domain in "AB":
+            # Different streams for A and B: the two domains show different crops, as unpaired data should.
+            rng = np.random.default_rng((14, seed, ord(domain)))
+            for i, crop in enumerate(_crops(photos, n, split != "train", rng)):
+                img = cv2.stylization(crop, sigma_s=30, sigma_r=0.45) if domain == "B" else crop
+                _save(out / f"{split}{domain}" / f"{i:04d}.png", img)
+
+
+BUILTINS: dict[str, Callable[[Path], None]] = {
+    "shapes_paired": _shapes_paired,
+    "shapes_unpaired": _shapes_unpaired,
+    "edges2photos": _edges2photos,
+    "photo2stylized": _photo2stylized,
+}
+# The dataset_mode each one is laid out for.
+MODES = {"shapes_paired": "aligned", "shapes_unpaired": "unaligned", "edges2photos": "aligned",
+         "photo2stylized": "unaligned"}
+
+
+def ensure_builtin(name: str, root: str | Path | None = None) -> Path:
+    """Generate the built-in dataset ``name`` into ``root`` (default ``cache_dir()/builtin/<name>``) unless it is
+    already there, and return that folder."""
+    if name not in BUILTINS:
+        raise ValueError(f"unknown built-in dataset {name!r}; known: {', '.join(BUILTINS)}")
+    target = Path(root).expanduser() if root else cache_dir() / "builtin" / name
+    stamp = f"{name} {VERSION}\n"
+    if (target / _STAMP).is_file() and (target / _STAMP).read_text() == stamp:
+        return target
+    if target.exists() and not (target / _STAMP).is_file() and any(target.iterdir()):
+        # Never delete a folder we did not make.
+        raise FileExistsError(f"{target} is not empty and holds no built-in dataset: give data.root an empty folder")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=target.parent))
+    try:
+        BUILTINS[name](tmp)
+        (tmp / _STAMP).write_text(stamp)
+        old = None
+        if target.exists():  # an older version or an empty folder: move it aside, then swap in the new one
+            old = Path(tempfile.mkdtemp(prefix=f".{name}-old-", dir=target.parent))
+            os.replace(target, old / "data")
+        try:
+            os.rename(tmp, target)
+        except OSError:
+            # Another process (e.g. another rank) finished first: use its copy if it is complete.
+            if not ((target / _STAMP).is_file() and (target / _STAMP).read_text() == stamp):
+                raise
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return target

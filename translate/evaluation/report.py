@@ -1,0 +1,292 @@
+"""The static HTML report of a run: ``write_report(run_dir)`` → ``run_dir/report/index.html``.
+
+Loss curves and metric history as inline SVG (no plotting library, nothing fetched from the web), evaluation results
+of ``translate eval``, sample grids over time (linked, not copied) and a gallery of a few test images with per-image
+metrics in a table sortable by an inline script. Each section is skipped with a note when its inputs are missing.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import logging
+import shutil
+from pathlib import Path
+from urllib.parse import quote
+
+from PIL import Image
+from torchvision.utils import save_image
+
+log = logging.getLogger(__name__)
+
+COLORS = ("#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf")
+MAX_POINTS = 1000  # per curve; longer logs are thinned evenly
+MAX_SAMPLES = 8  # sample grids shown inline; the others are linked
+
+STYLE = """
+body { font-family: system-ui, sans-serif; margin: 2em; color: #222; max-width: 1400px; }
+h2 { border-bottom: 1px solid #ccc; padding-bottom: .2em; margin-top: 2em; }
+.charts { display: flex; flex-wrap: wrap; gap: 1em; }
+.note { color: #666; font-style: italic; }
+.warning { color: #b00; }
+table { border-collapse: collapse; margin: .5em 0; }
+td, th { border: 1px solid #ddd; padding: .25em .6em; text-align: right; }
+th { background: #f4f4f4; }
+table.sortable th { cursor: pointer; }
+table.sortable th::after { content: " \\2195"; color: #aaa; }
+td.name { text-align: left; }
+figure { display: inline-block; margin: .5em; }
+img.pixel { image-rendering: pixelated; }
+"""
+
+# Sorts a table by the clicked column: numbers by value (data-value when given), text alphabetically.
+SORT_SCRIPT = """
+document.querySelectorAll("table.sortable th").forEach(function (th) {
+  th.addEventListener("click", function () {
+    var body = th.closest("table").tBodies[0], i = th.cellIndex, up = th.dataset.order !== "asc";
+    th.dataset.order = up ? "asc" : "desc";
+    var key = function (row) {
+      var cell = row.cells[i], text = cell.dataset.value || cell.textContent, x = parseFloat(text);
+      return isNaN(x) ? text : x;
+    };
+    Array.from(body.rows).sort(function (a, b) {
+      var x = key(a), y = key(b);
+      return (x < y ? -1 : x > y ? 1 : 0) * (up ? 1 : -1);
+    }).forEach(function (row) { body.appendChild(row); });
+  });
+});
+"""
+
+
+def _e(text) -> str:
+    return html.escape(str(text))
+
+
+def _number(value: float) -> str:
+    return f"{value:.4g}"
+
+
+def svg_chart(title: str, series: dict[str, list[tuple[float, float]]], width: int = 380, height: int = 220) -> str:
+    """A line chart as inline SVG: one polyline per series, min/max labels on both axes, a legend."""
+    points = [p for values in series.values() for p in values]
+    if not points:
+        return ""
+    left, right, top, bottom = 52, 10, 24, 30
+    x0, x1 = min(p[0] for p in points), max(p[0] for p in points)
+    y0, y1 = min(p[1] for p in points), max(p[1] for p in points)
+    x1, y1 = (x1 if x1 > x0 else x0 + 1), (y1 if y1 > y0 else y0 + abs(y0) * 0.1 + 1e-9)
+    w, h = width - left - right, height - top - bottom
+
+    def xy(x, y):
+        return f"{left + (x - x0) / (x1 - x0) * w:.1f},{top + (1 - (y - y0) / (y1 - y0)) * h:.1f}"
+
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" role="img">',
+             f"<title>{_e(title)}</title>",
+             f'<text x="{left}" y="15" font-size="13" font-weight="bold">{_e(title)}</text>',
+             f'<rect x="{left}" y="{top}" width="{w}" height="{h}" fill="none" stroke="#999"/>',
+             f'<text x="{left - 4}" y="{top + 10}" font-size="10" text-anchor="end">{_number(y1)}</text>',
+             f'<text x="{left - 4}" y="{top + h}" font-size="10" text-anchor="end">{_number(y0)}</text>',
+             f'<text x="{left}" y="{height - 14}" font-size="10">{_number(x0)}</text>',
+             f'<text x="{left + w}" y="{height - 14}" font-size="10" text-anchor="end">{_number(x1)}</text>',
+             f'<text x="{left + w / 2}" y="{height - 4}" font-size="10" text-anchor="middle">step</text>']
+    for k, (name, values) in enumerate(series.items()):
+        color = COLORS[k % len(COLORS)]
+        step = max(1, len(values) // MAX_POINTS)
+        thinned = values[::step] + ([values[-1]] if (len(values) - 1) % step else [])
+        if len(thinned) == 1:
+            cx, cy = xy(*thinned[0]).split(",")
+            parts.append(f'<circle cx="{cx}" cy="{cy}" r="3" fill="{color}"/>')
+        else:
+            parts.append(f'<polyline fill="none" stroke="{color}" stroke-width="1.5" '
+                         f'points="{" ".join(xy(x, y) for x, y in thinned)}"/>')
+        if len(series) > 1:
+            parts.append(f'<text x="{left + w - 4}" y="{top + 12 + 12 * k}" font-size="10" fill="{color}" '
+                         f'text-anchor="end">{_e(name)}</text>')
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    """The JSON objects of a log, skipping a line cut off by an interrupted write."""
+    rows = []
+    for line in path.read_text().splitlines():
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(row, dict) and "step" in row:
+            rows.append(row)
+    return rows
+
+
+def _curves(rows: list[dict], skip: tuple[str, ...] = ("step", "epoch")) -> str:
+    """One chart per logged term (loss_G_A, ..., lr)."""
+    names = sorted({k for row in rows for k, v in row.items() if k not in skip and isinstance(v, int | float)},
+                   key=lambda k: (k == "lr", k))
+    charts = []
+    for name in names:
+        values = [(row["step"], float(row[name])) for row in rows if isinstance(row.get(name), int | float)]
+        charts.append(svg_chart(name, {name: values}))
+    return f'<div class="charts">{"".join(charts)}</div>'
+
+
+def _note(text: str) -> str:
+    return f'<p class="note">{_e(text)}</p>'
+
+
+def _losses_section(run_dir: Path) -> str:
+    path = run_dir / "logs" / "losses.jsonl"
+    rows = read_jsonl(path) if path.is_file() else []
+    if not rows:
+        return _note("no losses logged yet (logs/losses.jsonl)")
+    return _curves(rows)
+
+
+def _metrics_section(run_dir: Path) -> str:
+    path = run_dir / "logs" / "metrics.jsonl"
+    rows = read_jsonl(path) if path.is_file() else []
+    if not rows:
+        return _note("no periodic evaluation logged (logs/metrics.jsonl)")
+    return _curves(rows)
+
+
+def _eval_section(run_dir: Path) -> str:
+    from translate.evaluation.evaluate import LABELS, format_value
+
+    files = sorted((run_dir / "eval").glob("*.json")) if (run_dir / "eval").is_dir() else []
+    if not files:
+        return _note("no evaluation results yet: run `translate eval RUN_DIR` to add them")
+    parts = []
+    for path in files:
+        try:
+            data = json.loads(path.read_text())
+            info, values = data["info"], data["metrics"]
+        except (json.JSONDecodeError, KeyError, TypeError):
+            parts.append(_note(f"{path.name}: not an evaluation result"))
+            continue
+        title = f"{path.name}: {info.get('split', '')} split, {info.get('direction', '')}, step {info.get('step')}"
+        rows = "".join(f'<tr><td class="name">{_e(LABELS.get(k, k))}</td><td>{_e(format_value(k, v, values))}</td>'
+                       "</tr>" for k, v in values.items() if not k.endswith("_std"))
+        parts.append(f"<h3>{_e(title)}</h3><table>{rows}</table>")
+        parts += [_note(n) for n in data.get("notes", [])]
+        parts += [f'<p class="warning">{_e(w)}</p>' for w in data.get("warnings", [])]
+    return "".join(parts)
+
+
+def _step_of(path: Path) -> int:
+    digits = "".join(c for c in path.stem if c.isdigit())
+    return int(digits) if digits else -1
+
+
+def _shown_width(path: Path) -> int:
+    """Small grids (tiny test images) are enlarged to stay visible, large ones shrunk to fit several per row."""
+    try:
+        with Image.open(path) as image:  # reads the header only
+            width = image.size[0]
+    except OSError:
+        return 420
+    return min(420, max(300, width))
+
+
+def _samples_section(run_dir: Path, recipe: str) -> str:
+    samples = sorted((run_dir / "samples").glob("*.png"), key=_step_of) if (run_dir / "samples").is_dir() else []
+    if not samples:
+        return _note("no sample grids saved (samples/*.png)")
+    columns = {"pix2pix": "input | output | target", "cyclegan": "A | fake B | B | fake A"}.get(recipe, "")
+    # Evenly spaced grids, always the first and the last; the others stay one click away.
+    count = min(MAX_SAMPLES, len(samples))
+    picked = sorted({round(i * (len(samples) - 1) / max(1, count - 1)) for i in range(count)})
+    figures = "".join(
+        f'<figure><a href="../samples/{quote(samples[i].name)}"><img src="../samples/{quote(samples[i].name)}" '
+        f'alt="{_e(samples[i].stem)}" class="pixel" width="{_shown_width(samples[i])}"></a>'
+        f"<figcaption>{_e(samples[i].stem)}</figcaption></figure>" for i in picked)
+    others = [s for i, s in enumerate(samples) if i not in picked]
+    links = ", ".join(f'<a href="../samples/{quote(s.name)}">{_e(s.stem)}</a>' for s in others)
+    intro = _note(f"one row per example: {columns}") if columns else ""
+    return intro + figures + (f"<details><summary>{len(others)} more</summary>{links}</details>" if others else "")
+
+
+def _gallery_section(run_dir: Path, out_dir: Path, size: int, device: str | None) -> str:
+    """Run the exported model on the first ``size`` test images (test-time crop of the config)."""
+    from translate.config import load_config
+    from translate.data import DatasetNotFoundError
+    from translate.evaluation.evaluate import LABELS, PAIRED_MODES, evaluate_details
+    from translate.networks.pretrained import load_pretrained
+
+    if size <= 0:
+        return _note("gallery disabled")
+    if not (run_dir / "model" / "config.json").is_file() or not (run_dir / "config.yaml").is_file():
+        return _note("no exported model (model/) yet: the gallery appears once training has finished")
+    config = load_config(run_dir / "config.yaml")
+    meta, nets = load_pretrained(run_dir / "model")
+    if device:
+        nets = {k: v.to(device) for k, v in nets.items()}
+    paired = config.data.dataset_mode in PAIRED_MODES
+    try:
+        result = evaluate_details(nets, config, "test", ("psnr", "ssim") if paired else ("diversity",), size,
+                                  keep_images=size, batch_size=1)
+    except DatasetNotFoundError as e:
+        return _note(f"no test split, so no gallery ({e})")
+    gallery = out_dir / "gallery"
+    shutil.rmtree(gallery, ignore_errors=True)
+    gallery.mkdir(parents=True)
+    columns = ["input", "output"] + (["target"] if paired else [])
+    metric_names = [m for m in ("psnr", "ssim") if any(m in row for row in result.per_image)]
+    head = "".join(f"<th>{_e(LABELS.get(c, c))}</th>" for c in ["#", "file", *columns, *metric_names])
+    rows = []
+    for k, (images, row) in enumerate(zip(result.images, result.per_image)):
+        cells = [f'<td data-value="{k}">{k}</td>', f'<td class="name">{_e(Path(row["input"]).name)}</td>']
+        for column in columns:
+            name = f"{k:03d}_{column}.png"
+            save_image(images[column].float().clamp(0, 1), gallery / name)
+            cells.append(f'<td><img src="gallery/{name}" alt="{column} {k}" class="pixel" '
+                         f'style="width: {max(128, min(256, images[column].shape[-1]))}px"></td>')
+        cells += [f'<td data-value="{row[m]:.6f}">{row[m]:.4f}</td>' for m in metric_names]
+        rows.append(f"<tr>{''.join(cells)}</tr>")
+    step = meta.get("step")
+    intro = _note(f"model/ (step {step}) on the first {len(rows)} test images, test-time resize and crop of the "
+                  "config; click a column header to sort")
+    return f'{intro}<table class="sortable"><thead><tr>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table>'
+
+
+def write_report(run_dir: str | Path, gallery_size: int = 8, device: str | None = None) -> Path:
+    """Write ``run_dir/report/index.html`` from what the run directory holds now; returns its path."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise FileNotFoundError(f"{run_dir} is not a run directory")
+    out_dir = run_dir / "report"
+    out_dir.mkdir(exist_ok=True)
+    meta_path = run_dir / "model" / "config.json"
+    meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
+    recipe = meta.get("recipe", "")
+    sections = [
+        ("Losses", lambda: _losses_section(run_dir)),
+        ("Metric history", lambda: _metrics_section(run_dir)),
+        ("Evaluation", lambda: _eval_section(run_dir)),
+        ("Samples over time", lambda: _samples_section(run_dir, recipe)),
+        ("Test gallery", lambda: _gallery_section(run_dir, out_dir, gallery_size, device)),
+    ]
+    body = []
+    for title, build in sections:
+        try:
+            content = build()
+        except Exception as e:  # a broken piece (unreadable data, missing folder) must not cost the whole report
+            log.warning("report section %r skipped: %s", title, e)
+            content = _note(f"section skipped: {type(e).__name__}: {e}")
+        body.append(f"<h2>{_e(title)}</h2>{content}")
+    config_text = (run_dir / "config.yaml").read_text() if (run_dir / "config.yaml").is_file() else ""
+    name = run_dir.name
+    summary = f"recipe {recipe or '?'}, step {meta.get('step', '?')}" if meta else "no exported model yet"
+    page = (
+        f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{_e(name)}: training report</title>'
+        f"<style>{STYLE}</style></head><body>"
+        f"<h1>{_e(name)}</h1><p>{_e(summary)} · <a href='../'>run directory</a></p>"
+        + (f"<details><summary>config.yaml</summary><pre>{_e(config_text)}</pre></details>" if config_text else "")
+        + "".join(body)
+        + f"<script>{SORT_SCRIPT}</script></body></html>\n"
+    )
+    path = out_dir / "index.html"
+    tmp = out_dir / ".index.html"
+    tmp.write_text(page)
+    tmp.replace(path)
+    return path

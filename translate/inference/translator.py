@@ -1,0 +1,361 @@
+"""``Translator``: an exported model directory in, a callable out that translates images of any kind and size.
+
+    t = Translator.from_pretrained("runs/horse2zebra/model")      # device="auto", dtype="auto"
+    zebra = t(horse)                           # PIL → PIL; numpy HWC uint8/uint16 → same; torch float [0, 1] → same
+    horses = t([z1, z2], direction="BtoA", batch_size=8)
+
+Images keep their size (padded to the generator's stride, then cropped back) and their alpha channel; gray and
+colour are converted to what the generator takes; large images run in tiles (``translate.inference.tiling``).
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections import defaultdict
+from contextlib import nullcontext
+from functools import partial
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import Tensor
+
+from translate.inference.imageio import array_to_pil, icc_fits, pil_to_array
+from translate.inference.tiling import install_image_norms, pad_to_stride, padded_size, translate_tiled
+from translate.networks import GENERATORS
+from translate.networks.pretrained import load_pretrained, read_config
+
+DTYPES = {"fp32": torch.float32, "float32": torch.float32, "bf16": torch.bfloat16, "bfloat16": torch.bfloat16,
+          "fp16": torch.float16, "float16": torch.float16}
+# Images up to this many (padded) pixels run whole; larger ones in tiles, whose normalisation statistics come from
+# one pass of at most this size. On the CPU resnet_9blocks at ngf 64 needs ~0.9 GiB for 1 MP in fp32.
+WHOLE_PIXELS = {"cpu": 1 << 20, "accelerator": 1 << 22}
+TILE = {"cpu": 512, "accelerator": 1024}
+_SCALE = {torch.uint8: 255.0, torch.uint16: 65535.0}
+_LUMA = torch.tensor([0.299, 0.587, 0.114])  # ITU-R 601-2, as PIL's convert("L")
+
+
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    """``"auto"``: CUDA, else Apple MPS, else the CPU."""
+    if str(device) != "auto":
+        return torch.device(device)
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def resolve_dtype(dtype: str | torch.dtype = "auto", device: torch.device | str = "cpu") -> torch.dtype:
+    """``"auto"``: bfloat16 on GPUs that support it, float32 elsewhere (bfloat16 on the CPU is opt-in: ``"bf16"``,
+    about twice as fast on CPUs with bf16 instructions, outputs within ~0.04 of float32)."""
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    if dtype == "auto":
+        cuda = torch.device(device).type == "cuda"
+        return torch.bfloat16 if cuda and torch.cuda.is_bf16_supported() else torch.float32
+    if dtype not in DTYPES:
+        raise ValueError(f"unknown dtype {dtype!r}: auto, {', '.join(DTYPES)}")
+    return DTYPES[dtype]
+
+
+def _match_channels(x: Tensor, n: int) -> Tensor:
+    """NCHW colour channels → the generator's ``n``: gray → RGB by repetition, RGB → gray by luma."""
+    c = x.shape[1]
+    if c == n:
+        return x
+    if c == 1 and n == 3:
+        return x.repeat(1, 3, 1, 1)
+    if c == 3 and n == 1:
+        return (x * _LUMA.view(1, 3, 1, 1)).sum(1, keepdim=True)
+    raise ValueError(f"cannot feed a {c}-channel image to a generator with {n} input channels")
+
+
+def _split_alpha(pixels: Tensor, n: int) -> tuple[Tensor, Tensor | None]:
+    """CHW pixels → colour and alpha: a 2nd (gray) or 4th (RGB) channel the generator does not take is alpha."""
+    c = pixels.shape[0]
+    if c != n and c in (2, 4):
+        return pixels[:-1], pixels[-1:]
+    return pixels, None
+
+
+def _from_unit(y: Tensor, dtype: torch.dtype) -> Tensor:
+    """Generator output in [-1, 1] (float32, modified in place) → ``dtype``: integers use their full range."""
+    if dtype in _SCALE:
+        top = _SCALE[dtype]
+        return y.add_(1).mul_(top / 2).round_().clamp_(0, top).to(dtype)
+    return y.add_(1).mul_(0.5).clamp_(0, 1).to(dtype)
+
+
+def _check_dtype(dtype, where: str) -> None:
+    if dtype not in (torch.uint8, torch.uint16, torch.float16, torch.bfloat16, torch.float32, torch.float64):
+        raise TypeError(f"{where}: unsupported dtype {dtype} (uint8, uint16, or float in [0, 1])")
+
+
+def _unpack(images):
+    """User input → (list of CHW tensors on the CPU, in their own dtype, alpha included; a function that builds
+    the user's type back from the list of outputs)."""
+    if isinstance(images, list | tuple):
+        parts = [_unpack(image) for image in images]
+
+        def restore(outputs):
+            result, k = [], 0
+            for pixels, rebuild in parts:
+                result.append(rebuild(outputs[k:k + len(pixels)]))
+                k += len(pixels)
+            return result
+
+        return [p for pixels, _ in parts for p in pixels], restore
+    if isinstance(images, Image.Image):
+        icc = images.info.get("icc_profile")
+        array = pil_to_array(images)
+        return [torch.from_numpy(array).permute(2, 0, 1)], partial(_to_pil, icc=icc)
+    if isinstance(images, np.ndarray):
+        if images.ndim not in (2, 3):
+            raise ValueError(f"numpy images must be HW or HWC, not shape {images.shape}")
+        array = np.ascontiguousarray(images if images.ndim == 3 else images[..., None])
+        with warnings.catch_warnings():
+            # Read-only arrays (np.asarray of a PIL image) are fine: the pixels are only read.
+            warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+            pixels = torch.from_numpy(array).permute(2, 0, 1)
+        _check_dtype(pixels.dtype, "numpy image")
+        return [pixels], partial(_to_numpy, squeeze=images.ndim == 2)
+    if isinstance(images, Tensor):
+        _check_dtype(images.dtype, "tensor image")
+        if images.ndim == 3:
+            return [images.detach().cpu()], lambda outputs: _to_tensor(outputs[0], images.device)
+        if images.ndim == 4:
+            return list(images.detach().cpu()), lambda outputs: _to_tensor(torch.stack(outputs), images.device)
+        raise ValueError(f"tensor images must be CHW or BCHW, not shape {tuple(images.shape)}")
+    raise TypeError(f"cannot translate {type(images).__name__}: give PIL images, numpy HWC arrays, torch CHW/BCHW "
+                    f"tensors, or a list of them")
+
+
+def _to_pil(outputs: list[Tensor], icc: bytes | None) -> Image.Image:
+    array = outputs[0].permute(1, 2, 0).numpy()
+    image = array_to_pil(array)
+    if icc and icc_fits(icc, array.shape[2]):
+        image.info["icc_profile"] = icc
+    return image
+
+
+def _to_tensor(output: Tensor, device: torch.device) -> Tensor:
+    output = output.to(device)
+    # Made under inference_mode: a normal tensor instead, which the caller may modify or use with autograd.
+    return output.clone() if output.is_inference() else output
+
+
+def _to_numpy(outputs: list[Tensor], squeeze: bool) -> np.ndarray:
+    array = outputs[0].permute(1, 2, 0).numpy()
+    return np.ascontiguousarray(array[..., 0] if squeeze and array.shape[2] == 1 else array)
+
+
+class Translator:
+    """Translates images with the generators of an exported model directory.
+
+    Call it with a PIL image, a numpy HWC (or HW) array of uint8/uint16/float in [0, 1], a torch CHW or BCHW tensor
+    (float in [0, 1] as torchvision's ``to_tensor``, or uint8), or a list of those: you get the same kinds back,
+    same size, same dtype, with the generator's channels plus the input's alpha channel, unchanged.
+
+    ``tile``: "auto" runs images above ``whole_pixels`` (1 MP on the CPU, 4 MP on GPUs) in tiles of 512 px (CPU) or
+    1024 px; an int runs images with a side above it in tiles of that size; 0 never tiles. ``tile_overlap``: the
+    least number of pixels neighbouring tiles share ("auto": an eighth of the tile). A GPU running out of memory on a
+    whole image falls back to tiles.
+    """
+
+    def __init__(self, generators: dict, config: dict, *, device: str | torch.device = "cpu",
+                 dtype: torch.dtype = torch.float32, backend: str = "torch", tile: int | str = "auto",
+                 tile_overlap: int | str = "auto", whole_pixels: int | None = None):
+        self.config = config
+        self.model_dir: Path | None = None  # set by from_pretrained
+        self.specs = config["generators"]
+        self.directions = dict(config.get("directions") or {})
+        self.generators = dict(generators)
+        self.device, self.dtype, self.backend = torch.device(device), dtype, backend
+        self.norm_mode = config.get("norm_mode", "eval")
+        self.norms = {}
+        if backend == "torch":
+            train = self.norm_mode == "train"
+            for name, net in self.generators.items():
+                # "train": the reference's test.py without --eval: dropout active, batch norm on the statistics of
+                # each input (ImageNorm per image, so that batched images stay independent as with its batch of 1).
+                net.train(train).requires_grad_(False).to(self.device)
+                self.norms[name] = install_image_norms(net, batch_norm_per_image=train)
+        kind = "cpu" if self.device.type == "cpu" else "accelerator"
+        self.tile = tile
+        self.tile_size = TILE[kind]
+        self.tile_overlap = tile_overlap
+        self.whole_pixels = whole_pixels or WHOLE_PIXELS[kind]
+        self._warned = set()
+
+    @classmethod
+    def from_pretrained(cls, model_dir: str | Path, *, device: str | torch.device = "auto",
+                        dtype: str | torch.dtype = "auto", backend: str = "torch", onnx: str | Path | None = None,
+                        tile: int | str = "auto", tile_overlap: int | str = "auto",
+                        whole_pixels: int | None = None) -> Translator:
+        """Load ``model_dir`` (``config.json`` + safetensors; EMA weights when the run kept them, which the trainer
+        exports as the weights). ``backend="onnxruntime"`` runs the exported ``.onnx`` files instead (``onnx``: a
+        file for a one-generator model), on the providers onnxruntime picks; ``device``/``dtype`` then do not apply.
+        """
+        model_dir = Path(model_dir)
+        options = dict(tile=tile, tile_overlap=tile_overlap, whole_pixels=whole_pixels)
+        if backend == "torch":
+            config, nets = load_pretrained(model_dir)
+            device = resolve_device(device)
+            translator = cls(nets, config, device=device, dtype=resolve_dtype(dtype, device), **options)
+        elif backend == "onnxruntime":
+            from translate.inference.export import onnx_paths
+
+            config = read_config(model_dir)
+            paths = onnx_paths(model_dir)
+            if onnx is not None:
+                if len(paths) != 1:
+                    raise ValueError(f"onnx= names one file but {model_dir} has generators {', '.join(paths)}")
+                paths = {next(iter(paths)): Path(onnx)}
+            translator = cls(paths, config, device="cpu", dtype=torch.float32, backend=backend, **options)
+        else:
+            raise ValueError(f"unknown backend {backend!r}: torch or onnxruntime")
+        translator.model_dir = model_dir
+        return translator
+
+    @classmethod
+    def from_reference(cls, checkpoint: str | Path, out_dir: str | Path, *, device: str | torch.device = "auto",
+                       dtype: str | torch.dtype = "auto", tile: int | str = "auto",
+                       tile_overlap: int | str = "auto", **options) -> Translator:
+        """Import a pytorch-CycleGAN-and-pix2pix checkpoint into ``out_dir`` (``options``: ``netG``, ``G_B``,
+        ``norm``, ``test_mode``, ... of ``translate.inference.reference.import_reference``) and load it."""
+        from translate.inference.reference import import_reference
+
+        model_dir = import_reference(checkpoint, out_dir, **options)
+        return cls.from_pretrained(model_dir, device=device, dtype=dtype, tile=tile, tile_overlap=tile_overlap)
+
+    def __repr__(self) -> str:
+        nets = ", ".join(f"{d}: {g} ({self.specs[g]['netG']})" for d, g in self.directions.items())
+        return f"Translator({nets}; {self.backend}, {self.device}, {str(self.dtype).removeprefix('torch.')})"
+
+    def generator_name(self, direction: str | None = None) -> str:
+        """The generator for ``direction`` ("AtoB", "BtoA", or a generator name; None: the model's only one, or
+        AtoB)."""
+        if direction is None:
+            if len(self.directions) == 1:
+                return next(iter(self.directions.values()))
+            direction = "AtoB" if "AtoB" in self.directions else next(iter(self.specs))
+        if direction in self.directions:
+            return self.directions[direction]
+        if direction in self.specs:
+            return direction
+        raise ValueError(f"unknown direction {direction!r}; this model has {', '.join(self.directions)} "
+                         f"(generators {', '.join(self.specs)})")
+
+    def __call__(self, images, *, direction: str | None = None, batch_size: int = 1, tile: int | str | None = None,
+                 tile_overlap: int | str | None = None):
+        """Translate ``images`` (see the class docstring); images of equal size run ``batch_size`` at a time."""
+        name = self.generator_name(direction)
+        pixels, restore = _unpack(images)
+        outputs = self.translate_pixels(pixels, name, batch_size=batch_size,
+                                        tile=self.tile if tile is None else tile,
+                                        tile_overlap=self.tile_overlap if tile_overlap is None else tile_overlap)
+        return restore(outputs)
+
+    @torch.inference_mode()
+    def translate_pixels(self, pixels: list[Tensor], name: str, *, batch_size: int = 1, tile: int | str = "auto",
+                         tile_overlap: int | str = "auto") -> list[Tensor]:
+        """CHW tensors (uint8, uint16 or float in [0, 1]; alpha included) → their translations, same dtype."""
+        spec = self.specs[name]
+        stride, min_size = self._geometry(name)
+        if self.backend == "onnxruntime" and self.norm_mode == "train":
+            batch_size = 1  # the exported batch norm pools its statistics over the batch
+        results: list[Tensor | None] = [None] * len(pixels)
+        groups = defaultdict(list)
+        for i, p in enumerate(pixels):
+            groups[(tuple(p.shape), p.dtype)].append(i)
+        for (shape, dtype), indices in groups.items():
+            h, w = shape[-2:]
+            if self._needs_tiles(h, w, stride, min_size, tile):
+                for i in indices:
+                    results[i] = self._translate_tiled(name, pixels[i], batch_size, tile, tile_overlap)
+                continue
+            for start in range(0, len(indices), max(1, batch_size)):
+                chunk = indices[start:start + max(1, batch_size)]
+                colours, alphas = zip(*(_split_alpha(pixels[i], spec["input_nc"]) for i in chunk))
+                x = self._prepare(torch.stack(colours).float(), dtype, spec["input_nc"])
+                try:
+                    y = self._forward(name, pad_to_stride(x, stride, min_size))[..., :h, :w]
+                except torch.OutOfMemoryError:
+                    if self.device.type == "cuda":
+                        torch.cuda.empty_cache()
+                    self._warn_once("oom", "out of memory on a whole image: running in tiles")
+                    for i in chunk:
+                        results[i] = self._translate_tiled(name, pixels[i], batch_size, tile, tile_overlap)
+                    continue
+                for k, i in enumerate(chunk):
+                    results[i] = self._finish(y[k], alphas[k], dtype)
+        return results
+
+    def _geometry(self, name: str) -> tuple[int, int]:
+        entry = GENERATORS[self.specs[name]["netG"]]
+        return entry.stride, entry.min_size
+
+    def _needs_tiles(self, h: int, w: int, stride: int, min_size: int, tile: int | str) -> bool:
+        hp, wp = padded_size(h, stride, min_size), padded_size(w, stride, min_size)
+        if tile == "auto":
+            return hp * wp > self.whole_pixels
+        return bool(tile) and max(hp, wp) > padded_size(int(tile), stride, min_size)
+
+    @staticmethod
+    def _prepare(x: Tensor, dtype: torch.dtype, n: int) -> Tensor:
+        """Float NCHW in the source's range → the generator's input: [-1, 1], ``n`` channels. Out of place: a
+        float32 source's ``.float()`` is the caller's own tensor."""
+        return _match_channels(x * (2 / _SCALE.get(dtype, 1.0)) - 1, n)
+
+    @staticmethod
+    def _finish(y: Tensor, alpha: Tensor | None, dtype: torch.dtype) -> Tensor:
+        y = _from_unit(y, dtype)
+        return y if alpha is None else torch.cat([y, alpha])
+
+    def _generator(self, name: str):
+        net = self.generators[name]
+        if isinstance(net, Path):  # onnxruntime: a session is created on first use
+            from translate.inference.export import OnnxGenerator
+
+            if not net.is_file():
+                raise FileNotFoundError(f"{net} does not exist: export the model first (translate export)")
+            net = self.generators[name] = OnnxGenerator(net)
+        return net
+
+    def _forward(self, name: str, x: Tensor) -> Tensor:
+        """Float32 NCHW CPU batch in [-1, 1], sides on the stride grid → generator output, float32 on the CPU
+        (called under ``translate_pixels``' inference mode)."""
+        net = self._generator(name)
+        if self.backend == "onnxruntime":
+            return net(x.contiguous()).float()
+        autocast = nullcontext() if self.dtype == torch.float32 else torch.autocast(self.device.type, self.dtype)
+        with autocast:
+            return net(x.to(self.device)).float().cpu()
+
+    def _translate_tiled(self, name: str, pixels: Tensor, batch_size: int, tile: int | str,
+                         tile_overlap: int | str) -> Tensor:
+        spec = self.specs[name]
+        stride, min_size = self._geometry(name)
+        size = self.tile_size if tile == "auto" or not tile else int(tile)
+        # Measured on resnet_9blocks (ngf 64): 64 px of overlap at 512 px tiles gives 54 dB to the whole image.
+        overlap = size // 8 if tile_overlap == "auto" else int(tile_overlap)
+        norms = self.norms.get(name)
+        if self.backend == "onnxruntime" and (spec.get("norm") == "instance" or self.norm_mode == "train"):
+            self._warn_once("onnx-tiles", "onnxruntime runs each tile with its own normalisation statistics, so "
+                                          "tiles may differ in colour; the torch backend shares them")
+        colour, alpha = _split_alpha(pixels, spec["input_nc"])
+        prepare = partial(self._prepare, dtype=pixels.dtype, n=spec["input_nc"])
+        y = translate_tiled(partial(self._forward, name), colour[None], prepare, out_channels=spec["output_nc"],
+                            tile=size, overlap=overlap, stride=stride, min_size=min_size,
+                            batch_size=max(1, batch_size), norms=norms, stats_pixels=self.whole_pixels)
+        return self._finish(y[0], alpha, pixels.dtype)
+
+    def _warn_once(self, key: str, message: str) -> None:
+        if key not in self._warned:
+            self._warned.add(key)
+            warnings.warn(message, stacklevel=3)
+
+
+__all__ = ["Translator", "resolve_device", "resolve_dtype"]
