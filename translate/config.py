@@ -91,6 +91,12 @@ class TrainConfig:
     channels_last: bool = False
     max_nonfinite_steps: int = 10  # consecutive skipped steps before giving up
     progress: bool = True
+    eval_every: int = 0  # steps between evaluations on eval_split (0: off)
+    eval_split: str = "val"
+    eval_metrics: list[str] = field(default_factory=lambda: ["psnr", "ssim"])
+    eval_max_images: int | None = 50
+    best_metric: str = ""  # keep model_best/ by this metric (e.g. psnr, fid), next to model/
+    report: bool = True  # write report/index.html at the end of training
 
 
 @dataclass
@@ -111,6 +117,7 @@ CHOICES = {
     "data.on_bad_file": ("error", "skip"),
     "train.lr_policy": ("linear", "step", "cosine", "constant"),
     "train.mixed_precision": ("no", "bf16", "fp16"),
+    "train.eval_split": ("train", "val", "test"),
 }
 
 
@@ -240,6 +247,10 @@ def validate(config: Config) -> None:
                 f"model.netG={m.netG} needs images of at least {min_size} px but data.crop_size={d.crop_size}; "
                 f"use a smaller network (e.g. unet_128) or a larger crop"
             )
+    if t.best_metric and t.best_metric not in t.eval_metrics:
+        problems.append(f"train.best_metric={t.best_metric!r} is not among train.eval_metrics={t.eval_metrics}")
+    if t.best_metric and t.eval_every < 1:
+        problems.append("train.best_metric needs train.eval_every (steps between evaluations)")
     if not d.root and not d.builtin:
         problems.append("data.root is empty: give the dataset folder, e.g. data.root=/path/to/facades")
     if problems:

@@ -33,6 +33,7 @@ def add_parser(subparsers) -> None:
 
 def run(args) -> int:
     from translate.config import ConfigError, load_config, to_yaml
+    from translate.data import DatasetError
     from translate.engine.trainer import INTERRUPTED_EXIT_CODE, TrainingDiverged, TrainingInterrupted, train
 
     try:
@@ -41,7 +42,7 @@ def run(args) -> int:
             print(to_yaml(config), end="")
             return 0
         run_dir = train(config, resume=args.resume_from or args.resume)
-    except (ConfigError, FileNotFoundError) as e:
+    except (ConfigError, DatasetError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except TrainingInterrupted as e:
@@ -51,5 +52,6 @@ def run(args) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 1
     print(f"run directory: {run_dir}\n  model:   {run_dir / 'model'}\n  samples: {run_dir / 'samples'}\n"
+          f"  report:  {run_dir / 'report' / 'index.html'}\n"
           f"  logs:    {run_dir / 'logs'} (tensorboard --logdir {run_dir / 'logs'})")
     return 0

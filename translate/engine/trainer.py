@@ -52,6 +52,7 @@ class TrainState:
     epoch: int = 0
     batch_in_epoch: int = 0  # batches of `epoch` already consumed
     skipped_steps: int = 0  # steps skipped for non-finite gradients, in all
+    best: float | None = None  # best value of train.best_metric so far
 
     def state_dict(self) -> dict:
         return asdict(self)
@@ -264,7 +265,8 @@ class Trainer:
 
         if acc.is_main_process:
             self.run_dir.mkdir(parents=True, exist_ok=True)
-            (self.run_dir / "samples").mkdir(exist_ok=True)
+            for sub in ("samples", "logs"):
+                (self.run_dir / sub).mkdir(exist_ok=True)
             _write_text_atomic(self.run_dir / "config.yaml", to_yaml(config))
             self._trim_log()
         acc.init_trackers("tensorboard", config=_hparams(config))
@@ -294,10 +296,10 @@ class Trainer:
 
     def _trim_log(self) -> None:
         """Drop log lines past the resumed step (written by the interrupted run after its last checkpoint)."""
-        if not self.log_path.is_file():
-            return
-        lines = [ln for ln in self.log_path.read_text().splitlines() if json.loads(ln)["step"] <= self.state.step]
-        _write_text_atomic(self.log_path, "".join(ln + "\n" for ln in lines))
+        for path in (self.log_path, self.log_path.with_name("metrics.jsonl")):
+            if path.is_file():
+                lines = [ln for ln in path.read_text().splitlines() if json.loads(ln)["step"] <= self.state.step]
+                _write_text_atomic(path, "".join(ln + "\n" for ln in lines))
 
     # -- one batch -------------------------------------------------------------------------------------------
     def _phase(self, trainable: tuple[str, ...], frozen: tuple[str, ...], optimizer, loss_fn) -> dict:
@@ -372,6 +374,8 @@ class Trainer:
                     if acc.is_main_process and state.step % t.sample_every == 0:
                         save_samples(self.run_dir / "samples" / f"step_{state.step:06d}.png",
                                      self.recipe.visuals(batch, outputs))
+                    if t.eval_every and state.step % t.eval_every == 0:
+                        self._evaluate()
                     if state.step % t.checkpoint_every == 0 and state.step < max_steps:
                         save_checkpoint(acc, self.run_dir, state.step, t.keep_checkpoints)
                     if self._stop_requested(stop):
@@ -394,9 +398,38 @@ class Trainer:
                 save_samples(self.run_dir / "samples" / f"step_{state.step:06d}.png",
                              self.recipe.visuals(batch, outputs))
             self.export(self.run_dir / "model")
+            if t.report:
+                from translate.evaluation import write_report
+
+                write_report(self.run_dir)
         acc.wait_for_everyone()
         acc.end_training()
         return self.run_dir
+
+    def _evaluate(self) -> None:
+        """Metrics on the held-out split, logged; ``model_best/`` follows train.best_metric. Main process only."""
+        from translate.evaluation import evaluate
+
+        acc, t = self.accelerator, self.config.train
+        if acc.is_main_process:
+            nets = {n: (self.ema[n].module if n in self.ema else self.plain[n]) for n in self.recipe.generators}
+            metrics = evaluate(nets, self.config, split=t.eval_split, metrics=t.eval_metrics,
+                               max_images=t.eval_max_images)
+            metrics = {k: v for k, v in metrics.items() if isinstance(v, int | float)}
+            acc.log({f"eval/{k}": v for k, v in metrics.items()}, step=self.state.step)
+            with open(self.run_dir / "logs" / "metrics.jsonl", "a") as f:
+                f.write(json.dumps({"step": self.state.step, **metrics}) + "\n")
+            value = metrics.get(t.best_metric)
+            if value is not None and self._is_better(value):
+                self.state.best = value
+                self.export(self.run_dir / "model_best")
+        acc.wait_for_everyone()
+
+    def _is_better(self, value: float) -> bool:
+        if self.state.best is None:
+            return True
+        lower_is_better = self.config.train.best_metric in ("fid", "kid", "lpips", "l1")
+        return value < self.state.best if lower_is_better else value > self.state.best
 
     def _stop_requested(self, stop: _StopSignal) -> bool:
         if self.accelerator.num_processes == 1:

@@ -26,6 +26,9 @@ class CycleGAN(Recipe):
 
     @property
     def directions(self):
+        # With data.direction=BtoA the data swaps the folders, so G_A learns the folders' B→A.
+        if self.config.data.direction == "BtoA":
+            return {"BtoA": "G_A", "AtoB": "G_B"}
         return {"AtoB": "G_A", "BtoA": "G_B"}
 
     def generator_spec(self, name):
