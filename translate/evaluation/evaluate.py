@@ -26,7 +26,7 @@ from translate.evaluation import metrics as M
 log = logging.getLogger(__name__)
 
 PAIRED_MODES = ("aligned", "paired", "colorization")
-PIXEL_METRICS = ("psnr", "ssim", "lpips")
+PIXEL_METRICS = ("psnr", "ssim", "l1", "lpips")
 INCEPTION_METRICS = ("fid", "kid", "is")
 ALL_METRICS = (*PIXEL_METRICS, *INCEPTION_METRICS, "diversity")
 DEFAULT_PAIRED = ("psnr", "ssim", "lpips", "diversity")
@@ -158,7 +158,7 @@ class _Accumulator:
         targets = self._display(A, B)
         rows = [{"input": a, **({"target": b} if B is not None else {})} for a, b in paths]
         if targets is not None:
-            for name, fn in (("psnr", M.psnr), ("ssim", M.ssim), ("lpips", self.lpips)):
+            for name, fn in (("psnr", M.psnr), ("ssim", M.ssim), ("l1", M.l1), ("lpips", self.lpips)):
                 if name in self.wanted and fn is not None:
                     for row, value in zip(rows, fn(outputs, targets).tolist()):
                         row[name] = value
@@ -400,7 +400,7 @@ def evaluate_model(model_dir: str | Path, data: str | Path | None = None, *, met
 
 
 # --- output ---------------------------------------------------------------------------------------------------------
-LABELS = {"psnr": "PSNR (dB)", "ssim": "SSIM", "lpips": "LPIPS", "fid": "FID", "kid": "KID", "is": "IS",
+LABELS = {"psnr": "PSNR (dB)", "ssim": "SSIM", "l1": "L1", "lpips": "LPIPS", "fid": "FID", "kid": "KID", "is": "IS",
           "diversity": "diversity (outputs / inputs)", "diversity_real": "diversity of real targets",
           "mean_drift": "max channel mean drift", "std_ratio": "min channel std ratio", "images": "images",
           "real_images": "real target images"}

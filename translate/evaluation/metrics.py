@@ -30,6 +30,11 @@ def psnr(x: Tensor, y: Tensor) -> Tensor:
     return (10 * torch.log10(1.0 / mse.clamp_min(10 ** (-PSNR_MAX / 10)))).float()
 
 
+def l1(x: Tensor, y: Tensor) -> Tensor:
+    """Per-image mean absolute error for images in [0, 1] (pix2pix's reconstruction term, on 8-bit outputs)."""
+    return (x.float() - y.float()).abs().flatten(1).mean(1)
+
+
 def ssim(x: Tensor, y: Tensor) -> Tensor:
     """Per-image SSIM (mean over channels and positions) for images in [0, 1]; 1 for identical images.
 
