@@ -213,6 +213,8 @@ class Trainer:
             dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True, data_seed=t.seed),
             step_scheduler_with_optimizer=False,
         )
+        if t.mixed_precision == "fp16" and acc.device.type != "cuda":
+            raise ConfigError("train.mixed_precision=fp16 needs a CUDA GPU (its grad scaler); use bf16 on the CPU")
         if acc.device.type == "cpu":
             # Launchers set one thread per process; use this machine's cores, shared between the processes.
             torch.set_num_threads(max(1, (os.cpu_count() or 1) // acc.num_processes))
@@ -282,13 +284,15 @@ class Trainer:
                 raise ConfigError(f"train.init_from={model_dir}: {name} does not match model.* of this config: "
                                   f"{str(e).splitlines()[0]}") from None
 
-    def _compile(self, nets: dict[str, nn.Module]) -> None:
-        # In place (Module.compile), so state_dict keys and checkpoints stay the same with or without it.
-        try:
-            for net in nets.values():
-                net.compile()
-        except Exception as e:  # a platform without a compiler: eager still works
-            self.accelerator.print(f"torch.compile unavailable ({e}); running eagerly")
+    @staticmethod
+    def _compile(nets: dict[str, nn.Module]) -> None:
+        # In place (Module.compile), so state_dict keys and checkpoints stay the same with or without it. Compilation
+        # happens at the first call; where it fails (no C++ compiler...), dynamo falls back to eager with a warning.
+        import torch._dynamo
+
+        torch._dynamo.config.suppress_errors = True
+        for net in nets.values():
+            net.compile()
 
     @property
     def log_path(self) -> Path:
