@@ -187,3 +187,14 @@ def test_speed_options_give_the_same_training(tiny_config, tmp_path, option):
     first_eager, first_fast = read_log(eager)[0], read_log(fast)[0]
     for key in first_eager:
         assert first_eager[key] == pytest.approx(first_fast[key], rel=1e-4, abs=1e-6), key
+
+
+def test_a_collapsed_discriminator_is_warned_about(tiny_config, capsys):
+    from translate.engine.trainer import COLLAPSE_WINDOWS
+
+    trainer = Trainer(tiny_config("pix2pix", "train.max_steps=2"))
+    for _ in range(COLLAPSE_WINDOWS):
+        trainer._watch_collapse({"loss_D_real": 0.001, "loss_D_fake": 0.002, "loss_G_GAN": 9.0})
+    assert "discriminator's loss has stayed below" in capsys.readouterr().out
+    trainer._watch_collapse({"loss_D_real": 0.3, "loss_D_fake": 0.3})
+    assert trainer.state.weak_d_windows == 0

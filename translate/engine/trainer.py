@@ -33,6 +33,8 @@ from translate.engine.ema import EMA
 from translate.methods import RECIPES, Recipe
 from translate.networks.pretrained import load_pretrained, save_pretrained
 
+COLLAPSE_D_LOSS = 0.01  # total D loss below this (per log window) is a sign of a collapsed game...
+COLLAPSE_WINDOWS = 5  # ...when it lasts this many log windows
 INTERRUPTED_EXIT_CODE = 75  # EX_TEMPFAIL: "try again later", what a preempted job should report
 
 
@@ -53,6 +55,8 @@ class TrainState:
     batch_in_epoch: int = 0  # batches of `epoch` already consumed
     skipped_steps: int = 0  # steps skipped for non-finite gradients, in all
     best: float | None = None  # best value of train.best_metric so far
+    scaler_skipped_steps: int = 0  # fp16 optimizer steps the grad scaler skipped (overflow while it calibrates)
+    weak_d_windows: int = 0  # consecutive log windows in which D's loss was near zero
 
     def state_dict(self) -> dict:
         return asdict(self)
@@ -306,7 +310,7 @@ class Trainer:
                 _write_text_atomic(path, "".join(ln + "\n" for ln in lines))
 
     # -- one batch -------------------------------------------------------------------------------------------
-    def _phase(self, trainable: tuple[str, ...], frozen: tuple[str, ...], optimizer, loss_fn) -> dict:
+    def _phase(self, trainable: tuple[str, ...], frozen: tuple[str, ...], optimizer, loss_fn) -> tuple:
         acc = self.accelerator
         for name in frozen:
             self.plain[name].requires_grad_(False)
@@ -321,6 +325,8 @@ class Trainer:
             stepped = _grads_finite(params)
         if stepped:
             optimizer.step()
+            if acc.sync_gradients and optimizer.step_was_skipped:  # fp16: inf/NaN gradients, the scale is lowered
+                self.state.scaler_skipped_steps += 1
         optimizer.zero_grad(set_to_none=True)
         for name in frozen:
             self.plain[name].requires_grad_(True)
@@ -458,6 +464,9 @@ class Trainer:
         means = acc.reduce(torch.stack([sums[k] for k in keys]) / count, "mean").tolist()
         values = dict(zip(keys, means))
         values["lr"] = self.schedulers[0].get_last_lr()[0]
+        if self.config.train.mixed_precision == "fp16":
+            values["scaler_skipped_steps"] = state.scaler_skipped_steps
+        self._watch_collapse(values)
         acc.log(values, step=state.step)
         if acc.is_main_process:
             bar.set_postfix({k.removeprefix("loss_"): f"{v:.3f}" for k, v in values.items() if k != "lr"},
@@ -465,6 +474,17 @@ class Trainer:
             self.log_path.parent.mkdir(parents=True, exist_ok=True)
             with open(self.log_path, "a") as f:
                 f.write(json.dumps({"step": state.step, "epoch": state.epoch, **values}) + "\n")
+
+    def _watch_collapse(self, values: dict) -> None:
+        """Warn when D's loss stays near zero: D wins outright and G gets no useful gradient."""
+        d_loss = sum(v for k, v in values.items() if k.startswith("loss_D") and not k.endswith("_gp"))
+        self.state.weak_d_windows = self.state.weak_d_windows + 1 if d_loss < COLLAPSE_D_LOSS else 0
+        if self.state.weak_d_windows == COLLAPSE_WINDOWS:
+            self.accelerator.print(
+                f"\nwarning: the discriminator's loss has stayed below {COLLAPSE_D_LOSS} for {COLLAPSE_WINDOWS} log "
+                f"windows (step {self.state.step}): D wins and G learns little. What usually helps: a lower D "
+                "learning rate or fewer D layers (model.n_layers_D), model.gan_mode=lsgan, a larger model.pool_size, "
+                "or more data augmentation.")
 
     def export(self, directory: Path) -> Path:
         """Write the generators (EMA weights when kept) as a model directory for ``Translator``."""
