@@ -172,16 +172,27 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str
         if "name" not in loaded:
             loaded.name = path.stem
         cfg = _merge(cfg, loaded, str(path))
+    problems = []  # every bad override is reported, together with the problems of the values
     for item in overrides:
-        if "=" not in item:
-            raise ConfigError(f"override '{item}' must look like group.key=value (e.g. data.batch_size=4)")
         try:
-            parsed = OmegaConf.from_dotlist([item])
-        except Exception as e:  # yaml errors come in several types
-            raise ConfigError(f"override '{item}': cannot parse the value: {e}") from None
-        cfg = _merge(cfg, parsed, f"override '{item}'")
+            if "=" not in item:
+                raise ConfigError(f"override '{item}' must look like group.key=value (e.g. data.batch_size=4)")
+            try:
+                parsed = OmegaConf.from_dotlist([item])
+            except Exception as e:  # yaml errors come in several types
+                raise ConfigError(f"override '{item}': cannot parse the value: {e}") from None
+            cfg = _merge(cfg, parsed, f"override '{item}'")
+        except ConfigError as e:
+            problems.append(str(e))
     config: Config = OmegaConf.to_object(cfg)
-    validate(config)
+    try:
+        validate(config)
+    except ConfigError as e:
+        problems += str(e).split("\n  - ")[1:]
+    if len(problems) == 1:
+        raise ConfigError(problems[0])
+    if problems:
+        raise ConfigError("invalid config:\n  - " + "\n  - ".join(problems))
     return config
 
 

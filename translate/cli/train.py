@@ -51,6 +51,14 @@ def run(args) -> int:
     except TrainingDiverged as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
+    except OSError as e:  # disk full, permissions... at a write during training
+        from translate.engine.checkpoint import latest_checkpoint
+        from translate.engine.trainer import run_directory
+
+        last = latest_checkpoint(run_directory(config))
+        print(f"error: {e}; the last complete checkpoint is {last or 'none'} (continue from it with --resume)",
+              file=sys.stderr)
+        return 1
     print(f"run directory: {run_dir}\n  model:   {run_dir / 'model'}\n  samples: {run_dir / 'samples'}\n"
           f"  report:  {run_dir / 'report' / 'index.html'}\n"
           f"  logs:    {run_dir / 'logs'} (tensorboard --logdir {run_dir / 'logs'})")

@@ -50,7 +50,7 @@ def save_checkpoint(accelerator, run_dir: Path, step: int, keep: int) -> Path:
         if final.exists():  # the same step saved again (e.g. a final save right after a scheduled one)
             shutil.rmtree(final)
         os.replace(tmp, final)
-        for old in list_checkpoints(run_dir)[:-keep]:
+        for old in list_checkpoints(run_dir)[:-keep] + list(root.glob(".tmp_step_*")):  # incl. writes cut short
             shutil.rmtree(old, ignore_errors=True)
     accelerator.wait_for_everyone()
     return final

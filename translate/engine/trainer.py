@@ -57,6 +57,7 @@ class TrainState:
     best: float | None = None  # best value of train.best_metric so far
     scaler_skipped_steps: int = 0  # fp16 optimizer steps the grad scaler skipped (overflow while it calibrates)
     weak_d_windows: int = 0  # consecutive log windows in which D's loss was near zero
+    global_batch: int = 0  # images per batch over all processes when saved: batch_in_epoch counts such batches
 
     def state_dict(self) -> dict:
         return asdict(self)
@@ -124,6 +125,17 @@ def as_config(config: Config | str | Path | tuple) -> Config:
 
 def run_directory(config: Config) -> Path:
     return Path(config.train.output_dir or Path("runs") / config.name)
+
+
+def _check_writable(run_dir: Path) -> None:
+    """Fail before any work when the run directory cannot be created or written."""
+    if run_dir.exists() and not run_dir.is_dir():
+        raise ConfigError(f"train.output_dir={run_dir} is a file, not a directory")
+    parent = run_dir
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
+        raise ConfigError(f"train.output_dir={run_dir} cannot be created: {parent} is not a writable directory")
 
 
 def _resume_path(run_dir: Path, resume: bool | str | Path) -> Path | None:
@@ -200,6 +212,7 @@ class Trainer:
         self.config = config
         t, d = config.train, config.data
         self.run_dir = run_directory(config)
+        _check_writable(self.run_dir)
         self.resume_from = _resume_path(self.run_dir, resume)
         # Accelerate keeps process-wide singletons; a library user may train several configs in one process
         # (e.g. fp32 then bf16), so start each run from a fresh state. The distributed setup itself is kept.
@@ -265,9 +278,19 @@ class Trainer:
         self.ema = {n: EMA(self.plain[n], t.ema_decay) for n in self.recipe.generators} if t.ema else {}
         for obj in (self.state, _RecipeState(self.recipe), *self.schedulers, *self.ema.values()):
             acc.register_for_checkpointing(obj)
+        global_batch = d.batch_size * acc.num_processes
         if self.resume_from:
-            acc.load_state(str(self.resume_from))
+            try:
+                acc.load_state(str(self.resume_from))
+            except RuntimeError as e:  # e.g. size mismatches: the config's model.* changed since the checkpoint
+                raise ConfigError(f"cannot resume from {self.resume_from}: it does not fit this config's networks "
+                                  f"(was model.* changed?): {str(e).strip().splitlines()[-1].strip()}") from None
+            if self.state.global_batch != global_batch:  # another process count or batch size: same image position
+                self.state.batch_in_epoch = self.state.batch_in_epoch * self.state.global_batch // global_batch
+                acc.print(f"the checkpoint was written with a global batch of {self.state.global_batch}, this run "
+                          f"has {global_batch} (data.batch_size × processes): continuing at the same image")
             acc.print(f"resumed from {self.resume_from} (step {self.state.step})")
+        self.state.global_batch = global_batch
 
         if acc.is_main_process:
             self.run_dir.mkdir(parents=True, exist_ok=True)
