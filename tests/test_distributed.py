@@ -3,6 +3,7 @@ global batch, only rank 0 writes, checkpoints resume across process counts."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -78,3 +79,11 @@ def test_two_processes_match_one_process_with_the_same_global_batch(tiny_config,
     train(tiny_config("cyclegan", *common, "data.batch_size=2", "train.max_steps=6", f"train.output_dir={resumed}"),
           resume=two_dir / "checkpoints" / "step_000004")
     assert (resumed / "model" / "G_A.safetensors").is_file()
+
+    # And a checkpoint written by 1 process resumes in 2: both ranks continue from the same state.
+    config = tiny_config("cyclegan", *common, "data.batch_size=1", "train.max_steps=6",
+                         f"train.output_dir={tmp_path / 'widened'}")
+    ranks = torchrun(tmp_path, [as_file(config, tmp_path), f"--resume-from={one / 'checkpoints' / 'step_000004'}"])
+    for key, value in ranks[0]["params"].items():
+        assert torch.equal(value, ranks[1]["params"][key]), f"ranks differ at {key}"
+    assert json.loads((tmp_path / "widened" / "model" / "config.json").read_text())["step"] == 6

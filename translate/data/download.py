@@ -18,6 +18,7 @@ Only the standard library, Pillow and tqdm are used.
 
 from __future__ import annotations
 
+import argparse
 import gzip
 import hashlib
 import http.client
@@ -674,3 +675,26 @@ def run_cli(func: Callable[[], object]) -> int:
               file=sys.stderr)
         return 130
     return 0
+
+
+def fetch_cli(kind: str, description: str, epilog: str, argv: list[str] | None = None) -> int:
+    """The command line of ``datasets/download_<kind>_dataset.py``."""
+    parser = argparse.ArgumentParser(
+        description=description, formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=f"Archives come from {URLS[kind].format(name='NAME')}. cityscapes cannot be downloaded (licence): "
+               f"use datasets/prepare_cityscapes.py. {epilog}")
+    parser.add_argument("name", choices=DATASETS[kind], metavar="NAME", help="one of: " + ", ".join(DATASETS[kind]))
+    parser.add_argument("--root", default="datasets", help="DATA_ROOT: folder for the dataset (default: %(default)s)")
+    parser.add_argument("--out", default=None, help="dataset folder to create (default: ROOT/NAME)")
+    parser.add_argument("--archive", default=None, metavar="PATH",
+                        help="use this already downloaded archive instead of downloading (it is kept)")
+    parser.add_argument("--url", default=None, help="download from this URL instead (a mirror)")
+    parser.add_argument("--force", action="store_true", help="replace an existing dataset folder")
+    parser.add_argument("--keep-archive", action="store_true", help="keep the downloaded archive in ROOT")
+    parser.add_argument("--no-verify", action="store_true", help="skip the sha256 check of a recorded checksum")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    args = parser.parse_args(argv)
+    return run_cli(lambda: fetch_dataset(
+        kind, args.name, args.root, archive=args.archive, out=args.out, url=args.url, force=args.force,
+        keep_archive=args.keep_archive, verify=not args.no_verify, progress=not args.no_progress,
+    ))
