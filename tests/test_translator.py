@@ -201,3 +201,45 @@ def test_bf16_on_cpu_is_close_to_fp32(cyclegan_dir):
     fp32 = Translator.from_pretrained(cyclegan_dir, device="cpu", dtype="fp32")(x)
     bf16 = Translator.from_pretrained(cyclegan_dir, device="cpu", dtype="bf16")(x)
     assert (fp32 - bf16).abs().max() < 0.05
+
+
+def test_from_reference_checkpoint(tmp_path):
+    torch.manual_seed(1)
+    net = create_generator("resnet_6blocks", ngf=8, norm="instance").eval()
+    torch.save(net.state_dict(), tmp_path / "latest_net_G.pth")  # what the reference code saves
+    t = Translator.from_reference(tmp_path / "latest_net_G.pth", tmp_path / "model", netG="resnet_6blocks", ngf=8,
+                                  device="cpu")
+    x = torch.rand(1, 3, 24, 32)
+    with torch.no_grad():
+        expected = ((net(x * 2 - 1) + 1) / 2).clamp(0, 1)
+    torch.testing.assert_close(t(x), expected, atol=1e-5, rtol=0)
+
+
+def test_onnxruntime_backend_matches_torch(tmp_path):
+    pytest.importorskip("onnxruntime")
+    from translate.inference.export import export_onnx
+
+    model_dir, _ = make_model(tmp_path / "m", {"G": ("resnet_6blocks", "instance")})
+    export_onnx(model_dir, log=lambda *_: None)
+    x = torch.rand(2, 3, 37, 53)
+    torch_out = Translator.from_pretrained(model_dir, device="cpu", dtype="fp32")(x, batch_size=2)
+    onnx_out = Translator.from_pretrained(model_dir, backend="onnxruntime")(x, batch_size=2)
+    torch.testing.assert_close(onnx_out, torch_out, atol=1e-4, rtol=0)
+
+
+def test_out_of_memory_on_a_whole_image_falls_back_to_tiles(translator):
+    forward = translator._forward
+
+    def small_only(name, x):  # a device that holds 80² but not the whole 100² image
+        if x.shape[-2] * x.shape[-1] > 80 * 80:
+            raise torch.OutOfMemoryError("out of memory")
+        return forward(name, x)
+
+    translator._forward, translator.tile_size = small_only, 64
+    try:
+        with pytest.warns(UserWarning, match="out of memory"):
+            out = translator(smooth_image(100, 100))
+    finally:
+        del translator._forward
+        translator.tile_size, translator.whole_pixels = 512, 1 << 20
+    assert out.shape == (100, 100, 3)

@@ -202,7 +202,7 @@ def convert_folder(model: str | Path | Translator, input_dir: str | Path, output
         "dtype": str(translator.dtype).removeprefix("torch."),
         "found": len(jobs), "converted": converted, "skipped": len(jobs) - len(todo), "failed": len(failures),
         "not_attempted": len(todo) - converted - len(failures), "elapsed_s": round(elapsed, 3),
-        "images_per_s": round(converted / elapsed, 3) if elapsed > 0 else None, "failures": failures,
+        "images_per_s": float(f"{converted / elapsed:.4g}") if elapsed > 0 else None, "failures": failures,
     }
     tmp = output_dir / f"{TMP_PREFIX}{os.getpid()}-{SUMMARY_NAME}"
     tmp.write_text(json.dumps(summary, indent=2, ensure_ascii=False) + "\n")
@@ -213,7 +213,7 @@ def convert_folder(model: str | Path | Translator, input_dir: str | Path, output
 def format_summary(summary: dict) -> str:
     lines = [f"converted {summary['converted']}, skipped {summary['skipped']} (already there), "
              f"failed {summary['failed']} of {summary['found']} images in {summary['elapsed_s']:.1f}s"
-             + (f" ({summary['images_per_s']:.2f} images/s)" if summary["converted"] else "")]
+             + (f" ({summary['images_per_s']:.3g} images/s)" if summary["converted"] else "")]
     if summary["not_attempted"]:
         lines.append(f"stopped at the first failure: {summary['not_attempted']} images not attempted")
     lines += [f"  failed: {f['file']}: {f['error']}" for f in summary["failures"]]

@@ -43,9 +43,10 @@ class ImageNorm(nn.Module):
             var, mean = torch.var_mean(x.float(), dim=(2, 3), keepdim=True, correction=0)
             self.stats = (mean, var)
         mean, var = self.stats
-        y = (x.float() - mean) * torch.rsqrt(var + self.eps)
+        y = x.float() - mean  # a new tensor: the rest in place, so a layer holds one extra activation, not three
+        y.mul_(torch.rsqrt(var + self.eps))
         if self.weight is not None:
-            y = y * self.weight.view(1, -1, 1, 1) + self.bias.view(1, -1, 1, 1)
+            y.mul_(self.weight.view(1, -1, 1, 1)).add_(self.bias.view(1, -1, 1, 1))
         return y.to(x.dtype)
 
 
@@ -92,7 +93,7 @@ def pad_to_stride(x: Tensor, stride: int, min_size: int = 1) -> Tensor:
     hp, wp = padded_size(h, stride, min_size), padded_size(w, stride, min_size)
     if (hp, wp) == (h, w):
         return x
-    return x[..., pad_index(h, hp), :][..., pad_index(w, wp)]
+    return x[..., pad_index(h, hp).to(x.device), :][..., pad_index(w, wp).to(x.device)]
 
 
 def tile_positions(length: int, tile: int, overlap: int, stride: int) -> list[int]:
@@ -153,6 +154,32 @@ def _thumbnail(image: Tensor, prepare: Callable[[Tensor], Tensor], iy: Tensor, i
     return prepare(torch.cat(channels, 1))
 
 
+class _StatsRecorded(Exception):
+    """Ends the statistics pass once every norm layer has recorded: the layers after the last one (for the ResNets
+    a full-size reflection pad and convolution, ~30 % of the pass's peak memory) are not needed."""
+
+
+def record_stats(forward: Callable[[Tensor], Tensor], x: Tensor, norms: list[ImageNorm]) -> None:
+    """Run ``x`` through the generator with ``norms`` recording their statistics, then fix them."""
+    recorded = set()
+
+    def count(module, args, output):
+        recorded.add(id(module))
+        if len(recorded) == len(norms):
+            raise _StatsRecorded
+
+    set_norm_mode(norms, "record")
+    hooks = [norm.register_forward_hook(count) for norm in norms]
+    try:
+        forward(x)
+    except _StatsRecorded:
+        pass
+    finally:
+        for hook in hooks:
+            hook.remove()
+    set_norm_mode(norms, "fixed")
+
+
 def translate_tiled(forward: Callable[[Tensor], Tensor], image: Tensor, prepare: Callable[[Tensor], Tensor], *,
                     out_channels: int, tile: int, overlap: int, stride: int, min_size: int = 1, batch_size: int = 1,
                     norms: list[ImageNorm] | None = None, stats_pixels: int = 1024 * 1024) -> Tensor:
@@ -163,6 +190,7 @@ def translate_tiled(forward: Callable[[Tensor], Tensor], image: Tensor, prepare:
     handles device and dtype). ``tile`` and ``overlap`` are in pixels (``tile`` is rounded up to the stride).
     ``norms``: the generator's ``ImageNorm`` layers; their statistics come from one pass over the whole image, at
     full size when it has at most ``stats_pixels`` (then tiled ≈ whole-image output), else downscaled to that.
+    ``stats_pixels`` also bounds the memory: a batch of tiles has at most half as many pixels.
     """
     _, _, h, w = image.shape
     tile = padded_size(tile, stride, min_size)
@@ -173,10 +201,11 @@ def translate_tiled(forward: Callable[[Tensor], Tensor], image: Tensor, prepare:
     coords = [(i, j) for i in range(len(ys)) for j in range(len(xs))]
     try:
         if norms and len(coords) > 1:
-            set_norm_mode(norms, "record")
-            forward(_thumbnail(image, prepare, iy, ix, stats_pixels, stride, min_size))
-            set_norm_mode(norms, "fixed")
+            record_stats(forward, _thumbnail(image, prepare, iy, ix, stats_pixels, stride, min_size), norms)
         out = torch.zeros(1, out_channels, h, w)
+        # The image and the float accumulator stay in memory during the tile passes: tile batches get half the
+        # pixel budget of the statistics pass.
+        batch_size = max(1, min(batch_size, stats_pixels // (2 * th * tw)))
         for start in range(0, len(coords), batch_size):
             chunk = coords[start:start + batch_size]
             tiles = torch.cat([image[:, :, iy[ys[i]:ys[i] + th]][:, :, :, ix[xs[j]:xs[j] + tw]] for i, j in chunk])

@@ -29,9 +29,11 @@ from translate.networks.pretrained import load_pretrained, read_config
 DTYPES = {"fp32": torch.float32, "float32": torch.float32, "bf16": torch.bfloat16, "bfloat16": torch.bfloat16,
           "fp16": torch.float16, "float16": torch.float16}
 # Images up to this many (padded) pixels run whole; larger ones in tiles, whose normalisation statistics come from
-# one pass of at most this size. On the CPU resnet_9blocks at ngf 64 needs ~0.9 GiB for 1 MP in fp32.
+# one pass of at most this size. On the CPU resnet_9blocks at ngf 64 needs ~0.9 GiB for 1 MP in fp32; on CUDA the
+# budget follows the free memory (see default_whole_pixels).
 WHOLE_PIXELS = {"cpu": 1 << 20, "accelerator": 1 << 22}
 TILE = {"cpu": 512, "accelerator": 1024}
+_BYTES_PER_PIXEL = 1000  # measured peak of a whole pass, resnet_9blocks at ngf 64 in fp32, per input pixel
 _SCALE = {torch.uint8: 255.0, torch.uint16: 65535.0}
 _LUMA = torch.tensor([0.299, 0.587, 0.114])  # ITU-R 601-2, as PIL's convert("L")
 
@@ -58,6 +60,19 @@ def resolve_dtype(dtype: str | torch.dtype = "auto", device: torch.device | str 
     if dtype not in DTYPES:
         raise ValueError(f"unknown dtype {dtype!r}: auto, {', '.join(DTYPES)}")
     return DTYPES[dtype]
+
+
+def default_whole_pixels(device: torch.device, dtype: torch.dtype, ngf: int) -> int:
+    """The largest image run whole: 1 MP on the CPU; on CUDA what half the free memory holds, by the measured
+    peak per pixel scaled with the width and the dtype (at least 4 MP)."""
+    if device.type != "cuda":
+        return WHOLE_PIXELS["cpu" if device.type == "cpu" else "accelerator"]
+    try:
+        free, _ = torch.cuda.mem_get_info(device)
+    except RuntimeError:
+        return WHOLE_PIXELS["accelerator"]
+    per_pixel = _BYTES_PER_PIXEL * ngf / 64 * torch.finfo(dtype).bits / 32
+    return max(WHOLE_PIXELS["accelerator"], int(free / 2 / per_pixel))
 
 
 def _match_channels(x: Tensor, n: int) -> Tensor:
@@ -156,12 +171,16 @@ class Translator:
 
     Call it with a PIL image, a numpy HWC (or HW) array of uint8/uint16/float in [0, 1], a torch CHW or BCHW tensor
     (float in [0, 1] as torchvision's ``to_tensor``, or uint8), or a list of those: you get the same kinds back,
-    same size, same dtype, with the generator's channels plus the input's alpha channel, unchanged.
+    same size, same dtype, with the generator's channels plus the input's alpha channel, unchanged. A PIL image's
+    pixels are taken as they are (``ImageOps.exif_transpose`` first for upright photos; folder conversion does it).
 
-    ``tile``: "auto" runs images above ``whole_pixels`` (1 MP on the CPU, 4 MP on GPUs) in tiles of 512 px (CPU) or
+    ``tile``: "auto" runs images above ``whole_pixels`` (1 MP on the CPU, ≥ 4 MP on GPUs) in tiles of 512 px (CPU) or
     1024 px; an int runs images with a side above it in tiles of that size; 0 never tiles. ``tile_overlap``: the
     least number of pixels neighbouring tiles share ("auto": an eighth of the tile). A GPU running out of memory on a
     whole image falls back to tiles.
+
+    The constructor takes over ``generators`` (nn.Modules by name, or .onnx paths for ``backend="onnxruntime"``):
+    they are moved to ``device`` and their instance-norm layers replaced by ``tiling.ImageNorm``.
     """
 
     def __init__(self, generators: dict, config: dict, *, device: str | torch.device = "cpu",
@@ -186,7 +205,8 @@ class Translator:
         self.tile = tile
         self.tile_size = TILE[kind]
         self.tile_overlap = tile_overlap
-        self.whole_pixels = whole_pixels or WHOLE_PIXELS[kind]
+        ngf = max(spec.get("ngf", 64) for spec in self.specs.values())
+        self.whole_pixels = whole_pixels or default_whole_pixels(self.device, dtype, ngf)
         self._warned = set()
 
     @classmethod
@@ -285,7 +305,10 @@ class Translator:
                 except torch.OutOfMemoryError:
                     if self.device.type == "cuda":
                         torch.cuda.empty_cache()
-                    self._warn_once("oom", "out of memory on a whole image: running in tiles")
+                    # From now on images this large run in tiles, and the statistics pass gets half their size.
+                    self.whole_pixels = min(self.whole_pixels, x.shape[-2] * x.shape[-1] // 2)
+                    self._warn_once("oom", f"out of memory on a whole image: running in tiles, whole-image passes "
+                                           f"limited to {self.whole_pixels:,} pixels")
                     for i in chunk:
                         results[i] = self._translate_tiled(name, pixels[i], batch_size, tile, tile_overlap)
                     continue
@@ -339,7 +362,8 @@ class Translator:
         spec = self.specs[name]
         stride, min_size = self._geometry(name)
         size = self.tile_size if tile == "auto" or not tile else int(tile)
-        # Measured on resnet_9blocks (ngf 64): 64 px of overlap at 512 px tiles gives 54 dB to the whole image.
+        # Measured on resnet_9blocks (ngf 64, 1024×768, 256-px tiles): 64 px of overlap gave 54 dB to the whole
+        # image, 128 px 71 dB; the receptive field reaches ~85 px, but its far end weighs little.
         overlap = size // 8 if tile_overlap == "auto" else int(tile_overlap)
         norms = self.norms.get(name)
         if self.backend == "onnxruntime" and (spec.get("norm") == "instance" or self.norm_mode == "train"):
@@ -358,4 +382,4 @@ class Translator:
             warnings.warn(message, stacklevel=3)
 
 
-__all__ = ["Translator", "resolve_device", "resolve_dtype"]
+__all__ = ["Translator", "default_whole_pixels", "resolve_device", "resolve_dtype"]
