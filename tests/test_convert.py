@@ -139,6 +139,7 @@ def _env() -> dict:
     return {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
 
 
+@pytest.mark.slow
 def test_cli_end_to_end(model_dir, inputs, tmp_path):
     result = subprocess.run(_convert_command(model_dir, inputs, tmp_path / "out", "--format", "jpg", "--quality",
                                              "90", "--direction", "BtoA", "--batch-size", "2", "--tile", "32",
@@ -151,6 +152,7 @@ def test_cli_end_to_end(model_dir, inputs, tmp_path):
     assert summary["generator"] == "G_B" and summary["format"] == "jpg"
 
 
+@pytest.mark.slow
 def test_tool_script_and_usage_errors(model_dir, tmp_path, capsys):
     (tmp_path / "in").mkdir()
     Image.new("RGB", (20, 16), (200, 30, 30)).save(tmp_path / "in" / "one.png")
@@ -163,6 +165,7 @@ def test_tool_script_and_usage_errors(model_dir, tmp_path, capsys):
     assert "does not exist" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_killed_run_resumes_without_redoing_work(model_dir, tmp_path):
     src, out = tmp_path / "in", tmp_path / "out"
     src.mkdir()

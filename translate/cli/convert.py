@@ -39,9 +39,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--direction", help="AtoB, BtoA or a generator name (default: the model's only one, or AtoB)")
     p.add_argument("--batch-size", type=int, default=4, help="images of equal size run together (default 4)")
     p.add_argument("--tile", type=_tile, default="auto",
-                   help="tile size in pixels for large images; auto: above 1 MP on CPU (4 MP on GPU); 0: never")
+                   help="run images with a side above this many pixels in tiles of that size; auto (default): "
+                        "images above --whole-pixels, in 512-px tiles (1024 on GPU); 0: never")
     p.add_argument("--tile-overlap", type=_tile, default="auto", help="pixels shared by neighbouring tiles "
                                                                       "(default auto: an eighth of the tile)")
+    p.add_argument("--whole-pixels", type=int, default=None,
+                   help="largest image run in one pass (default 1 MP on CPU, by free memory on CUDA); larger ones run "
+                        "in tiles, normalised with statistics from a pass of this size: raise it, memory allowing, "
+                        "to get closer to the whole-image result")
     p.add_argument("--device", default="auto", help="auto (CUDA > MPS > CPU), cpu, cuda, cuda:1, mps")
     p.add_argument("--dtype", choices=["auto", "fp32", "bf16", "fp16"], default="auto",
                    help="auto: bf16 on GPUs that support it, else fp32; bf16 on CPU is faster where supported")
@@ -73,6 +78,7 @@ def run(args: argparse.Namespace) -> int:
         summary = convert_folder(
             args.model, args.input_dir, args.output_dir, fmt=args.format, quality=args.quality,
             direction=args.direction, batch_size=args.batch_size, tile=args.tile, tile_overlap=args.tile_overlap,
+            whole_pixels=args.whole_pixels,
             device=args.device, dtype=args.dtype, backend=args.backend, overwrite=args.overwrite,
             fail_fast=args.fail_fast, workers=args.workers, max_pixels=args.max_pixels, progress=not args.quiet)
     except (FileNotFoundError, ValueError, ImportError) as e:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import time
 from collections import defaultdict, deque
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -98,14 +99,16 @@ def _write(job: Job, pixels: torch.Tensor, image: ImageFile, quality: int) -> No
 
 def convert_folder(model: str | Path | Translator, input_dir: str | Path, output_dir: str | Path, *,
                    fmt: str = "same", quality: int = 95, direction: str | None = None, batch_size: int = 4,
-                   tile: int | str = "auto", tile_overlap: int | str = "auto", device: str = "auto",
+                   tile: int | str = "auto", tile_overlap: int | str = "auto", whole_pixels: int | None = None,
+                   device: str = "auto",
                    dtype: str = "auto", backend: str = "torch", overwrite: bool = False, fail_fast: bool = False,
                    workers: int | None = None, max_pixels: int | None = DEFAULT_MAX_PIXELS,
                    progress: bool = True) -> dict:
     """Translate the images of ``input_dir`` into ``output_dir`` (same subfolders) and return the summary, which
     is also written to ``output_dir/convert_summary.json``: counts of converted, skipped (output already there)
     and failed files, and each failure's file and reason. ``fmt``: "same" (the input's format; GIF → PNG), "png",
-    "jpg" or "webp". ``fail_fast``: stop at the first failure."""
+    "jpg" or "webp". ``fail_fast``: stop at the first failure. ``model``: a model directory (loaded with ``device``,
+    ``dtype``, ``backend``, ``whole_pixels``) or a ``Translator``."""
     input_dir, output_dir = Path(input_dir), Path(output_dir)
     if not input_dir.is_dir():
         raise FileNotFoundError(f"input folder {input_dir} does not exist")
@@ -113,7 +116,7 @@ def convert_folder(model: str | Path | Translator, input_dir: str | Path, output
         raise ValueError("the output folder must differ from the input folder (outputs would replace inputs)")
     jobs = plan_jobs(input_dir, output_dir, fmt)
     translator = model if isinstance(model, Translator) else Translator.from_pretrained(
-        model, device=device, dtype=dtype, backend=backend)
+        model, device=device, dtype=dtype, backend=backend, whole_pixels=whole_pixels)
     name = translator.generator_name(direction)
     output_dir.mkdir(parents=True, exist_ok=True)
     remove_stale_temp_files(output_dir)
@@ -135,7 +138,7 @@ def convert_folder(model: str | Path | Translator, input_dir: str | Path, output
         def fail(job: Job, reason: str) -> None:
             nonlocal stop
             failures.append({"file": job.name, "error": reason})
-            bar.write(f"failed: {job.name}: {reason}")
+            bar.write(f"failed: {job.name}: {reason}", file=sys.stderr)
             bar.update(1)
             stop = stop or fail_fast
 

@@ -98,12 +98,12 @@ class UnetGenerator(nn.Module):
         return self.model(x)
 
 
-@register_generator("resnet_9blocks", stride=4)
+@register_generator("resnet_9blocks", stride=4, min_size=8)
 def resnet_9blocks(input_nc, output_nc, ngf, norm, use_dropout):
     return ResnetGenerator(input_nc, output_nc, ngf, norm, use_dropout, n_blocks=9)
 
 
-@register_generator("resnet_6blocks", stride=4)
+@register_generator("resnet_6blocks", stride=4, min_size=8)
 def resnet_6blocks(input_nc, output_nc, ngf, norm, use_dropout):
     return ResnetGenerator(input_nc, output_nc, ngf, norm, use_dropout, n_blocks=6)
 
