@@ -1,0 +1,539 @@
+#!/usr/bin/env python
+"""Speed and memory of the package's real code paths, as a Markdown table (and ``--json PATH``).
+
+    PYTHONPATH=. python tools/benchmark.py                     # defaults: well under an hour on a 2-core CPU
+    PYTHONPATH=. python tools/benchmark.py --rows train --jobs cyclegan --precisions bf16 --compile
+    PYTHONPATH=. python tools/benchmark.py --quick             # tiny smoke version (seconds)
+    PYTHONPATH=. python tools/benchmark.py --profile --jobs cyclegan --precisions fp32   # top ops of one step
+
+Rows: ``train`` (``Trainer.train_step`` on a fixed batch, median s/iter after warm-up), ``convert`` (the whole
+``translate convert`` command, timed from outside), ``data`` (dataset + DataLoader items/s), ``tiled`` (one large image
+converted in tiles: peak RSS). Each row runs in a fresh process, so its peak memory is its own: peak RSS (VmHWM) on
+the CPU, ``torch.cuda.max_memory_allocated`` for in-process rows on a GPU. "FLOP-bound limit": the row's network
+FLOPs (counted with ``FlopCounterMode``; a training step ≈ 3× the forward FLOPs of every network run) divided by
+this machine's measured convolution throughput, and how far the row is from it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from functools import partial
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+REPO = Path(__file__).resolve().parents[1]
+# Reference figures (reference/README.md): s/iter for training, images/s (whole command) for test.py.
+REFERENCE = {"cyclegan": 11.61, "pix2pix": 0.853, "convert": 1.35}
+JOBS = {  # the reference's options for each job
+    "cyclegan": ["model.recipe=cyclegan", "model.netG=resnet_9blocks", "model.netD=basic", "model.norm=instance",
+                 "model.no_dropout=true", "model.gan_mode=lsgan", "model.pool_size=50", "data.dataset_mode=unaligned"],
+    "pix2pix": ["model.recipe=pix2pix", "model.netG=unet_256", "model.netD=basic", "model.norm=batch",
+                "model.no_dropout=false", "model.gan_mode=vanilla", "model.pool_size=0", "data.dataset_mode=aligned"],
+}
+# --quick: tiny networks and images, same code paths.
+QUICK = {"cyclegan": ["model.ngf=8", "model.ndf=8", "data.load_size=72", "data.crop_size=64"],
+         "pix2pix": ["model.ngf=8", "model.ndf=8", "model.netG=unet_128", "data.load_size=143", "data.crop_size=128"]}
+RESULT = "BENCH_RESULT "
+
+
+# -- helpers ---------------------------------------------------------------------------------------------------
+def cores() -> int:
+    return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+
+
+def child_env(threads: int) -> dict:
+    """Environment of the child processes: this checkout importable, ``threads`` intra-op threads."""
+    path = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
+    return {**os.environ, "PYTHONPATH": path, "OMP_NUM_THREADS": str(threads)}
+
+
+def device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def sync() -> None:
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+
+
+def peak_memory_gib() -> float:
+    """This process's peak: GPU memory allocated on CUDA, else peak RSS (VmHWM) from /proc."""
+    if torch.cuda.is_available():
+        return torch.cuda.max_memory_allocated() / 2**30
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 2**20
+    return float("nan")
+
+
+def load_average() -> str:
+    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+
+
+def cpu_model() -> str:
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return platform.processor() or "unknown"
+
+
+def forward_gflop(net: torch.nn.Module, channels: int, height: int, width: int | None = None) -> float:
+    """Forward GFLOP of ``net`` on one image, counted on the meta device (no compute)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    net = net.to("meta")
+    with torch.device("meta"):
+        x = torch.empty(1, channels, height, width or height)
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
+        net(x)
+    return counter.get_total_flops() / 1e9
+
+
+def smooth_image(rng: np.random.Generator, width: int, height: int) -> Image.Image:
+    """A photo-like test image: a smooth random colour field plus fine noise."""
+    small = Image.fromarray((rng.random((6, 8, 3)) * 255).astype(np.uint8)).resize((width, height), Image.BICUBIC)
+    noise = rng.normal(0, 8, (height, width, 3))
+    return Image.fromarray(np.clip(np.asarray(small) + noise, 0, 255).astype(np.uint8))
+
+
+def write_images(folder: Path, n: int, width: int, height: int, seed: int) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    for i in range(n):
+        smooth_image(rng, width, height).save(folder / f"{i:04d}.jpg", quality=90)
+    return folder
+
+
+def make_datasets(root: Path, n: int, size: int) -> None:
+    """root/cyclegan/trainA|trainB (unaligned) and root/pix2pix/train (A|B side by side) of ``size``² JPEGs."""
+    write_images(root / "cyclegan" / "trainA", n, size, size, 1)
+    write_images(root / "cyclegan" / "trainB", n, size, size, 2)
+    rng = np.random.default_rng(3)
+    (root / "pix2pix" / "train").mkdir(parents=True, exist_ok=True)
+    for i in range(n):
+        a = smooth_image(rng, size, size)
+        ab = np.concatenate([np.asarray(a), 255 - np.asarray(a)], 1)
+        Image.fromarray(ab).save(root / "pix2pix" / "train" / f"{i:04d}.jpg", quality=90)
+
+
+def job_overrides(job: str, root: Path, quick: bool) -> list[str]:
+    return [*JOBS[job], f"data.root={root / job}", *(QUICK[job] if quick else [])]
+
+
+def median_times(step, warmup: int, iters: int) -> tuple[list[float], list[float]]:
+    """(all times, timed ones) of ``warmup + iters`` calls of ``step``."""
+    times = []
+    for _ in range(warmup + iters):
+        start = time.perf_counter()
+        step()
+        sync()
+        times.append(time.perf_counter() - start)
+    return times, times[warmup:]
+
+
+# -- machine ---------------------------------------------------------------------------------------------------
+def conv_throughput(quick: bool = False) -> dict:
+    """GFLOP/s of a resnet block's convolution (256→256, 3×3, 64×64, batch 4; --quick: 64 channels at 32², batch
+    1): forward and forward+backward, fp32 and bf16 autocast."""
+    dev = device()
+    c, s, n = (64, 32, 1) if quick else (256, 64, 4)
+    conv = torch.nn.Conv2d(c, c, 3, padding=1).to(dev)
+    x = torch.randn(n, c, s, s, device=dev, requires_grad=True)
+    flop = 2 * c * c * 9 * s * s * n / 1e9
+    result = {}
+
+    def run(dtype, backward: bool):
+        with torch.set_grad_enabled(backward), torch.autocast(dev.type, dtype, enabled=dtype is not None):
+            y = conv(x)
+        if backward:
+            y.float().sum().backward()
+
+    for precision, dtype in (("fp32", None), ("bf16", torch.bfloat16)):
+        for kind, backward in (("forward", False), ("train", True)):
+            _, timed = median_times(partial(run, dtype, backward), 1 if quick else 2, 2 if quick else 5)
+            result[f"{precision}_{kind}"] = flop * (3 if backward else 1) / statistics.median(timed)
+    return result
+
+
+# -- rows that run inside a worker process -----------------------------------------------------------------------
+def train_row(job: str, precision: str, batch: int, compile: bool, channels_last: bool, warmup: int, iters: int,
+              root: str, quick: bool, threads: int) -> dict:
+    """s/iter of the real engine: ``Trainer.train_step`` inside one ``accumulate`` block, on a fixed batch."""
+    from translate.config import load_config
+    from translate.engine.trainer import Trainer
+
+    root = Path(root)
+    # (fp32 is the default "no"; given on the command line, YAML would read the bare word as False)
+    overrides = [*job_overrides(job, root, quick), f"data.batch_size={batch}", "data.num_workers=0",
+                 *(["train.mixed_precision=bf16"] if precision == "bf16" else []), f"train.compile={compile}",
+                 f"train.channels_last={channels_last}", "train.progress=false",
+                 f"train.output_dir={tempfile.mkdtemp(dir=root, prefix='run-')}"]
+    config = load_config(None, overrides)
+    trainer = Trainer(config)
+    torch.set_num_threads(threads)  # the Trainer sets all cores; keep --threads
+    acc = trainer.accelerator
+    data = next(iter(trainer.loader))
+
+    def step():
+        with acc.accumulate(trainer.group_G, trainer.group_D):
+            trainer.train_step(data)
+
+    times, timed = median_times(step, warmup, iters)
+    peak = peak_memory_gib()
+    m, size = config.model, config.data.crop_size
+    with torch.device("meta"):
+        nets = trainer.recipe.build()  # shapes only, for counting FLOPs
+    d_in = m.input_nc + m.output_nc if job == "pix2pix" else m.input_nc
+    g, d = forward_gflop(nets[trainer.recipe.generators[0]], m.input_nc, size), forward_gflop(
+        nets[trainer.recipe.discriminators[0]], d_in, size)
+    # Networks run per step: CycleGAN 6 G (2 translations, 2 cycles, 2 identities) and 6 D (2 in the G phase,
+    # 4 in the D phase); pix2pix 1 G and 3 D.
+    runs = (6, 6) if job == "cyclegan" else (1, 3)
+    return {"s_iter": statistics.median(timed), "min_s": min(timed), "max_s": max(timed), "first_s": times[0],
+            "images_s": batch / statistics.median(timed), "peak_gib": peak,
+            "gflop": 3 * batch * (runs[0] * g + runs[1] * d)}
+
+
+def data_row(workers: int, items: int, root: str, quick: bool, threads: int) -> dict:
+    """Items/s (one item = an A and a B image, what a CycleGAN step of batch 1 takes) from the real dataset."""
+    from torch.utils.data import DataLoader
+
+    from translate.config import load_config
+    from translate.data import build_dataset
+
+    config = load_config(None, [*job_overrides("cyclegan", Path(root), quick), f"data.num_workers={workers}"])
+    dataset = build_dataset(config, "train")
+    loader = DataLoader(dataset, batch_size=1, shuffle=True, num_workers=workers, persistent_workers=workers > 0)
+
+    def stream():
+        epoch = 0
+        while True:
+            dataset.set_epoch(epoch)
+            yield from loader
+            epoch += 1
+
+    it = stream()
+    for _ in range(3 + 2 * workers):  # worker start-up and first batches are not counted
+        next(it)
+    start = time.perf_counter()
+    for _ in range(items):
+        next(it)
+    elapsed = time.perf_counter() - start
+    return {"images_s": items / elapsed, "s_iter": elapsed / items, "peak_gib": peak_memory_gib()}
+
+
+def profile_step(job: str, root: str, precision: str, quick: bool, threads: int, top: int = 15) -> str:
+    """torch.profiler table (self CPU time) of one training step of ``job`` after one warm-up step."""
+    from torch.profiler import ProfilerActivity, profile
+
+    from translate.config import load_config
+    from translate.engine.trainer import Trainer
+
+    root = Path(root)
+    config = load_config(None, [*job_overrides(job, root, quick), "data.num_workers=0",
+                                *(["train.mixed_precision=bf16"] if precision == "bf16" else []),
+                                "train.progress=false", f"train.output_dir={tempfile.mkdtemp(dir=root)}"])
+    trainer = Trainer(config)
+    torch.set_num_threads(threads)
+    data = next(iter(trainer.loader))
+
+    def step():
+        with trainer.accelerator.accumulate(trainer.group_G, trainer.group_D):
+            trainer.train_step(data)
+
+    step()
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if torch.cuda.is_available() else [])
+    with profile(activities=activities) as prof:
+        step()
+        sync()
+    sort = "self_cuda_time_total" if torch.cuda.is_available() else "self_cpu_time_total"
+    return prof.key_averages().table(sort_by=sort, row_limit=top, max_name_column_width=50)
+
+
+WORKERS = {"train": train_row, "data": data_row}
+
+
+def in_worker(kind: str, **kwargs) -> dict:
+    """Run one row in a fresh Python process (own peak memory, own Accelerate/compile state)."""
+    spec = json.dumps({"kind": kind, **kwargs})
+    proc = subprocess.run([sys.executable, __file__, "--worker", spec], capture_output=True, text=True,
+                          env=child_env(kwargs["threads"]))
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith(RESULT)]
+    if proc.returncode or not lines:
+        return {"error": (proc.stderr.strip().splitlines() or ["failed"])[-1][:200]}
+    return json.loads(lines[-1][len(RESULT):])
+
+
+# -- rows that time the command line -----------------------------------------------------------------------------
+def run_command(args: list[str], log: Path, threads: int) -> tuple[float, float, int]:
+    """(wall seconds, peak RSS GiB of the child, exit status) of ``python -m translate.cli ARGS``."""
+    with open(log, "w") as out:
+        start = time.perf_counter()
+        proc = subprocess.Popen([sys.executable, "-m", "translate.cli", *args], stdout=out, stderr=subprocess.STDOUT,
+                                env=child_env(threads))
+        _, status, usage = os.wait4(proc.pid, 0)  # the child's own rusage: ru_maxrss in KiB on Linux
+        elapsed = time.perf_counter() - start
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    return elapsed, usage.ru_maxrss / 2**20, proc.returncode
+
+
+def make_model(directory: Path, ngf: int) -> tuple[Path, float]:
+    """A randomly initialised resnet_9blocks model directory (CycleGAN-style: instance norm, no dropout); returns
+    it and the generator's forward GFLOP per 256² image."""
+    from translate.networks import create_generator
+    from translate.networks.pretrained import generator_spec, save_pretrained
+
+    torch.manual_seed(0)
+    spec = generator_spec("resnet_9blocks", ngf, "instance", False, 3, 3)
+    net = create_generator("resnet_9blocks", ngf=ngf, norm="instance", use_dropout=False)
+    save_pretrained(directory, {"G": net}, {"recipe": "cyclegan", "generators": {"G": spec},
+                                            "directions": {"AtoB": "G"}, "norm_mode": "eval"})
+    return directory, forward_gflop(net, 3, 256)
+
+
+def convert_row(model: Path, inputs: Path, out: Path, extra: list[str], n: int, threads: int) -> dict:
+    elapsed, peak, status = run_command(["convert", str(model), str(inputs), str(out), "--quiet", "--format", "png",
+                                         "--overwrite", *extra], out.with_suffix(".log"), threads)
+    if status:
+        return {"error": out.with_suffix(".log").read_text().strip().splitlines()[-1][:200]}
+    summary = json.loads((out / "convert_summary.json").read_text())
+    return {"s_iter": elapsed / n, "images_s": n / elapsed, "peak_gib": peak, "inner_images_s": summary["images_per_s"],
+            "startup_s": elapsed - summary["elapsed_s"]}
+
+
+def psnr_dirs(a: Path, b: Path) -> tuple[float, float]:
+    """(mean, min) PSNR in dB between the 8-bit PNGs of two output folders."""
+    values = []
+    for path in sorted(a.glob("*.png")):
+        x = np.asarray(Image.open(path), dtype=np.float64)
+        y = np.asarray(Image.open(b / path.name), dtype=np.float64)
+        mse = np.mean((x - y) ** 2)
+        values.append(float("inf") if mse == 0 else 10 * np.log10(255**2 / mse))
+    return float(np.mean(values)), float(np.min(values))
+
+
+# -- the table ---------------------------------------------------------------------------------------------------
+def fmt(value, spec: str = ".3g", unit: str = "") -> str:
+    if value is None or (isinstance(value, float) and np.isnan(value)):
+        return "—"
+    return f"{value:{spec}}{unit}"
+
+
+def table(rows: list[dict]) -> str:
+    head = ["job", "settings", "s/iter", "images/s", "peak mem", "vs reference", "GFLOP/iter", "FLOP-bound limit",
+            "notes"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in rows:
+        if "error" in r:
+            lines.append(f"| {r['job']} | {r['settings']} | failed: {r['error']} |" + " |" * (len(head) - 3))
+            continue
+        ref = r.get("reference")
+        if ref is None:
+            vs = "—"
+        elif r["kind"] == "train":  # time: lower is better
+            vs = f"{r['s_iter'] / ref:.2f}× time"
+        else:  # images/s: higher is better
+            vs = f"{r['images_s'] / ref:.2f}× speed"
+        limit = r.get("gflop") and r.get("gflops") and r["gflop"] / r["gflops"]
+        bound = f"{limit:.3g} s ({r['s_iter'] / limit:.1f}×)" if limit else "—"
+        lines.append("| " + " | ".join([
+            r["job"], r["settings"], fmt(r.get("s_iter")), fmt(r.get("images_s")),
+            fmt(r.get("peak_gib"), ".2f", " GiB"), vs, fmt(r.get("gflop"), ".4g"), bound, r.get("notes", "")]) + " |")
+    return "\n".join(lines)
+
+
+# -- main --------------------------------------------------------------------------------------------------------
+DEFAULTS = {  # option: (default, default with --quick)
+    "rows": ("train,convert,data,tiled", "train,convert,data,tiled"), "jobs": ("cyclegan,pix2pix", "cyclegan"),
+    "precisions": ("fp32,bf16", "fp32"), "workers": ("0,1,2", "0"), "threads": (cores(), 1),
+    "warmup": (1, 1), "iters": (3, 2), "images": (50, 3), "photos": (2, 0), "onnx": (True, False),
+    "tiled_size": (4096, 320),
+}
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--rows", help="comma list of train,convert,data,tiled (default all)")
+    p.add_argument("--jobs", help="training jobs: cyclegan,pix2pix (default both)")
+    p.add_argument("--precisions", help="fp32,bf16 for training and conversion (default both)")
+    p.add_argument("--batch", type=int, default=1, help="training batch size (default 1, as the reference)")
+    p.add_argument("--compile", action="store_true", help="also train with train.compile=true (first step = compile)")
+    p.add_argument("--channels-last", action="store_true", help="also train with train.channels_last=true")
+    p.add_argument("--warmup", type=int, help="untimed training steps first (default 1)")
+    p.add_argument("--iters", type=int, help="timed CycleGAN steps; pix2pix runs 3× as many (default 3)")
+    p.add_argument("--images", type=int, help="256² images converted (default 50, as the reference's test.py)")
+    p.add_argument("--photos", type=int, help="1024×768 photos converted (default 2; 0: none)")
+    p.add_argument("--onnx", action=argparse.BooleanOptionalAction, help="onnxruntime conversion rows (default on)")
+    p.add_argument("--workers", help="DataLoader worker counts to measure (default 0,1,2)")
+    p.add_argument("--tiled-size", type=int, help="side of the image converted in tiles (default 4096)")
+    p.add_argument("--threads", type=int, help="intra-op threads of every row (default: this machine's cores)")
+    p.add_argument("--quick", action="store_true", help="tiny networks and images, fp32, 1 thread: a smoke test")
+    p.add_argument("--profile", action="store_true", help="print torch.profiler's top ops of a step of each job, exit")
+    p.add_argument("--json", metavar="PATH", help="also write the rows and machine details as JSON")
+    p.add_argument("--workdir", help="keep the synthetic data and outputs here (default: a temp dir, deleted)")
+    p.add_argument("--worker", help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    for key, values in DEFAULTS.items():
+        if getattr(args, key) is None:
+            setattr(args, key, values[args.quick])
+    return args
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    torch.set_num_threads(args.threads)
+    if args.worker:
+        spec = json.loads(args.worker)
+        print(RESULT + json.dumps(WORKERS[spec.pop("kind")](**spec)), flush=True)
+        return 0
+    with tempfile.TemporaryDirectory(prefix="translate-bench-") as tmp:
+        work = Path(args.workdir or tmp)
+        work.mkdir(parents=True, exist_ok=True)
+        if args.profile:
+            make_datasets(work / "data", 4, 64 if args.quick else 256)
+            for job in args.jobs.split(","):
+                for precision in args.precisions.split(","):
+                    ops = profile_step(job, str(work / "data"), precision, args.quick, args.threads)
+                    print(f"### one {job} step, {precision}, {args.threads} threads\n```\n{ops}```", flush=True)
+            return 0
+        return benchmark(args, work)
+
+
+def train_rows(args, data_root: Path, gflops: dict, add) -> None:
+    q = args.quick
+    variants = [(p, False, False) for p in args.precisions.split(",")]
+    if args.compile:
+        variants += [(p, True, False) for p, _, _ in variants]
+    if args.channels_last:
+        variants += [(p, False, True) for p, c, _ in variants if not c]
+    for job in args.jobs.split(","):
+        for precision, compile, channels_last in variants:
+            n = args.iters * (3 if job == "pix2pix" else 1)
+            settings = f"{precision}, batch {args.batch}" + (", compile" if compile else "") + (
+                ", channels_last" if channels_last else "") + (", tiny" if q else ", 256²")
+            r = in_worker("train", job=job, precision=precision, batch=args.batch, compile=compile,
+                          channels_last=channels_last, warmup=args.warmup, iters=n, root=str(data_root), quick=q,
+                          threads=args.threads)
+            r.update(kind="train", job=f"train {job}", settings=settings, gflops=gflops[f"{precision}_train"],
+                     reference=None if q else REFERENCE[job])
+            if "error" not in r:
+                r["notes"] = f"median of {n} after {args.warmup} warm-up; min {r['min_s']:.3g}, max {r['max_s']:.3g}"
+                if compile:
+                    r["notes"] += f"; first step (compile) {r['first_s']:.1f} s"
+            add(r)
+
+
+def convert_rows(args, work: Path, gflops: dict, add) -> None:
+    q = args.quick
+    size, n = (64, args.images) if q else (256, args.images)
+    model, g256 = make_model(work / "model", 8 if q else 64)
+    sets = [("256", write_images(work / "in256", n, size, size, 4), n, g256 * (size / 256) ** 2)]
+    if args.photos:
+        sets.append(("photo", write_images(work / "photos", args.photos, 1024, 768, 5), args.photos, g256 * 12))
+    backends = [(p, ["--dtype", p]) for p in args.precisions.split(",")]
+    if args.onnx:
+        elapsed, _, status = run_command(["export", str(model)], work / "export.log", args.threads)
+        export_note = f"export took {elapsed:.1f} s" if not status else "export failed"
+        backends.append(("onnxruntime", ["--backend", "onnxruntime"]))
+    for label, inputs, count, gflop in sets:
+        outs = {}
+        for name, extra in backends:
+            out = outs[name] = work / f"out-{label}-{name}"
+            r = convert_row(model, inputs, out, extra, count, args.threads)
+            what = f"{count} images {size}²" if label == "256" else f"{count} photos 1024×768"
+            r.update(kind="convert", job="convert resnet_9blocks", settings=f"{what}, {name}", gflop=gflop,
+                     gflops=gflops["bf16_forward" if name == "bf16" else "fp32_forward"],
+                     reference=REFERENCE["convert"] if label == "256" and not q else None)
+            if "error" not in r:
+                notes = [f"whole command; {r['inner_images_s']:.3g} images/s without {r['startup_s']:.1f} s start-up"]
+                if name != "fp32" and "fp32" in outs:
+                    mean, low = psnr_dirs(outs["fp32"], out)
+                    notes.append(f"PSNR vs fp32 {mean:.1f} dB (min {low:.1f})")
+                if name == "onnxruntime":
+                    notes.append(export_note)
+                r["notes"] = "; ".join(notes)
+            add(r)
+
+
+def data_rows(args, data_root: Path, rows: list[dict], add) -> None:
+    consumers = [r for r in rows if r.get("job") == "train cyclegan" and "images_s" in r]
+    need = max(r["images_s"] for r in consumers) if consumers else 1 / REFERENCE["cyclegan"]
+    for workers in (int(w) for w in args.workers.split(",")):
+        r = in_worker("data", workers=workers, items=8 if args.quick else 60, root=str(data_root), quick=args.quick,
+                      threads=args.threads)
+        r.update(kind="data", job="data unaligned", settings=f"{workers} workers, resize_and_crop "
+                 + ("72→64" if args.quick else "286→256"))
+        if "error" not in r:
+            r["notes"] = (f"items (A+B) per s: {r['images_s'] / need:.0f}× the fastest CycleGAN step's "
+                          f"{need:.3g}/s (needs ≥ 5×)")
+        add(r)
+
+
+def tiled_row(args, work: Path, gflops: dict, add) -> None:
+    from translate.inference.tiling import padded_size, tile_positions
+
+    side, tile = args.tiled_size, 128 if args.quick else 512  # 512: the CPU default of --tile auto
+    model, g256 = make_model(work / "model", 8 if args.quick else 64)
+    inputs = write_images(work / "big", 1, side, side, 6)
+    extra = ["--dtype", "fp32"] + (["--tile", str(tile)] if args.quick else [])
+    r = convert_row(model, inputs, work / "out-big", extra, 1, args.threads)
+    tiles = len(tile_positions(padded_size(side, 4), tile, tile // 8, 4)) ** 2
+    r.update(kind="tiled", job="convert tiled", settings=f"1 image {side}², fp32, {tiles} tiles of {tile}²",
+             gflop=g256 * (tiles * tile**2 + min(side**2, 1 << 20)) / 256**2, gflops=gflops["fp32_forward"],
+             notes="whole command; peak RSS of the process; FLOPs include the statistics pass (≤ 1 MP)")
+    add(r)
+
+
+def benchmark(args: argparse.Namespace, work: Path) -> int:
+    meta = {"date": datetime.date.today().isoformat(), "cpu": cpu_model(), "cores": cores(), "threads": args.threads,
+            "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None, "torch": torch.__version__,
+            "python": platform.python_version(), "load_before": load_average(), "command": " ".join(sys.argv)}
+    started = time.perf_counter()
+    print(f"# translate benchmark, {meta['date']}: {meta['cpu']}, {meta['cores']} cores, {args.threads} threads, "
+          f"GPU {meta['gpu'] or 'none'}, torch {meta['torch']}; load average {meta['load_before']}", flush=True)
+    gflops = meta["conv_gflops"] = conv_throughput(args.quick)
+    print("conv throughput, GFLOP/s (a resnet block's 3×3 conv; train = forward+backward): "
+          + ", ".join(f"{k} {v:.0f}" for k, v in gflops.items()), flush=True)
+    data_root = work / "data"
+    make_datasets(data_root, 4 if args.quick else 24, 64 if args.quick else 256)
+    rows: list[dict] = []
+
+    def add(row: dict) -> None:
+        rows.append(row)
+        print(table([row]).splitlines()[-1], flush=True)
+
+    wanted = args.rows.split(",")
+    if "train" in wanted:
+        train_rows(args, data_root, gflops, add)
+    if "convert" in wanted:
+        convert_rows(args, work, gflops, add)
+    if "data" in wanted:
+        data_rows(args, data_root, rows, add)
+    if "tiled" in wanted:
+        tiled_row(args, work, gflops, add)
+    meta["load_after"] = load_average()
+    meta["total_s"] = time.perf_counter() - started
+    print(f"\n{table(rows)}\n\nvs reference: training = s/iter ÷ reference (< 1 is faster), conversion = images/s ÷ "
+          "reference (> 1 is faster). FLOP-bound limit: network GFLOP ÷ measured conv GFLOP/s (in brackets: measured "
+          f"÷ limit). Load average before {meta['load_before']}, after {meta['load_after']}; "
+          f"total {meta['total_s']:.0f} s.")
+    if args.json:
+        Path(args.json).write_text(json.dumps({"meta": meta, "rows": rows}, indent=2) + "\n")
+    return 1 if any("error" in r for r in rows) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
