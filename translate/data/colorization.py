@@ -13,8 +13,7 @@ import torch
 from skimage.color import rgb2lab
 
 from translate.config import ConfigError
-from translate.data.base import ImageDataset
-from translate.data.single import split_folder
+from translate.data.single import SingleDataset
 
 
 def lab_to_rgb(L: torch.Tensor, ab: torch.Tensor) -> torch.Tensor:
@@ -25,7 +24,7 @@ def lab_to_rgb(L: torch.Tensor, ab: torch.Tensor) -> torch.Tensor:
     return kornia.color.lab_to_rgb(lab, clip=True) * 2.0 - 1.0
 
 
-class ColorizationDataset(ImageDataset):
+class ColorizationDataset(SingleDataset):  # the same folder scan, other items
     layout = "root/<split>/*.jpg or root/*.jpg (any colour images)"
 
     def __init__(self, config, split: str, root: Path):
@@ -36,10 +35,6 @@ class ColorizationDataset(ImageDataset):
                 f"data.direction=AtoB (got {m.input_nc}, {m.output_nc}, {config.data.direction})"
             )
         super().__init__(config, split, root)
-        self.paths = self.find(split_folder(self.root, split))
-
-    def __len__(self) -> int:
-        return len(self.paths)
 
     def load(self, index: int, rng: np.random.Generator) -> dict:
         path = self.paths[index]
