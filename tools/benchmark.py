@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Speed and memory of the package's real code paths, as a Markdown table (and ``--json PATH``).
 
-    PYTHONPATH=. python tools/benchmark.py                     # defaults: well under an hour on a 2-core CPU
+    PYTHONPATH=. python tools/benchmark.py                     # all rows: ~15 min on a quiet 2-core CPU
     PYTHONPATH=. python tools/benchmark.py --rows train --jobs cyclegan --precisions bf16 --compile
     PYTHONPATH=. python tools/benchmark.py --quick             # tiny smoke version (seconds)
     PYTHONPATH=. python tools/benchmark.py --profile --jobs cyclegan --precisions fp32   # top ops of one step
