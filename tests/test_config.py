@@ -30,6 +30,14 @@ def test_overrides_are_typed():
     assert cfg.train.lr == 1e-3 and cfg.data.augment == ["color_jitter"]
 
 
+def test_mixed_precision_no_survives_yaml_reading_it_as_false(tmp_path):
+    assert load_config(None, ["data.root=/x", "train.mixed_precision=no"]).train.mixed_precision == "no"
+    path = tmp_path / "c.yaml"
+    path.write_text("data:\n  root: /x\ntrain:\n  mixed_precision: no\n")
+    assert load_config(path).train.mixed_precision == "no"
+    assert load_config(None, ["data.root=/x", "train.mixed_precision=bf16"]).train.mixed_precision == "bf16"
+
+
 @pytest.mark.parametrize(("override", "suggestion"), [
     ("model.ngff=8", "model.ngf"),
     ("data.batchsize=2", "data.batch_size"),

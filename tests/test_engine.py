@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import warnings
 
 import pytest
 import torch
@@ -110,6 +111,25 @@ def test_bf16_autocast_on_cpu_runs_without_nan(tiny_config):
     assert all(all(v == v and abs(v) < 1e6 for v in entry.values()) for entry in read_log(run_dir))
 
 
+def test_bf16_on_a_cpu_without_bf16_instructions_is_warned_about(tmp_path, monkeypatch):
+    from translate import devices
+
+    (tmp_path / "intel").write_text("processor : 0\nflags : fpu avx512f avx512_vnni\n")
+    (tmp_path / "epyc").write_text("processor : 0\nflags : fpu avx512f avx512_bf16\n")
+    (tmp_path / "arm").write_text("processor : 0\nFeatures : fp asimd sve bf16\n")
+    assert devices.cpu_has_bf16(tmp_path / "intel") is False
+    assert devices.cpu_has_bf16(tmp_path / "epyc") is devices.cpu_has_bf16(tmp_path / "arm") is True
+    assert devices.cpu_has_bf16(tmp_path / "missing") is None
+    monkeypatch.setattr(devices, "cpu_has_bf16", lambda: False)
+    with pytest.warns(UserWarning, match="no bf16 instructions"):
+        devices.warn_if_slow_bf16("cpu", "bf16", "train.mixed_precision")
+    monkeypatch.setattr(devices, "cpu_has_bf16", lambda: True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        devices.warn_if_slow_bf16("cpu", torch.bfloat16, "Translator")
+        devices.warn_if_slow_bf16("cpu", "no", "train.mixed_precision")
+
+
 def test_non_finite_steps_are_skipped_then_training_stops(tiny_config):
     from translate.engine.trainer import TrainingDiverged
 
@@ -127,9 +147,10 @@ def test_non_finite_steps_are_skipped_then_training_stops(tiny_config):
 
     trainer.recipe.generator_loss = poisoned
     good = {k: v.clone() for k, v in trainer.plain["G"].state_dict().items()}
-    with pytest.raises(TrainingDiverged, match="3 consecutive steps"):
+    # Skips are read at log steps (every 2) and every max_nonfinite_steps (3): steps 3, 4, 6 -> stop at 6.
+    with pytest.raises(TrainingDiverged, match=r"4 consecutive steps .*max_nonfinite_steps=3"):
         trainer.fit()
-    assert trainer.state.skipped_steps == 3 and trainer.state.step == 5
+    assert trainer.state.skipped_steps == 4 and trainer.state.step == 6
     assert [p.name for p in list_checkpoints(config.train.output_dir)] == ["step_000002", "step_000004"]
     after = trainer.plain["G"].state_dict()
     assert all(torch.isfinite(v).all() for v in after.values())

@@ -484,8 +484,8 @@ def test_isolated_non_finite_steps_are_skipped_and_training_finishes(images, tmp
     run_dir = trainer.fit()
     assert trainer.state.step == 6 and trainer.state.skipped_steps == 2
     out = capsys.readouterr().out
-    assert "step 2: non-finite gradients, step skipped (1 in a row, 1 in all)" in out
-    assert "step 4: non-finite gradients, step skipped (1 in a row, 2 in all)" in out
+    assert "step 2: 1 of the last steps had non-finite gradients and were skipped (1 in a row now, 1 in all)" in out
+    assert "step 4: 1 of the last steps had non-finite gradients and were skipped (1 in a row now, 2 in all)" in out
     assert all(torch.isfinite(v).all() for v in weights(run_dir).values())
 
 

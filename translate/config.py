@@ -184,7 +184,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str
             cfg = _merge(cfg, parsed, f"override '{item}'")
         except ConfigError as e:
             problems.append(str(e))
-    config: Config = OmegaConf.to_object(cfg)
+    config = _typed(cfg)
     try:
         validate(config)
     except ConfigError as e:
@@ -196,9 +196,17 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str
     return config
 
 
+def _typed(cfg: DictConfig) -> Config:
+    config: Config = OmegaConf.to_object(cfg)
+    # YAML 1.1 reads a bare `no` as false, which a str field then holds as "False": train.mixed_precision=no.
+    if config.train.mixed_precision in ("False", "false"):
+        config.train.mixed_precision = "no"
+    return config
+
+
 def from_dict(values: dict) -> Config:
     """Build a validated Config from a nested dict (e.g. a resolved config.yaml read back)."""
-    config = OmegaConf.to_object(_merge(OmegaConf.structured(Config), values, "config"))
+    config = _typed(_merge(OmegaConf.structured(Config), values, "config"))
     validate(config)
     return config
 

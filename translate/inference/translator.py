@@ -21,6 +21,7 @@ import torch
 from PIL import Image
 from torch import Tensor
 
+from translate.devices import warn_if_slow_bf16
 from translate.inference.imageio import array_to_pil, icc_fits, pil_to_array
 from translate.inference.tiling import install_image_norms, pad_to_stride, padded_size, translate_tiled
 from translate.networks import GENERATORS
@@ -195,6 +196,7 @@ class Translator:
         self.norm_mode = config.get("norm_mode", "eval")
         self.norms = {}
         if backend == "torch":
+            warn_if_slow_bf16(self.device, dtype, "Translator")
             train = self.norm_mode == "train"
             for name, net in self.generators.items():
                 # "train": the reference's test.py without --eval: dropout active, batch norm on the statistics of
