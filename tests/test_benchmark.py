@@ -21,6 +21,7 @@ def test_benchmark_quick_prints_table(tmp_path):
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     assert "| job | settings | s/iter | images/s | peak mem |" in proc.stdout
     assert "| train cyclegan | fp32, batch 1, tiny |" in proc.stdout
+    assert "| plain loop cyclegan | fp32, batch 1, tiny |" in proc.stdout and "the plain loop's time" in proc.stdout
     assert "| convert resnet_9blocks | 3 images 64², fp32 |" in proc.stdout
     result = json.loads(out.read_text())
     assert result["meta"]["conv_gflops"]["fp32_forward"] > 0

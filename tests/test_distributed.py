@@ -5,26 +5,33 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 import torch
 
 from translate.config import to_yaml
+from translate.engine.checkpoint import list_checkpoints
 from translate.engine.trainer import train
 
 pytestmark = pytest.mark.slow
 WORKER = Path(__file__).parent / "dist_worker.py"
 
 
+def torchrun_command(out: Path, overrides, nproc=2) -> tuple[list[str], dict]:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).parent.parent)}
+    return [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(nproc),
+            str(WORKER), str(out), *overrides], env
+
+
 def torchrun(tmp_path, overrides, nproc=2):
     out = tmp_path / f"ranks_{len(list(tmp_path.glob('ranks_*')))}"
     out.mkdir()
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).parent.parent)}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(nproc),
-           str(WORKER), str(out), *overrides]
+    cmd, env = torchrun_command(out, overrides, nproc)
     result = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     return [torch.load(out / f"rank{r}.pt") for r in range(nproc)]
@@ -76,3 +83,24 @@ def test_two_processes_match_one_process_with_the_same_global_batch(tiny_config,
     for key, value in ranks[0]["params"].items():
         assert torch.equal(value, ranks[1]["params"][key]), f"ranks differ at {key}"
     assert json.loads((tmp_path / "widened" / "model" / "config.json").read_text())["step"] == 6
+
+
+def test_a_signal_to_one_rank_stops_every_rank_at_the_same_step_with_one_checkpoint(tiny_config, tmp_path):
+    run_dir, out = tmp_path / "run", tmp_path / "ranks"
+    out.mkdir()
+    config = tiny_config("cyclegan", "model.pool_size=0", "train.n_epochs=100000", "train.max_steps=100000",
+                         "train.checkpoint_every=100000", "train.log_every=1", f"train.output_dir={run_dir}")
+    cmd, env = torchrun_command(out, [as_file(config, tmp_path)])
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 300
+        while not ((out / "pid1").is_file() and (run_dir / "logs" / "losses.jsonl").is_file()):
+            assert proc.poll() is None and time.monotonic() < deadline, "training did not start"
+            time.sleep(0.2)
+        os.kill(int((out / "pid1").read_text()), signal.SIGTERM)  # rank 1 only, as a preempted node would see
+        output = proc.communicate(timeout=300)[0]
+    finally:
+        proc.kill()
+    stops = [json.loads((out / f"stopped{rank}.json").read_text())["step"] for rank in (0, 1)]
+    assert stops[0] == stops[1] >= 1, output[-3000:]
+    assert [p.name for p in list_checkpoints(run_dir)] == [f"step_{stops[0]:06d}"]

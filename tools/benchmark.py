@@ -168,9 +168,43 @@ def conv_throughput(quick: bool = False) -> dict:
 
 
 # -- rows that run inside a worker process -----------------------------------------------------------------------
+def plain_loop(trainer, batch: dict, precision: str):
+    """The reference's training iteration written plainly, as the baseline on this machine: the same networks and
+    loss maths, no Accelerate, no finiteness check, and single-tensor Adam (torch's CPU default, which the
+    reference gets). Returns one step as a function."""
+    recipe, nets, t = trainer.recipe, trainer.plain, trainer.config.train
+    G, D = recipe.generators, recipe.discriminators
+
+    def adam(names):
+        params = [p for n in names for p in nets[n].parameters()]
+        return torch.optim.Adam(params, lr=t.lr, betas=(t.beta1, t.beta2), foreach=device().type == "cuda")
+
+    opt_G, opt_D = adam(G), adam(D)
+    autocast = partial(torch.autocast, device().type, torch.bfloat16, enabled=precision == "bf16")
+
+    def step():
+        for n in D:
+            nets[n].requires_grad_(False)
+        with autocast():
+            terms, outputs = recipe.generator_loss(nets, batch)
+        opt_G.zero_grad()
+        sum(terms.values()).backward()
+        opt_G.step()
+        for n in D:
+            nets[n].requires_grad_(True)
+        with autocast():
+            d_terms = recipe.discriminator_loss(nets, batch, outputs)
+        opt_D.zero_grad()
+        sum(d_terms.values()).backward()
+        opt_D.step()
+
+    return step
+
+
 def train_row(job: str, precision: str, batch: int, compile: bool, channels_last: bool, warmup: int, iters: int,
-              root: str, quick: bool, threads: int) -> dict:
-    """s/iter of the real engine: ``Trainer.train_step`` inside one ``accumulate`` block, on a fixed batch."""
+              root: str, quick: bool, threads: int, plain: bool = False) -> dict:
+    """s/iter of the real engine: ``Trainer.train_step`` inside one ``accumulate`` block, on a fixed batch
+    (``plain``: of ``plain_loop`` on the same networks and batch instead)."""
     from translate.config import load_config
     from translate.engine.trainer import Trainer
 
@@ -190,7 +224,7 @@ def train_row(job: str, precision: str, batch: int, compile: bool, channels_last
         with acc.accumulate(trainer.group_G, trainer.group_D):
             trainer.train_step(data)
 
-    times, timed = median_times(step, warmup, iters)
+    times, timed = median_times(plain_loop(trainer, data, precision) if plain else step, warmup, iters)
     peak = peak_memory_gib()
     m, size = config.model, config.data.crop_size
     with torch.device("meta"):
@@ -262,8 +296,6 @@ def profile_step(job: str, root: str, precision: str, quick: bool, threads: int,
     return prof.key_averages().table(sort_by=sort, row_limit=top, max_name_column_width=50)
 
 
-WORKERS = {"train": train_row, "data": data_row}
-
 
 def in_worker(kind: str, **kwargs) -> dict:
     """Run one row in a fresh Python process (own peak memory, own Accelerate/compile state)."""
@@ -277,12 +309,13 @@ def in_worker(kind: str, **kwargs) -> dict:
 
 
 # -- rows that time the command line -----------------------------------------------------------------------------
-def run_command(args: list[str], log: Path, threads: int) -> tuple[float, float, int]:
-    """(wall seconds, peak RSS GiB of the child, exit status) of ``python -m translate.cli ARGS``."""
+def run_command(args: list[str], log: Path, threads: int, cli: bool = True) -> tuple[float, float, int]:
+    """(wall seconds, peak RSS GiB of the child, exit status) of ``python -m translate.cli ARGS`` (``cli=False``:
+    of ``python ARGS``)."""
     with open(log, "w") as out:
         start = time.perf_counter()
-        proc = subprocess.Popen([sys.executable, "-m", "translate.cli", *args], stdout=out, stderr=subprocess.STDOUT,
-                                env=child_env(threads))
+        proc = subprocess.Popen([sys.executable, *(["-m", "translate.cli"] if cli else []), *args], stdout=out,
+                                stderr=subprocess.STDOUT, env=child_env(threads))
         _, status, usage = os.wait4(proc.pid, 0)  # the child's own rusage: ru_maxrss in KiB on Linux
         elapsed = time.perf_counter() - start
     proc.returncode = os.waitstatus_to_exitcode(status)
@@ -311,6 +344,21 @@ def convert_row(model: Path, inputs: Path, out: Path, extra: list[str], n: int, 
     summary = json.loads((out / "convert_summary.json").read_text())
     return {"s_iter": elapsed / n, "images_s": n / elapsed, "peak_gib": peak, "inner_images_s": summary["images_per_s"],
             "startup_s": elapsed - summary["elapsed_s"]}
+
+
+def plain_convert(model: str, inputs: str, out: str) -> dict:
+    """The reference's test.py loop written plainly, as the baseline on this machine: one image at a time, PIL in
+    and out, a ``no_grad`` forward of the same network. Timed from outside, like the ``translate convert`` rows."""
+    from translate.networks.pretrained import load_pretrained
+
+    net = load_pretrained(model)[1]["G"].eval()
+    for path in sorted(Path(inputs).iterdir()):
+        x = torch.from_numpy(np.array(Image.open(path).convert("RGB"))).permute(2, 0, 1)[None].float() / 127.5 - 1
+        with torch.no_grad():
+            y = net(x)
+        y = ((y[0].clamp(-1, 1) + 1) * 127.5).round().byte().permute(1, 2, 0).numpy()
+        Image.fromarray(y).save(Path(out) / f"{path.stem}.png")
+    return {}
 
 
 def psnr_dirs(a: Path, b: Path) -> tuple[float, float]:
@@ -354,12 +402,15 @@ def table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+WORKERS = {"train": train_row, "data": data_row, "plain_convert": plain_convert}
+
+
 # -- main --------------------------------------------------------------------------------------------------------
 DEFAULTS = {  # option: (default, default with --quick)
     "rows": ("train,convert,data,tiled", "train,convert,data,tiled"), "jobs": ("cyclegan,pix2pix", "cyclegan"),
     "precisions": ("fp32,bf16", "fp32"), "workers": ("0,1,2", "0"), "threads": (cores(), 1),
     "warmup": (1, 1), "iters": (3, 2), "images": (50, 3), "photos": (2, 0), "onnx": (True, False),
-    "tiled_size": (4096, 320),
+    "tiled_size": (4096, 320), "baseline": (True, True),
 }
 
 
@@ -372,6 +423,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--batch", type=int, default=1, help="training batch size (default 1, as the reference)")
     p.add_argument("--compile", action="store_true", help="also train with train.compile=true (first step = compile)")
     p.add_argument("--channels-last", action="store_true", help="also train with train.channels_last=true")
+    p.add_argument("--baseline", action=argparse.BooleanOptionalAction,
+                   help="also time a plain PyTorch loop on the same networks (default on)")
     p.add_argument("--warmup", type=int, help="untimed training steps first (default 1)")
     p.add_argument("--iters", type=int, help="timed CycleGAN steps; pix2pix runs 3× as many (default 3)")
     p.add_argument("--images", type=int, help="256² images converted (default 50, as the reference's test.py)")
@@ -420,20 +473,28 @@ def train_rows(args, data_root: Path, gflops: dict, add) -> None:
     if args.channels_last:
         variants += [(p, False, True) for p, c, _ in variants if not c]
     for job in args.jobs.split(","):
+        plain_s_iter = {}
         for precision, compile, channels_last in variants:
-            n = args.iters * (3 if job == "pix2pix" else 1)
-            settings = f"{precision}, batch {args.batch}" + (", compile" if compile else "") + (
-                ", channels_last" if channels_last else "") + (", tiny" if q else ", 256²")
-            r = in_worker("train", job=job, precision=precision, batch=args.batch, compile=compile,
-                          channels_last=channels_last, warmup=args.warmup, iters=n, root=str(data_root), quick=q,
-                          threads=args.threads)
-            r.update(kind="train", job=f"train {job}", settings=settings, gflops=gflops[f"{precision}_train"],
-                     reference=None if q else REFERENCE[job])
-            if "error" not in r:
-                r["notes"] = f"median of {n} after {args.warmup} warm-up; min {r['min_s']:.3g}, max {r['max_s']:.3g}"
-                if compile:
-                    r["notes"] += f"; first step (compile) {r['first_s']:.1f} s"
-            add(r)
+            # The plain loop first (same precision, eager), so each engine row can say how it compares.
+            for plain in ([True, False] if args.baseline and not (compile or channels_last) else [False]):
+                n = args.iters * (3 if job == "pix2pix" else 1)
+                settings = f"{precision}, batch {args.batch}" + (", compile" if compile else "") + (
+                    ", channels_last" if channels_last else "") + (", tiny" if q else ", 256²")
+                r = in_worker("train", job=job, precision=precision, batch=args.batch, compile=compile,
+                              channels_last=channels_last, warmup=args.warmup, iters=n, root=str(data_root), quick=q,
+                              threads=args.threads, plain=plain)
+                r.update(kind="train", job=f"{'plain loop' if plain else 'train'} {job}", settings=settings,
+                         gflops=gflops[f"{precision}_train"], reference=None if q else REFERENCE[job])
+                if "error" not in r:
+                    r["notes"] = (f"median of {n} after {args.warmup} warm-up; min {r['min_s']:.3g}, "
+                                  f"max {r['max_s']:.3g}")
+                    if plain:
+                        plain_s_iter[precision] = r["s_iter"]
+                    elif precision in plain_s_iter:
+                        r["notes"] += f"; {r['s_iter'] / plain_s_iter[precision]:.2f}× the plain loop's time"
+                    if compile:
+                        r["notes"] += f"; first step (compile) {r['first_s']:.1f} s"
+                add(r)
 
 
 def convert_rows(args, work: Path, gflops: dict, add) -> None:
@@ -449,7 +510,20 @@ def convert_rows(args, work: Path, gflops: dict, add) -> None:
         export_note = f"export took {elapsed:.1f} s" if not status else "export failed"
         backends.append(("onnxruntime", ["--backend", "onnxruntime"]))
     for label, inputs, count, gflop in sets:
-        outs = {}
+        outs, plain_images_s = {}, None
+        if args.baseline:
+            out = work / f"out-{label}-plain"
+            out.mkdir(exist_ok=True)
+            spec = json.dumps({"kind": "plain_convert", "model": str(model), "inputs": str(inputs), "out": str(out)})
+            elapsed, peak, status = run_command([__file__, "--worker", spec], out.with_suffix(".log"), args.threads,
+                                                cli=False)
+            what = f"{count} images {size}²" if label == "256" else f"{count} photos 1024×768"
+            r = {"error": "failed"} if status else {"s_iter": elapsed / count, "images_s": count / elapsed,
+                                                    "peak_gib": peak, "notes": "whole command; the reference's loop"}
+            r.update(kind="convert", job="plain loop resnet_9blocks", settings=f"{what}, fp32", gflop=gflop,
+                     gflops=gflops["fp32_forward"], reference=None if q or label != "256" else REFERENCE["convert"])
+            plain_images_s = r.get("images_s")
+            add(r)
         for name, extra in backends:
             out = outs[name] = work / f"out-{label}-{name}"
             r = convert_row(model, inputs, out, extra, count, args.threads)
@@ -464,6 +538,8 @@ def convert_rows(args, work: Path, gflops: dict, add) -> None:
                     notes.append(f"PSNR vs fp32 {mean:.1f} dB (min {low:.1f})")
                 if name == "onnxruntime":
                     notes.append(export_note)
+                if plain_images_s:
+                    notes.append(f"{r['images_s'] / plain_images_s:.2f}× the plain loop's images/s")
                 r["notes"] = "; ".join(notes)
             add(r)
 

@@ -37,7 +37,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="output format (default: same as the input; GIF becomes PNG)")
     p.add_argument("--quality", type=int, default=95, help="JPEG/WebP quality, 1-100 (default 95)")
     p.add_argument("--direction", help="AtoB, BtoA or a generator name (default: the model's only one, or AtoB)")
-    p.add_argument("--batch-size", type=int, default=4, help="images of equal size run together (default 4)")
+    p.add_argument("--batch-size", type=int, help="images of equal size run together (default: 1 on the CPU, where "
+                                                   "larger batches ran slower per image, 4 elsewhere)")
     p.add_argument("--tile", type=_tile, default="auto",
                    help="run images with a side above this many pixels in tiles of that size; auto (default): "
                         "images above --whole-pixels, in 512-px tiles (1024 on GPU); 0: never")

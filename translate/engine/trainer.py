@@ -284,6 +284,7 @@ class Trainer:
                         **{n: functools.partial(self.group_D, n) for n in D}}
 
         self.state = TrainState()
+        self._cpu_group = torch.distributed.new_group(backend="gloo") if acc.num_processes > 1 else None
         self._skips = torch.zeros(3, device=acc.device)  # skipped steps: current run, longest run, count (unread)
         self.ema = {n: EMA(self.plain[n], t.ema_decay) for n in self.recipe.generators} if t.ema else {}
         for obj in (self.state, _RecipeState(self.recipe), *self.schedulers, *self.ema.values()):
@@ -486,9 +487,11 @@ class Trainer:
     def _stop_requested(self, stop: _StopSignal) -> bool:
         if self.accelerator.num_processes == 1:
             return stop.requested
-        # Every rank must agree to save together (saving is collective).
-        flag = torch.tensor(float(stop.requested), device=self.accelerator.device)
-        return bool(self.accelerator.reduce(flag, "max"))
+        # Every rank must agree to save together (saving is collective). The flag goes over a CPU (gloo) group: a
+        # collective on the GPUs' group would wait for their queued work every step.
+        flag = torch.tensor([float(stop.requested)])
+        torch.distributed.all_reduce(flag, torch.distributed.ReduceOp.MAX, group=self._cpu_group)
+        return bool(flag)
 
     def _read_skips(self) -> None:
         """Count the steps skipped since the last read (one host sync); stop when too many came in a row."""

@@ -98,7 +98,7 @@ def _write(job: Job, pixels: torch.Tensor, image: ImageFile, quality: int) -> No
 
 
 def convert_folder(model: str | Path | Translator, input_dir: str | Path, output_dir: str | Path, *,
-                   fmt: str = "same", quality: int = 95, direction: str | None = None, batch_size: int = 4,
+                   fmt: str = "same", quality: int = 95, direction: str | None = None, batch_size: int | None = None,
                    tile: int | str = "auto", tile_overlap: int | str = "auto", whole_pixels: int | None = None,
                    device: str = "auto",
                    dtype: str = "auto", backend: str = "torch", overwrite: bool = False, fail_fast: bool = False,
@@ -125,6 +125,10 @@ def convert_folder(model: str | Path | Translator, input_dir: str | Path, output
     converted = 0
     start = time.perf_counter()
     workers = workers or min(4, os.cpu_count() or 1)
+    if batch_size is None:
+        # resnet_9blocks at 256² on a 2-core CPU: 0.74 s/image at batch 1, 0.88 at batch 4 (a batch's activations
+        # outgrow the cache); GPUs need batches to be busy.
+        batch_size = 1 if translator.device.type == "cpu" and translator.backend == "torch" else 4
     batch_size = max(1, batch_size)
 
     with ThreadPoolExecutor(workers) as pool, tqdm(total=len(todo), unit="img", disable=not progress,

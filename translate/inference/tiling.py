@@ -201,7 +201,11 @@ def translate_tiled(forward: Callable[[Tensor], Tensor], image: Tensor, prepare:
     coords = [(i, j) for i in range(len(ys)) for j in range(len(xs))]
     try:
         if norms and len(coords) > 1:
-            record_stats(forward, _thumbnail(image, prepare, iy, ix, stats_pixels, stride, min_size), norms)
+            # Channels-last activations: oneDNN then skips its blocked-layout copies, which halves the pass's peak
+            # memory (0.89 -> 0.50 GiB for 1 MP on resnet_9blocks), at ~5-20 % more time for this one pass.
+            thumbnail = _thumbnail(image, prepare, iy, ix, stats_pixels, stride, min_size)
+            record_stats(forward, thumbnail.contiguous(memory_format=torch.channels_last), norms)
+            del thumbnail
         out = torch.zeros(1, out_channels, h, w)
         # The image and the float accumulator stay in memory during the tile passes: tile batches get half the
         # pixel budget of the statistics pass.
@@ -222,5 +226,6 @@ def translate_tiled(forward: Callable[[Tensor], Tensor], image: Tensor, prepare:
         if norms:
             set_norm_mode(norms, "compute")
     # The tiles form a grid and each weight is a product of per-axis weights, so the sum of weights factorises.
-    out /= sum_y[:, None] * sum_x[None, :]
+    out /= sum_y[:, None]  # twice in place: no full-size temporary of the weight sums
+    out /= sum_x
     return out
