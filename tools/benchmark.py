@@ -309,17 +309,31 @@ def in_worker(kind: str, **kwargs) -> dict:
 
 
 # -- rows that time the command line -----------------------------------------------------------------------------
+# Runs a module (-m NAME) or a script in this interpreter and writes the process's VmHWM (KiB) to $BENCH_HWM at
+# exit. A child's ru_maxrss would not do: exec records the hiwater of the memory it replaces, which after Python's
+# vfork is the parent's (this script's, up to ~2 GiB after generating the 4096² input).
+_LAUNCHER = """import atexit, os, runpy, sys
+def hwm():
+    with open(os.environ["BENCH_HWM"], "w") as f:
+        f.write(next(ln.split()[1] for ln in open("/proc/self/status") if ln.startswith("VmHWM:")))
+atexit.register(hwm)
+target, sys.argv = sys.argv[1], sys.argv[1:]
+runpy.run_module(target[3:], run_name="__main__", alter_sys=True) if target.startswith("-m=") else \\
+    runpy.run_path(target, run_name="__main__")
+"""
+
+
 def run_command(args: list[str], log: Path, threads: int, cli: bool = True) -> tuple[float, float, int]:
-    """(wall seconds, peak RSS GiB of the child, exit status) of ``python -m translate.cli ARGS`` (``cli=False``:
-    of ``python ARGS``)."""
+    """(wall seconds, peak RSS GiB, exit status) of ``python -m translate.cli ARGS`` (``cli=False``: of the script
+    ``ARGS[0]`` with the rest as its arguments)."""
+    hwm = log.with_suffix(".hwm")
     with open(log, "w") as out:
         start = time.perf_counter()
-        proc = subprocess.Popen([sys.executable, *(["-m", "translate.cli"] if cli else []), *args], stdout=out,
-                                stderr=subprocess.STDOUT, env=child_env(threads))
-        _, status, usage = os.wait4(proc.pid, 0)  # the child's own rusage: ru_maxrss in KiB on Linux
+        proc = subprocess.run([sys.executable, "-c", _LAUNCHER, *(["-m=translate.cli"] if cli else []), *args],
+                              stdout=out, stderr=subprocess.STDOUT, env={**child_env(threads), "BENCH_HWM": str(hwm)})
         elapsed = time.perf_counter() - start
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    return elapsed, usage.ru_maxrss / 2**20, proc.returncode
+    peak = int(hwm.read_text()) / 2**20 if hwm.is_file() else float("nan")
+    return elapsed, peak, proc.returncode
 
 
 def make_model(directory: Path, ngf: int) -> tuple[Path, float]:
