@@ -201,30 +201,40 @@ def plain_loop(trainer, batch: dict, precision: str):
     return step
 
 
-def train_row(job: str, precision: str, batch: int, compile: bool, channels_last: bool, warmup: int, iters: int,
-              root: str, quick: bool, threads: int, plain: bool = False) -> dict:
-    """s/iter of the real engine: ``Trainer.train_step`` inside one ``accumulate`` block, on a fixed batch
-    (``plain``: of ``plain_loop`` on the same networks and batch instead)."""
+def train_row(job: str, variants: list[dict], batch: int, warmup: int, iters: int, root: str, quick: bool,
+              threads: int) -> dict:
+    """s/iter of the real engine, ``Trainer.train_step`` inside one ``accumulate`` block on a fixed batch (or of
+    ``plain_loop`` on the same networks and batch: ``plain=True``), for each variant (precision, compile,
+    channels_last, plain). Several variants run in this one process with their steps interleaved, round by round,
+    so that the machine's drift hits them alike; their peak memory is then the process's."""
     from translate.config import load_config
     from translate.engine.trainer import Trainer
 
     root = Path(root)
-    # (fp32 is the default "no"; given on the command line, YAML would read the bare word as False)
-    overrides = [*job_overrides(job, root, quick), f"data.batch_size={batch}", "data.num_workers=0",
-                 *(["train.mixed_precision=bf16"] if precision == "bf16" else []), f"train.compile={compile}",
-                 f"train.channels_last={channels_last}", "train.progress=false",
-                 f"train.output_dir={tempfile.mkdtemp(dir=root, prefix='run-')}"]
-    config = load_config(None, overrides)
-    trainer = Trainer(config)
-    torch.set_num_threads(threads)  # the Trainer sets all cores; keep --threads
-    acc = trainer.accelerator
-    data = next(iter(trainer.loader))
+    steps = []
+    for v in variants:
+        # (fp32 is the default "no"; given on the command line, YAML would read the bare word as False)
+        overrides = [*job_overrides(job, root, quick), f"data.batch_size={batch}", "data.num_workers=0",
+                     *(["train.mixed_precision=bf16"] if v["precision"] == "bf16" else []),
+                     f"train.compile={v['compile']}", f"train.channels_last={v['channels_last']}",
+                     "train.progress=false", f"train.output_dir={tempfile.mkdtemp(dir=root, prefix='run-')}"]
+        config = load_config(None, overrides)
+        trainer = Trainer(config)
+        torch.set_num_threads(threads)  # the Trainer sets all cores; keep --threads
+        data = next(iter(trainer.loader))
 
-    def step():
-        with acc.accumulate(trainer.group_G, trainer.group_D):
-            trainer.train_step(data)
+        def step(trainer=trainer, data=data):
+            with trainer.accelerator.accumulate(trainer.group_G, trainer.group_D):
+                trainer.train_step(data)
 
-    times, timed = median_times(plain_loop(trainer, data, precision) if plain else step, warmup, iters)
+        steps.append(plain_loop(trainer, data, v["precision"]) if v["plain"] else step)
+    firsts = [median_times(step, 0, 1)[0][0] for step in steps]  # compiles, where compiling
+    for step in steps:
+        median_times(step, warmup - 1, 0)
+    timed = [[] for _ in steps]
+    for _ in range(iters):
+        for times, step in zip(timed, steps):
+            times += median_times(step, 0, 1)[1]
     peak = peak_memory_gib()
     m, size = config.model, config.data.crop_size
     with torch.device("meta"):
@@ -235,9 +245,10 @@ def train_row(job: str, precision: str, batch: int, compile: bool, channels_last
     # Networks run per step: CycleGAN 6 G (2 translations, 2 cycles, 2 identities) and 6 D (2 in the G phase,
     # 4 in the D phase); pix2pix 1 G and 3 D.
     runs = (6, 6) if job == "cyclegan" else (1, 3)
-    return {"s_iter": statistics.median(timed), "min_s": min(timed), "max_s": max(timed), "first_s": times[0],
-            "images_s": batch / statistics.median(timed), "peak_gib": peak,
-            "gflop": 3 * batch * (runs[0] * g + runs[1] * d)}
+    gflop = 3 * batch * (runs[0] * g + runs[1] * d)
+    return {"rows": [{"s_iter": statistics.median(t), "min_s": min(t), "max_s": max(t), "first_s": first,
+                      "images_s": batch / statistics.median(t), "peak_gib": peak, "gflop": gflop}
+                     for t, first in zip(timed, firsts)]}
 
 
 def data_row(workers: int, items: int, root: str, quick: bool, threads: int) -> dict:
@@ -404,8 +415,8 @@ def table(rows: list[dict]) -> str:
         ref = r.get("reference")
         if ref is None:
             vs = "—"
-        elif r["kind"] == "train":  # time: lower is better
-            vs = f"{r['s_iter'] / ref:.2f}× time"
+        elif r["kind"] == "train":  # time per image (the reference trains with batch 1): lower is better
+            vs = f"{r['s_iter'] / r.get('batch', 1) / ref:.2f}× time" + (" per image" if r.get("batch", 1) > 1 else "")
         else:  # images/s: higher is better
             vs = f"{r['images_s'] / ref:.2f}× speed"
         limit = r.get("gflop") and r.get("gflops") and r["gflop"] / r["gflops"]
@@ -437,6 +448,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--batch", type=int, default=1, help="training batch size (default 1, as the reference)")
     p.add_argument("--compile", action="store_true", help="also train with train.compile=true (first step = compile)")
     p.add_argument("--channels-last", action="store_true", help="also train with train.channels_last=true")
+    p.add_argument("--interleave", action="store_true",
+                   help="run each job's training variants in one process, alternating their steps: comparisons "
+                        "immune to the machine's drift (peak memory then shared)")
     p.add_argument("--baseline", action=argparse.BooleanOptionalAction,
                    help="also time a plain PyTorch loop on the same networks (default on)")
     p.add_argument("--warmup", type=int, help="untimed training steps first (default 1)")
@@ -486,29 +500,37 @@ def train_rows(args, data_root: Path, gflops: dict, add) -> None:
         variants += [(p, True, False) for p, _, _ in variants]
     if args.channels_last:
         variants += [(p, False, True) for p, c, _ in variants if not c]
+    # The plain loop next to each eager variant (same precision), so each engine row can say how it compares.
+    variants = [{"precision": p, "compile": c, "channels_last": cl, "plain": plain} for p, c, cl in variants
+                for plain in ([True, False] if args.baseline and not (c or cl) else [False])]
     for job in args.jobs.split(","):
+        n = args.iters * (3 if job == "pix2pix" else 1)
+        spec = dict(job=job, batch=args.batch, warmup=args.warmup, iters=n, root=str(data_root), quick=q,
+                    threads=args.threads)
+        def rows_of(group: list[dict], spec: dict = spec) -> list[dict]:
+            result = in_worker("train", variants=group, **spec)
+            return result.get("rows") or [result] * len(group)  # a failed worker: its error on each row
+
+        results = rows_of(variants) if args.interleave else [rows_of([v])[0] for v in variants]
         plain_s_iter = {}
-        for precision, compile, channels_last in variants:
-            # The plain loop first (same precision, eager), so each engine row can say how it compares.
-            for plain in ([True, False] if args.baseline and not (compile or channels_last) else [False]):
-                n = args.iters * (3 if job == "pix2pix" else 1)
-                settings = f"{precision}, batch {args.batch}" + (", compile" if compile else "") + (
-                    ", channels_last" if channels_last else "") + (", tiny" if q else ", 256²")
-                r = in_worker("train", job=job, precision=precision, batch=args.batch, compile=compile,
-                              channels_last=channels_last, warmup=args.warmup, iters=n, root=str(data_root), quick=q,
-                              threads=args.threads, plain=plain)
-                r.update(kind="train", job=f"{'plain loop' if plain else 'train'} {job}", settings=settings,
-                         gflops=gflops[f"{precision}_train"], reference=None if q else REFERENCE[job])
-                if "error" not in r:
-                    r["notes"] = (f"median of {n} after {args.warmup} warm-up; min {r['min_s']:.3g}, "
-                                  f"max {r['max_s']:.3g}")
-                    if plain:
-                        plain_s_iter[precision] = r["s_iter"]
-                    elif precision in plain_s_iter:
-                        r["notes"] += f"; {r['s_iter'] / plain_s_iter[precision]:.2f}× the plain loop's time"
-                    if compile:
-                        r["notes"] += f"; first step (compile) {r['first_s']:.1f} s"
-                add(r)
+        for v, r in zip(variants, results):
+            r = dict(r)
+            settings = f"{v['precision']}, batch {args.batch}" + (", compile" if v["compile"] else "") + (
+                ", channels_last" if v["channels_last"] else "") + (", tiny" if q else ", 256²")
+            r.update(kind="train", job=f"{'plain loop' if v['plain'] else 'train'} {job}", settings=settings,
+                     batch=args.batch, gflops=gflops[f"{v['precision']}_train"],
+                     reference=None if q else REFERENCE[job])
+            if "error" not in r:
+                r["notes"] = (f"median of {n} after {args.warmup} warm-up"
+                              + (", interleaved" if args.interleave else "")
+                              + f"; min {r['min_s']:.3g}, max {r['max_s']:.3g}")
+                if v["plain"]:
+                    plain_s_iter[v["precision"]] = r["s_iter"]
+                elif v["precision"] in plain_s_iter:
+                    r["notes"] += f"; {r['s_iter'] / plain_s_iter[v['precision']]:.2f}× the plain loop's time"
+                if v["compile"]:
+                    r["notes"] += f"; first step (compile) {r['first_s']:.1f} s"
+            add(r)
 
 
 def convert_rows(args, work: Path, gflops: dict, add) -> None:
