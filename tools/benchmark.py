@@ -307,7 +307,6 @@ def profile_step(job: str, root: str, precision: str, quick: bool, threads: int,
     return prof.key_averages().table(sort_by=sort, row_limit=top, max_name_column_width=50)
 
 
-
 def in_worker(kind: str, **kwargs) -> dict:
     """Run one row in a fresh Python process (own peak memory, own Accelerate/compile state)."""
     spec = json.dumps({"kind": kind, **kwargs})
