@@ -416,7 +416,8 @@ class Trainer:
                     self._skips = torch.stack([run, torch.maximum(self._skips[1], run), self._skips[2] + skipped])
                     for name, ema in self.ema.items():
                         ema.update(self.plain[name])
-                    if state.step % t.log_every == 0 or state.step % t.max_nonfinite_steps == 0:
+                    # Read at checkpoints too, so that the saved state counts every skipped step.
+                    if any(state.step % n == 0 for n in (t.log_every, t.max_nonfinite_steps, t.checkpoint_every)):
                         self._read_skips()
                     if state.step % t.log_every == 0 or state.step == max_steps:
                         self._log(sums, count, bar)
@@ -427,7 +428,6 @@ class Trainer:
                     if t.eval_every and state.step % t.eval_every == 0:
                         self._evaluate()
                     if state.step % t.checkpoint_every == 0 and state.step < max_steps:
-                        self._read_skips()
                         save_checkpoint(acc, self.run_dir, state.step, t.keep_checkpoints)
                     if self._stop_requested(stop):
                         self._read_skips()
