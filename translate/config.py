@@ -40,6 +40,9 @@ class ModelConfig:
     lambda_identity: float = 0.5
     lambda_gp: float = 10.0
     pool_size: int = 50
+    # Generator upsampling: the reference's transposed convolutions, or resize + convolution (Odena et al. 2016),
+    # which avoids checkerboard artefacts.
+    upsample: str = "transpose"
     sync_bn: bool = False
     # Free-form options for recipes registered outside the package (e.g. a CUT's lambda_NCE).
     options: dict[str, Any] = field(default_factory=dict)
@@ -61,6 +64,7 @@ class DataConfig:
     batch_size: int = 1  # per process
     num_workers: int = 2
     on_bad_file: str = "error"  # error | skip
+    verify: str = "full"  # full: decode every file before training (cached); header: open headers only
     background: str = "white"  # alpha is composited onto this colour
     max_pixels: int = 178_956_970  # PIL's own decompression-bomb limit, made explicit
     augment: list[str] = field(default_factory=list)  # extra augmentations, off by default
@@ -82,10 +86,11 @@ class TrainConfig:
     keep_checkpoints: int = 3
     sample_every: int = 1000  # steps
     log_every: int = 100  # steps
-    mixed_precision: str = "no"  # no | bf16 | fp16
+    mixed_precision: str = "no"  # auto | no | bf16 | fp16 (auto: bf16 where the hardware has it, else fp32)
     gradient_accumulation_steps: int = 1
     ema: bool = False
     ema_decay: float = 0.999
+    diffaugment: str = ""  # DiffAugment policy before every D call, e.g. "color,translation,cutout" (off: "")
     init_from: str = ""  # an exported model/ directory to fine-tune from
     compile: bool = False
     channels_last: bool = False
@@ -115,8 +120,10 @@ CHOICES = {
     "data.direction": ("AtoB", "BtoA"),
     "data.preprocess": ("resize_and_crop", "crop", "scale_width", "scale_width_and_crop", "none"),
     "data.on_bad_file": ("error", "skip"),
+    "data.verify": ("full", "header"),
+    "model.upsample": ("transpose", "resize_conv"),
     "train.lr_policy": ("linear", "step", "cosine", "constant"),
-    "train.mixed_precision": ("no", "bf16", "fp16"),
+    "train.mixed_precision": ("auto", "no", "bf16", "fp16"),
     "train.eval_split": ("train", "val", "test"),
 }
 

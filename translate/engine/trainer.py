@@ -23,7 +23,6 @@ from accelerate.state import AcceleratorState, GradientState
 from accelerate.utils import DataLoaderConfiguration, ProjectConfiguration, set_seed
 from omegaconf import OmegaConf
 from torch import nn
-from torch.utils.data import DataLoader
 from torchvision.utils import make_grid, save_image
 from tqdm.auto import tqdm
 
@@ -213,6 +212,7 @@ class Trainer:
 
     def __init__(self, config: Config, resume: bool | str | Path = False):
         from translate.data import build_dataset
+        from translate.data.loader import build_loader
 
         self.config = config
         t, d = config.train, config.data
@@ -247,11 +247,7 @@ class Trainer:
 
         # Data first: a broken dataset fails before anything is written.
         self.dataset = build_dataset(config, "train")
-        loader = DataLoader(
-            self.dataset, batch_size=d.batch_size, shuffle=not d.serial_batches, num_workers=d.num_workers,
-            pin_memory=acc.device.type == "cuda", persistent_workers=d.num_workers > 0,
-            generator=torch.Generator().manual_seed(t.seed),
-        )
+        loader = build_loader(self.dataset, config, acc.device.type)
 
         self.recipe = RECIPES[config.model.recipe](config)
         nets = self.recipe.build()

@@ -6,9 +6,9 @@ Paper names: G_A: A→B, G_B: B→A; D_A judges domain B (real_B vs G_A's fakes)
 
 from __future__ import annotations
 
-from translate.engine.image_pool import ImagePool
 from translate.losses import adversarial_loss, discriminator_terms, l1_loss
 from translate.methods import Recipe, register_recipe
+from translate.methods.image_pool import ImagePool
 from translate.networks import create_discriminator, create_generator
 from translate.networks.pretrained import generator_spec
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import torch
 
-from translate.engine.image_pool import ImagePool
 from translate.losses import adversarial_loss, discriminator_terms, l1_loss
 from translate.methods import Recipe, register_recipe
+from translate.methods.image_pool import ImagePool
 from translate.networks import create_discriminator, create_generator
 from translate.networks.pretrained import generator_spec
 
