@@ -42,21 +42,31 @@ def unpaired_root(tmp_path_factory):
 
 TINY = ["model.ngf=8", "model.ndf=8", "model.netG=resnet_6blocks", "data.load_size=32", "data.crop_size=32",
         "data.num_workers=0", "train.log_every=2", "train.sample_every=4", "train.checkpoint_every=4",
-        "train.progress=false"]
+        "train.progress=false", "train.mixed_precision=no"]  # fp32: exact on any CPU (auto is bf16 on some)
 
 
 @pytest.fixture
 def tiny_config(paired_root, unpaired_root, tmp_path):
-    """tiny_config("pix2pix" | "cyclegan", *overrides) -> Config writing into tmp_path/run."""
+    """tiny_config("pix2pix" | "cyclegan" | "cut" | "fastcut", *overrides) -> Config writing into tmp_path/run: the
+    recipe's own defaults, tiny networks and images."""
 
     def make(recipe: str, *overrides: str):
         if recipe == "pix2pix":
-            base = ["model.recipe=pix2pix", "model.norm=batch", "model.gan_mode=vanilla", "model.pool_size=0",
+            base = ["model.recipe=pix2pix", "model.norm=batch", "model.gan_mode=vanilla",
                     "data.dataset_mode=aligned", f"data.root={paired_root}"]
         else:
-            base = ["model.recipe=cyclegan", "model.norm=instance", "model.no_dropout=true", "model.pool_size=4",
+            base = [f"model.recipe={recipe}", "model.norm=instance", "model.no_dropout=true",
                     "data.dataset_mode=unaligned", f"data.root={unpaired_root}"]
+            if recipe == "cyclegan":
+                base.append("model.cyclegan.pool_size=4")
         return load_config(None, [*base, *TINY, "train.n_epochs=2", "train.n_epochs_decay=1",
                                   f"train.output_dir={tmp_path / 'run'}", *overrides])
 
     return make
+
+
+@pytest.fixture(autouse=True)
+def _auto_precision_is_fp32(monkeypatch):
+    """train.mixed_precision=auto and dtype="auto" resolve to fp32 in every test, so results stay exact on CPUs with
+    bf16 too; tests of the choice mock the hardware themselves (test_devices.py imports the real detection)."""
+    monkeypatch.setattr("translate.devices.cpu_bf16_unit", lambda cpuinfo=None: None)

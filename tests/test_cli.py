@@ -8,15 +8,21 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
+from PIL import Image
 
 from translate.config import to_yaml
+from translate.networks import create_generator
+from translate.networks.pretrained import generator_spec, save_pretrained
 
 ROOT = Path(__file__).parent.parent
+TINY_DEMO = ["model.ngf=8", "model.ndf=8", "data.load_size=32", "data.crop_size=32", "data.num_workers=0",
+             "train.max_steps=1", "train.progress=false", "train.mixed_precision=no", "train.report=false"]
 
 
-def cli(*args, cwd=None):
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+def cli(*args, cwd=None, env=None):
+    env = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
     return subprocess.run([sys.executable, "-m", "translate.cli", *map(str, args)], capture_output=True, text=True,
                           env=env, cwd=cwd, timeout=600)
 
@@ -75,4 +81,66 @@ def test_help_and_print_config(config_file, tmp_path):
     assert "--resume" in help_text and "data.batch_size=4" in help_text
     printed = cli("train", config_file, "model.ngf=4", "--print-config", cwd=tmp_path)
     assert printed.returncode == 0 and "ngf: 4" in printed.stdout
+    assert "output_dir: runs/tiny\n" in printed.stdout  # the directory the run will use, not ''
     assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.slow
+def test_a_builtin_config_trains_on_the_users_folder(unpaired_root, tmp_path):
+    env = {"TRANSLATE_CACHE": str(tmp_path / "cache")}
+    args = ["train", ROOT / "configs" / "demo_cyclegan.yaml", f"data.root={unpaired_root}", *TINY_DEMO]
+    implicit = cli(*args, "train.output_dir=run1", cwd=tmp_path, env=env)
+    assert implicit.returncode == 0, implicit.stderr[-2000:]
+    assert "holds images of your own" in implicit.stderr and "data.builtin=none" in implicit.stderr
+    explicit = cli(*args, "data.builtin=none", "train.output_dir=run2", cwd=tmp_path, env=env)
+    assert explicit.returncode == 0, explicit.stderr[-2000:]
+    assert "holds images of your own" not in explicit.stderr
+    assert not (tmp_path / "cache").exists() and not (unpaired_root / ".builtin").exists()  # nothing generated
+
+
+@pytest.fixture
+def model_dir(tmp_path):
+    nets = {"G": create_generator("resnet_6blocks", ngf=8, norm="instance")}
+    meta = {"recipe": "pix2pix", "directions": {"AtoB": "G"},
+            "generators": {"G": generator_spec("resnet_6blocks", 8, "instance", False, 3, 3)}}
+    return save_pretrained(tmp_path / "model", nets, meta)
+
+
+def _images(folder: Path, n: int, seed: int) -> None:
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(seed)
+    for i in range(n):
+        Image.fromarray(rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)).save(folder / f"{i}.png")
+
+
+@pytest.mark.parametrize("layout, folders, dataset_mode, metrics", [
+    ("paired", ("A", "B"), "paired", ["psnr,ssim"]),
+    ("paired_split", ("test/A", "test/B"), "paired", ["psnr", "ssim"]),
+    ("unaligned", ("trainA", "testA", "testB"), "unaligned", ["diversity"]),
+])
+def test_eval_detects_the_folder_layout(model_dir, tmp_path, layout, folders, dataset_mode, metrics):
+    data = tmp_path / layout
+    for folder in folders:
+        _images(data / folder, 3, seed=0)  # same names and seed on both sides: pairs
+    out = tmp_path / "result.json"
+    result = cli("eval", model_dir, data, "--metrics", *metrics, "--out", out)
+    assert result.returncode == 0, result.stderr[-2000:]
+    saved = json.loads(out.read_text())
+    assert saved["info"]["dataset_mode"] == dataset_mode and saved["metrics"]["images"] == 3
+    if dataset_mode == "paired":
+        assert {"psnr", "ssim"} <= set(saved["metrics"]) and "PSNR (dB)" in result.stdout
+
+
+def test_report_shows_metrics_the_run_computed(tmp_path):
+    run_dir = tmp_path / "run"
+    (run_dir / "logs").mkdir(parents=True)
+    (run_dir / "logs" / "metrics.jsonl").write_text('{"step": 4, "psnr": 17.25, "ssim": 0.5}\n')
+    assert cli("report", run_dir).returncode == 0
+    page = (run_dir / "report" / "index.html").read_text()
+    assert "no evaluation results yet" not in page and "17.25" in page and "step 4" in page
+    (run_dir / "eval").mkdir()
+    (run_dir / "eval" / "test_AtoB.json").write_text(json.dumps(
+        {"info": {"split": "test", "direction": "AtoB", "step": 4}, "metrics": {"psnr": 18.5}, "notes": []}))
+    assert cli("report", run_dir).returncode == 0
+    page = (run_dir / "report" / "index.html").read_text()
+    assert "test_AtoB.json" in page and "18.50" in page

@@ -17,8 +17,9 @@ from PIL import Image, ImageCms
 from torchvision.io import ImageReadMode, decode_png, read_file
 
 from translate.cli import main
+from translate.fileio import TMP_PREFIX
+from translate.imageio import encode_png16
 from translate.inference.convert import SUMMARY_NAME, convert_folder, plan_jobs
-from translate.inference.imageio import TMP_PREFIX, encode_png16
 from translate.networks import create_generator
 from translate.networks.pretrained import generator_spec, save_pretrained
 
@@ -82,6 +83,7 @@ def test_every_input_kind_converts(model_dir, inputs, tmp_path):
     out = tmp_path / "out"
     summary = convert_folder(model_dir, inputs, out, device="cpu", progress=False)
     assert (summary["found"], summary["converted"], summary["failed"]) == (15, 13, 2)
+    assert (summary["left_out"], summary["left_out_by_extension"]) == (1, {".txt": 1})  # readme.txt, not .hidden
     assert sorted(f["file"] for f in summary["failures"]) == BAD
     assert json.loads((out / SUMMARY_NAME).read_text())["converted"] == 13
     written = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file() and p.name != SUMMARY_NAME)
@@ -93,10 +95,11 @@ def test_every_input_kind_converts(model_dir, inputs, tmp_path):
     assert photo.info["icc_profile"] == SRGB
     for name in ("rgb.png", "gray.png", "palette.png", "cmyk.jpg", "photo.webp", "bitmap.bmp", "scan.tif"):
         converted = Image.open(out / name)
-        assert converted.size == Image.open(inputs / name).size and converted.mode == "RGB", name
+        mode = "L" if name == "gray.png" else "RGB"  # gray stays gray, the rest becomes RGB
+        assert converted.size == Image.open(inputs / name).size and converted.mode == mode, name
     rgba_in = np.asarray(Image.open(inputs / "sub dir/rgba.png"))
     np.testing.assert_array_equal(np.asarray(Image.open(out / "sub dir/rgba.png"))[..., 3], rgba_in[..., 3])
-    assert Image.open(out / "gray_alpha.png").mode == "RGBA"
+    assert Image.open(out / "gray_alpha.png").mode == "LA"
     for name in ("rgb16.png", "rgba16.png", "gray16.png"):
         assert read16(out / name).dtype == np.uint16, name  # 16 bits in, 16 bits out
     np.testing.assert_array_equal(read16(out / "rgba16.png")[..., 3], read16(inputs / "rgba16.png")[..., 3])
@@ -124,11 +127,74 @@ def test_output_names_never_collide(tmp_path):
     (tmp_path / "in").mkdir()
     for name in ("a.jpg", "a.png", "b.jpg"):
         Image.new("RGB", (8, 8)).save(tmp_path / "in" / name)
-    jobs = plan_jobs(tmp_path / "in", tmp_path / "in" / "out", "png")
+    jobs, _ = plan_jobs(tmp_path / "in", tmp_path / "in" / "out", "png")
     assert sorted(j.dst.name for j in jobs) == ["a.jpg.png", "a.png.png", "b.png"]
     (tmp_path / "in" / "out").mkdir()
     Image.new("RGB", (8, 8)).save(tmp_path / "in" / "out" / "x.png")
-    assert len(plan_jobs(tmp_path / "in", tmp_path / "in" / "out", "png")) == 3  # outputs inside inputs: ignored
+    (tmp_path / "in" / "out" / "log.txt").write_text("")
+    jobs, left_out = plan_jobs(tmp_path / "in", tmp_path / "in" / "out", "png")
+    assert len(jobs) == 3 and not left_out  # outputs inside inputs: neither inputs nor left out
+
+
+def test_empty_folder_is_an_error_that_names_the_extensions(model_dir, tmp_path, capsys):
+    (tmp_path / "in" / "sub").mkdir(parents=True)
+    (tmp_path / "in" / "sub" / "notes.txt").write_text("")
+    (tmp_path / "in" / "raw.CR2").write_bytes(b"")
+    assert main(["convert", str(model_dir), str(tmp_path / "in"), str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "no images found under" in err and ".jpg, .jpeg, .png" in err, err
+    assert "1 .cr2, 1 .txt" in err and not (tmp_path / "out").exists()
+
+
+def _folder(root: Path, names: list[str]) -> Path:
+    root.mkdir()
+    rng = np.random.default_rng(3)
+    for name in names:
+        Image.fromarray(noise(rng, 32, 32)).save(root / name)
+    return root
+
+
+def _outputs(folder: Path) -> dict[str, bytes]:
+    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in folder.rglob("*")
+            if p.is_file() and not p.name.startswith("convert_summary")}
+
+
+def test_shards_together_equal_one_run_and_the_last_merges_the_summary(model_dir, tmp_path):
+    src = _folder(tmp_path / "in", [f"img_{i}.png" for i in range(5)])
+    (src / "img_5.png").write_text("not an image")
+    whole = convert_folder(model_dir, src, tmp_path / "whole", device="cpu", progress=False)
+    out = tmp_path / "sharded"
+    first = convert_folder(model_dir, src, out, device="cpu", progress=False, shard=(1, 2))
+    assert sorted(_outputs(out)) == ["img_1.png", "img_3.png"]  # every 2nd from the 2nd, img_5 failed
+    assert (first["found"], first["converted"], first["failed"], first["pending_shards"]) == (3, 2, 1, [0])
+    assert not (out / SUMMARY_NAME).exists() and (out / "convert_summary.shard-1-of-2.json").is_file()
+    second = convert_folder(model_dir, src, out, device="cpu", progress=False, shard=(0, 2))
+    assert second["pending_shards"] == [] and _outputs(out) == _outputs(tmp_path / "whole")
+    merged = json.loads((out / SUMMARY_NAME).read_text())
+    for key in ("found", "converted", "skipped", "failed", "failures", "left_out", "images_sha256"):
+        assert merged[key] == whole[key], key
+    assert [s["shard"] for s in merged["shards"]] == ["0/2", "1/2"] and merged["shard"] is None
+    assert json.loads((out / "convert_summary.shard-0-of-2.json").read_text())["converted"] == 3
+
+
+def test_a_shard_cleans_only_its_own_stale_temp_files(model_dir, tmp_path):
+    src = _folder(tmp_path / "in", ["a.png", "b.png"])
+    out = tmp_path / "out"
+    out.mkdir()
+    dead = subprocess.Popen([sys.executable, "-c", ""])
+    dead.wait()
+    mine, other = (out / f"{TMP_PREFIX}{dead.pid}-0123abcd-{name}" for name in ("a.png", "b.png"))
+    mine.write_bytes(b"half")
+    other.write_bytes(b"half")  # b.png is shard 1's: its writer may be alive on another machine
+    convert_folder(model_dir, src, out, device="cpu", progress=False, shard=(0, 2))
+    assert not mine.exists() and other.exists()
+
+
+def test_shard_option_is_checked(model_dir, tmp_path, capsys):
+    for bad in ("2/2", "1", "a/b", "-1/2"):
+        with pytest.raises(SystemExit):
+            main(["convert", str(model_dir), str(tmp_path), str(tmp_path / "out"), "--shard", bad])
+        assert "I/N" in capsys.readouterr().err
 
 
 def _convert_command(*args) -> list[str]:

@@ -109,8 +109,13 @@ def test_aligned_direction_channels_and_eval(aligned):
     item = build_dataset(config(aligned, "model.input_nc=1", direction="BtoA"), "val")[0]
     assert item["A"].shape == (1, 16, 16) and item["A"].min() == 1.0  # A is the right half, in gray
     assert item["B"].shape == (3, 16, 16) and item["B"].max() == -1.0
-    ds = build_dataset(config(aligned, preprocess="crop", load_size=16), "test")
-    assert torch.equal(ds[0]["A"], ds[0]["A"]) and ds[0]["A"].shape == (3, 16, 16)
+    a, b = noise(19, 21, seed=5), noise(19, 21, seed=6)
+    save(aligned / "test" / "t.png", np.concatenate([a, b], axis=1))
+    item = build_dataset(config(aligned, preprocess="crop", load_size=16), "test")[0]
+    # Evaluation crops are centred and never flipped: (21 - 16) // 2 = 2 columns and (19 - 16) // 2 = 1 row in.
+    for key, half in (("A", a), ("B", b)):
+        expected = torch.from_numpy(half[1:17, 2:18].transpose(2, 0, 1).astype(np.float32) / 127.5 - 1)
+        torch.testing.assert_close(item[key], expected, atol=1e-6, rtol=0)
 
 
 def test_preprocess_none_rounds_to_the_generator_stride(aligned):

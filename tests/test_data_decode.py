@@ -1,4 +1,4 @@
-"""Decoding rules of translate.data.decode: orientation, alpha, 16-bit, palette, CMYK, animation, bombs, bad bytes."""
+"""translate.imageio decoding for training: orientation, alpha, 16-bit, palette, CMYK, animation, bombs, bad bytes."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image, ImageOps
 
-from translate.data.decode import BadImageError, check_image, parse_color, read_image
+from translate.imageio import BadImageError, check_image, parse_color, read_image
 
 
 def noise(h: int, w: int, c: int = 3, seed: int = 0) -> np.ndarray:

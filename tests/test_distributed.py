@@ -44,7 +44,7 @@ def as_file(config, tmp_path):
 
 
 def test_two_processes_match_one_process_with_the_same_global_batch(tiny_config, tmp_path):
-    common = ["model.pool_size=0", "train.max_steps=4", "train.checkpoint_every=1", "train.keep_checkpoints=4",
+    common = ["model.cyclegan.pool_size=0", "train.max_steps=4", "train.checkpoint_every=1", "train.keep_checkpoints=4",
               "train.log_every=1"]
     two_dir = tmp_path / "two"
     config = tiny_config("cyclegan", *common, "data.batch_size=1", f"train.output_dir={two_dir}")
@@ -88,7 +88,7 @@ def test_two_processes_match_one_process_with_the_same_global_batch(tiny_config,
 def test_a_signal_to_one_rank_stops_every_rank_at_the_same_step_with_one_checkpoint(tiny_config, tmp_path):
     run_dir, out = tmp_path / "run", tmp_path / "ranks"
     out.mkdir()
-    config = tiny_config("cyclegan", "model.pool_size=0", "train.n_epochs=100000", "train.max_steps=100000",
+    config = tiny_config("cyclegan", "model.cyclegan.pool_size=0", "train.n_epochs=100000", "train.max_steps=100000",
                          "train.checkpoint_every=100000", "train.log_every=1", f"train.output_dir={run_dir}")
     cmd, env = torchrun_command(out, [as_file(config, tmp_path)])
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)

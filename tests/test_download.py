@@ -48,14 +48,18 @@ def _tar(path: Path, files: dict[str, bytes], links: tuple = ()) -> Path:
     return path
 
 
-def _zip(path: Path, files: dict[str, bytes], symlinks: dict[str, str] | None = None) -> Path:
+def _zip(path: Path, files: dict[str, bytes], symlinks: dict[str, str] | None = None,
+         special: dict[str, int] | None = None) -> Path:
+    """A zip of ``files``, unix ``symlinks`` (name: target) and empty members of other unix file types."""
+    members = {name: (stat.S_IFLNK | 0o777, target.encode()) for name, target in (symlinks or {}).items()}
+    members |= {name: (kind | 0o644, b"") for name, kind in (special or {}).items()}
     with zipfile.ZipFile(path, "w") as zf:
         for name, data in files.items():
             zf.writestr(zipfile.ZipInfo(name), data)
-        for name, target in (symlinks or {}).items():
+        for name, (mode, data) in members.items():
             info = zipfile.ZipInfo(name)
-            info.create_system, info.external_attr = 3, (stat.S_IFLNK | 0o777) << 16
-            zf.writestr(info, target)
+            info.create_system, info.external_attr = 3, mode << 16
+            zf.writestr(info, data)
     return path
 
 
@@ -70,8 +74,9 @@ def _cyclegan_files(name="horse2zebra") -> dict[str, bytes]:
 
 
 class _Handler(BaseHTTPRequestHandler):
-    """Serves ``server.files``; honours ``Range: bytes=N-`` unless ``server.ignore_range``; with
-    ``server.cut_after`` set, sends only that many bytes of the next body and drops the connection."""
+    """Serves ``server.files``; honours ``Range: bytes=N-`` unless ``server.ignore_range`` (or, with
+    ``server.send_from`` set, answers it with a 206 from that offset instead); with ``server.cut_after`` set, sends
+    only that many bytes of the next body and drops the connection."""
 
     def do_GET(self):  # noqa: N802 (http.server's naming)
         server = self.server
@@ -89,6 +94,7 @@ class _Handler(BaseHTTPRequestHandler):
                 self.send_header("Content-Length", "0")
                 self.end_headers()
                 return
+            start = start if server.send_from is None else server.send_from
             self.send_response(206)
             self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
         else:
@@ -107,7 +113,7 @@ class _Handler(BaseHTTPRequestHandler):
 @pytest.fixture
 def server():
     httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-    httpd.files, httpd.log, httpd.ignore_range, httpd.cut_after = {}, [], False, None
+    httpd.files, httpd.log, httpd.ignore_range, httpd.cut_after, httpd.send_from = {}, [], False, None, None
     thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
     thread.start()
     httpd.url = lambda path: f"http://127.0.0.1:{httpd.server_port}{path}"
@@ -172,6 +178,31 @@ def test_download_restarts_when_the_server_ignores_range(server, tmp_path):
 def test_complete_part_file_is_finished_without_refetching(server, tmp_path):
     server.files["/f.bin"] = PAYLOAD
     (tmp_path / "f.bin.part").write_bytes(PAYLOAD)  # a run that died between the last byte and the rename
+    dl.download(server.url("/f.bin"), tmp_path / "f.bin", sha256=PAYLOAD_SHA, progress=False)
+    assert (tmp_path / "f.bin").read_bytes() == PAYLOAD
+
+
+def test_part_file_longer_than_the_file_is_removed(server, tmp_path):
+    # HTTP 416 (nothing at that offset) with a total size that is not the part's: the part is not this file.
+    server.files["/f.bin"] = PAYLOAD
+    part = tmp_path / "f.bin.part"
+    part.write_bytes(PAYLOAD + b"stale")
+    with pytest.raises(dl.DownloadError, match="did not match"):
+        dl.download(server.url("/f.bin"), tmp_path / "f.bin", progress=False)
+    assert not part.exists() and not (tmp_path / "f.bin").exists()
+    dl.download(server.url("/f.bin"), tmp_path / "f.bin", sha256=PAYLOAD_SHA, progress=False)  # starts over
+    assert server.log[-1] == ("/f.bin", None)
+    assert (tmp_path / "f.bin").read_bytes() == PAYLOAD
+
+
+def test_partial_content_from_the_wrong_offset_is_not_appended(server, tmp_path):
+    server.files["/f.bin"], server.send_from = PAYLOAD, 200
+    part = tmp_path / "f.bin.part"
+    part.write_bytes(PAYLOAD[:1000])
+    with pytest.raises(dl.DownloadError, match="sent bytes from 200, not 1000"):
+        dl.download(server.url("/f.bin"), tmp_path / "f.bin", progress=False)
+    assert not part.exists() and not (tmp_path / "f.bin").exists()
+    server.send_from = None
     dl.download(server.url("/f.bin"), tmp_path / "f.bin", sha256=PAYLOAD_SHA, progress=False)
     assert (tmp_path / "f.bin").read_bytes() == PAYLOAD
 
@@ -297,7 +328,9 @@ EVIL = [
                                                                            "../../evil.txt")])),
     ("tar-abs-symlink", "facades/link", lambda p: _tar(p, {}, [("facades/link", tarfile.SYMTYPE, "/etc/passwd")])),
     ("tar-hardlink", "facades/hard", lambda p: _tar(p, {}, [("facades/hard", tarfile.LNKTYPE, "../evil.txt")])),
+    ("tar-abs-hardlink", "facades/hard", lambda p: _tar(p, {}, [("facades/hard", tarfile.LNKTYPE, "/etc/passwd")])),
     ("tar-device", "facades/dev", lambda p: _tar(p, {}, [("facades/dev", tarfile.CHRTYPE, "")])),
+    ("tar-block-device", "facades/blk", lambda p: _tar(p, {}, [("facades/blk", tarfile.BLKTYPE, "")])),
     ("tar-fifo", "facades/fifo", lambda p: _tar(p, {}, [("facades/fifo", tarfile.FIFOTYPE, "")])),
     # e points (lexically) inside while s is absent; once s -> "." exists, writing through e lands outside.
     ("tar-link-chain", "facades/e", lambda p: _tar(p, {"facades/e": b"x"}, [
@@ -306,11 +339,25 @@ EVIL = [
     ("zip-absolute", "/tmp/evil-abs.txt", lambda p: _zip(p, {"/tmp/evil-abs.txt": b"x"})),
     ("zip-backslash", "..\\evil.txt", lambda p: _zip(p, {"..\\evil.txt": b"x"})),
     ("zip-symlink", "h/link", lambda p: _zip(p, _cyclegan_files("h"), {"h/link": "../../evil.txt"})),
+    ("zip-fifo", "h/fifo", lambda p: _zip(p, _cyclegan_files("h"), special={"h/fifo": stat.S_IFIFO})),
+    ("zip-device", "h/dev", lambda p: _zip(p, _cyclegan_files("h"), special={"h/dev": stat.S_IFCHR})),
 ]
 
 
+@pytest.fixture(params=["tar-filter", "no-tar-filter"])
+def tar_filter(request, monkeypatch):
+    """Both with tarfile's extraction filters and without them, as on Python 3.10.0-3.10.11, where the checks of
+    ``translate.data.download`` are all that stands between an archive and the file system."""
+    if request.param == "no-tar-filter":
+        monkeypatch.delattr(tarfile, "data_filter", raising=False)
+        monkeypatch.delattr(tarfile, "FilterError", raising=False)
+        if hasattr(tarfile, "fully_trusted_filter"):  # what tarfile does when no filter is asked for (before 3.14)
+            monkeypatch.setattr(tarfile.TarFile, "extraction_filter", staticmethod(tarfile.fully_trusted_filter))
+    return request.param
+
+
 @pytest.mark.parametrize("member, make", [(m, f) for _, m, f in EVIL], ids=[i for i, _, _ in EVIL])
-def test_unsafe_members_are_refused_by_name(tmp_path, member, make):
+def test_unsafe_members_are_refused_by_name(tmp_path, member, make, tar_filter):
     archive = make(tmp_path / "evil.archive")
     out = tmp_path / "deep" / "out"
     out.mkdir(parents=True)
@@ -319,6 +366,42 @@ def test_unsafe_members_are_refused_by_name(tmp_path, member, make):
     assert repr(member) in str(err.value)
     assert not (tmp_path / "evil.txt").exists() and not (tmp_path / "deep" / "evil.txt").exists()
     assert not Path("/tmp/evil-abs.txt").exists()
+
+
+def test_without_the_filter_tarfile_itself_would_extract_anything(tmp_path, tar_filter):
+    # Proof that the "no-tar-filter" runs above test this module's checks and not Python's.
+    archive = _tar(tmp_path / "a.tar", {}, [("link", tarfile.SYMTYPE, "/etc/passwd")])
+    with tarfile.open(archive) as tar:
+        if tar_filter == "no-tar-filter":
+            tar.extractall(tmp_path / "out")
+            assert os.readlink(tmp_path / "out" / "link") == "/etc/passwd"
+        else:
+            with pytest.raises(tarfile.FilterError):
+                tar.extractall(tmp_path / "out", filter="data")
+
+
+@pytest.mark.parametrize("kind", ["tar", "zip"])
+def test_links_already_on_disk_cannot_lead_out(tmp_path, tar_filter, kind):
+    # The target holds a link to a sibling folder whose name starts with the target's own: a plain prefix test of
+    # the resolved path ("…/out-evil" starts with "…/out") would let the archive write there.
+    out, outside = tmp_path / "out", tmp_path / "out-evil"
+    out.mkdir()
+    outside.mkdir()
+    (out / "facades").symlink_to(outside, target_is_directory=True)
+    files = {"facades/train/1.jpg": b"x"}
+    archive = _tar(tmp_path / "a.tar.gz", files) if kind == "tar" else _zip(tmp_path / "a.zip", files)
+    with pytest.raises(dl.UnsafeArchiveError, match="facades/train/1.jpg"):
+        dl.extract(archive, out)
+    assert list(outside.iterdir()) == []
+
+
+def test_damaged_tar_is_an_archive_error_without_the_filter(tmp_path, tar_filter):
+    # The member's header is whole, its data cut short: the error surfaces while extracting it.
+    archive = _tar(tmp_path / "a.tar.gz", {"facades/train/1.jpg": os.urandom(20_000)})
+    archive.write_bytes(archive.read_bytes()[:6000])
+    (tmp_path / "out").mkdir()
+    with pytest.raises(dl.ArchiveError, match="damaged"):
+        dl.extract(archive, tmp_path / "out")
 
 
 def test_unsafe_archive_leaves_nothing_behind(tmp_path):

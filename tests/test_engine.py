@@ -98,7 +98,7 @@ def test_gradient_accumulation_equals_bigger_batch(tiny_config, tmp_path):
     # Instance norm, no pool, no dropout: two accumulated batches of 1 are one batch of 2. Outputs, not weights,
     # are compared: a conv bias before instance norm has a zero gradient up to rounding, which Adam's
     # normalisation blows up to ±lr, yet it has no effect on the output.
-    common = ["model.norm=instance", "model.no_dropout=true", "model.pool_size=0", "train.max_steps=3"]
+    common = ["model.norm=instance", "model.no_dropout=true", "train.max_steps=3"]
     big = train(tiny_config("pix2pix", *common, "data.batch_size=2", f"train.output_dir={tmp_path / 'big'}"))
     acc = train(tiny_config("pix2pix", *common, "data.batch_size=1", "train.gradient_accumulation_steps=2",
                             f"train.output_dir={tmp_path / 'acc'}"))
@@ -138,21 +138,21 @@ def test_non_finite_steps_are_skipped_then_training_stops(tiny_config):
     real_loss = trainer.recipe.generator_loss
     calls = {"n": 0}
 
-    def poisoned(nets, batch):  # healthy for 2 steps, then NaN for ever
+    def poisoned(nets, batch, ctx):  # healthy for 2 steps, then NaN for ever
         calls["n"] += 1
-        terms, outputs = real_loss(nets, batch)
+        terms = real_loss(nets, batch, ctx)
         if calls["n"] > 2:
             terms["loss_G_L1"] = terms["loss_G_L1"] * float("nan")
-        return terms, outputs
+        return terms
 
     trainer.recipe.generator_loss = poisoned
-    good = {k: v.clone() for k, v in trainer.plain["G"].state_dict().items()}
+    good = {k: v.clone() for k, v in trainer.nets["G"].state_dict().items()}
     # Skips are read at log steps (every 2) and every max_nonfinite_steps (3): steps 3, 4, 6 -> stop at 6.
     with pytest.raises(TrainingDiverged, match=r"4 consecutive steps .*max_nonfinite_steps=3"):
         trainer.fit()
     assert trainer.state.skipped_steps == 4 and trainer.state.step == 6
     assert [p.name for p in list_checkpoints(config.train.output_dir)] == ["step_000002", "step_000004"]
-    after = trainer.plain["G"].state_dict()
+    after = trainer.nets["G"].state_dict()
     assert all(torch.isfinite(v).all() for v in after.values())
     assert any(not torch.equal(good[k], after[k]) for k in good)  # the two good steps did train
 
@@ -170,7 +170,7 @@ def test_init_from_exported_model(tiny_config, tmp_path):
     config = tiny_config("pix2pix", f"train.init_from={first / 'model'}", f"train.output_dir={tmp_path / 'ft'}",
                          "train.max_steps=2")
     trainer = Trainer(config)
-    assert_same_weights(weights(first, "G"), {k: v for k, v in trainer.plain["G"].state_dict().items()})
+    assert_same_weights(weights(first, "G"), {k: v for k, v in trainer.nets["G"].state_dict().items()})
     assert trainer.state.step == 0
     bad = tiny_config("pix2pix", f"train.init_from={first / 'model'}", f"train.output_dir={tmp_path / 'bad'}",
                       "model.ngf=4")

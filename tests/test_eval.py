@@ -106,30 +106,87 @@ def test_ssim_falls_with_noise_and_handles_gray_and_tiny_images():
     assert torch.allclose(M.ssim(x[..., :8, :8], x[..., :8, :8]), torch.ones(2), atol=1e-5)  # below the window
 
 
+def test_psnr_by_hand():
+    x = torch.zeros(2, 1, 4, 4)
+    y = x.clone()
+    y[0] += 0.1  # MSE 0.01: 20 dB
+    y[1, :, :2] += 0.2  # half the pixels off by 0.2: MSE 0.02, 10·log10(50) dB
+    torch.testing.assert_close(M.psnr(x, y), torch.tensor([20.0, 10 * math.log10(50)]))
+
+
+def test_ssim_matches_scikit_image():
+    from skimage.metrics import structural_similarity
+
+    g = torch.Generator().manual_seed(0)
+    x = F.interpolate(torch.rand(3, 3, 6, 6, generator=g), size=(40, 48), mode="bilinear", align_corners=False)
+    y = (x + torch.tensor([0.02, 0.1, 0.3]).view(3, 1, 1, 1) * torch.randn(x.shape, generator=g)).clamp(0, 1)
+    for a, b in ((x, y), (x[:, :1], y[:, :1])):
+        expected = [structural_similarity(p.double().numpy(), q.double().numpy(), channel_axis=0,
+                                          gaussian_weights=True, sigma=1.5, use_sample_covariance=False,
+                                          data_range=1.0) for p, q in zip(a, b)]
+        torch.testing.assert_close(M.ssim(a, b).double(), torch.tensor(expected, dtype=torch.float64), atol=1e-4,
+                                   rtol=0)
+
+
 def test_lpips_is_skipped_with_a_reason_when_weights_are_missing(monkeypatch, tmp_path):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))
     reason = M.LPIPS.unavailable()
     assert reason is not None and ("lpips" in reason or M.LPIPS_BACKBONE in reason)
 
 
-def test_lpips_loads_the_backbone_from_the_hub_cache(monkeypatch, tmp_path):
-    pytest.importorskip("lpips")
+def _lpips_by_hand(backbone: dict, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """LPIPS (alex, v0.1) from its paper's recipe on torchvision's AlexNet and the linear weights in the lpips wheel:
+    inputs to [-1, 1] and shifted/scaled per channel, each ReLU's features unit-normalised over channels, squared
+    differences weighted per channel by the linear layer, averaged over positions, summed over the five layers."""
+    import lpips
+    import torchvision
+
+    lins = torch.load(Path(lpips.__file__).parent / "weights" / "v0.1" / "alex.pth", map_location="cpu",
+                      weights_only=True)
+    net = torchvision.models.alexnet()
+    net.load_state_dict(backbone)
+    shift = torch.tensor([-0.030, -0.088, -0.188]).view(1, 3, 1, 1)
+    scale = torch.tensor([0.458, 0.448, 0.450]).view(1, 3, 1, 1)
+
+    def taps(v):
+        h, out = ((2 * v - 1) - shift) / scale, []
+        for i, layer in enumerate(net.features[:12]):
+            h = layer(h)
+            if i in (1, 4, 7, 9, 11):  # the ReLUs after conv1..conv5
+                out.append(h.clone())
+        return out
+
+    total = torch.zeros(x.shape[0])
+    with torch.no_grad():
+        for k, (a, b) in enumerate(zip(taps(x), taps(y))):
+            a, b = (f / (f.pow(2).sum(1, keepdim=True).sqrt() + 1e-10) for f in (a, b))
+            total += ((a - b) ** 2 * lins[f"lin{k}.model.1.weight"]).sum(1).mean((1, 2))
+    return total
+
+
+def test_lpips_matches_the_formula_with_a_local_backbone(monkeypatch, tmp_path):
+    # The lpips package ships only its linear layers; its AlexNet backbone comes from a download, which this offline
+    # suite cannot do: random AlexNet weights in a temporary hub cache stand in for it, and the value is recomputed
+    # by hand from the same weights.
+    pytest.importorskip("lpips", reason="the 'lpips' package is not installed (pip install -e .[dev] or lpips): its "
+                                        "wheel holds the linear weights this test needs")
     import torchvision
 
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))
     torch.manual_seed(0)
-    saved = torchvision.models.alexnet().state_dict()  # random weights stand in for the real file
+    saved = torchvision.models.alexnet().state_dict()
     M.LPIPS.backbone_path().parent.mkdir(parents=True)
     torch.save(saved, M.LPIPS.backbone_path())
     assert M.LPIPS.unavailable() is None
     lpips = M.LPIPS()
-    convs = [m for part in (lpips.net.net.slice1, lpips.net.net.slice2, lpips.net.net.slice3, lpips.net.net.slice4,
-                            lpips.net.net.slice5) for m in part if isinstance(m, nn.Conv2d)]
-    expected = [saved[f"features.{i}.weight"] for i in (0, 3, 6, 8, 10)]  # alexnet.features' convolutions
-    assert len(convs) == 5 and all(torch.equal(c.weight, w) for c, w in zip(convs, expected))
-    x, y = _images(2, 0) / 2 + 0.5, _images(2, 1) / 2 + 0.5
+    x, y = _images(2, 0, size=64) / 2 + 0.5, _images(2, 1, size=64) / 2 + 0.5
+    expected = _lpips_by_hand(saved, x, y)
+    assert (expected > 0).all()
+    torch.testing.assert_close(lpips(x, y), expected, rtol=1e-4, atol=1e-6)
     assert lpips(x, x).tolist() == [0.0, 0.0]
-    assert (lpips(x, y) > 0).all() and lpips(x[:, :1], y[:, :1]).shape == (2,)
+    gray = lpips(x[:, :1], y[:, :1])  # one channel is repeated to RGB
+    torch.testing.assert_close(gray, _lpips_by_hand(saved, x[:, :1].repeat(1, 3, 1, 1), y[:, :1].repeat(1, 3, 1, 1)),
+                               rtol=1e-4, atol=1e-6)
 
 
 # --- distribution metrics with local random weights -------------------------------------------------------------------
@@ -142,6 +199,46 @@ def test_fid_of_a_set_with_itself_is_zero_and_grows_with_a_shift(features_only):
     assert abs(M.fid(real, real)) < 1e-6
     assert M.fid(real, shifted) > 1e-3
     assert M.fid(real, net(_images(24, 0, shift=0.8))[0]) > M.fid(real, shifted)
+
+
+def _features(seed: int, n: int, shift: float) -> torch.Tensor:
+    """Correlated Gaussian features (n, 6) with a seed-dependent covariance."""
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(n, 6, generator=g, dtype=torch.float64) @ torch.randn(6, 6, generator=g,
+                                                                            dtype=torch.float64) + shift
+
+
+def test_fid_matches_scipy_sqrtm():
+    from scipy.linalg import sqrtm
+
+    a, b = _features(0, 40, 0.0), _features(1, 30, 0.5)
+    mu_a, mu_b = a.numpy().mean(0), b.numpy().mean(0)
+    cov_a, cov_b = np.cov(a.numpy(), rowvar=False), np.cov(b.numpy(), rowvar=False)
+    expected = ((mu_a - mu_b) ** 2).sum() + np.trace(cov_a) + np.trace(cov_b) - 2 * np.trace(sqrtm(cov_a @ cov_b).real)
+    assert M.fid(a, b) == pytest.approx(expected, rel=1e-6)
+    assert M.fid(b, a) == pytest.approx(expected, rel=1e-6)
+
+
+def test_kid_matches_the_unbiased_estimate_by_hand():
+    a, b = _features(2, 6, 0.0), _features(3, 6, 0.3)
+    x, y, d = a.numpy(), b.numpy(), a.shape[1]
+
+    def k(p, q):
+        return (p @ q / d + 1) ** 3
+
+    m, n = len(x), len(y)
+    xx = sum(k(x[i], x[j]) for i in range(m) for j in range(m) if i != j) / (m * (m - 1))
+    yy = sum(k(y[i], y[j]) for i in range(n) for j in range(n) if i != j) / (n * (n - 1))
+    xy = sum(k(x[i], y[j]) for i in range(m) for j in range(n)) / (m * n)
+    mean, std = M.kid(a, b)  # equal sets smaller than a subset: one exact estimate on all of them
+    assert mean == pytest.approx(xx + yy - 2 * xy, rel=1e-9) and std == 0.0
+
+
+def test_inception_score_by_hand():
+    # Two images, p(y|x) = (1, 0) and (½, ½): p(y) = (¾, ¼); KL = log(4/3) and ½ log(2/3) + ½ log 2.
+    probabilities = torch.tensor([[1.0, 0.0], [0.5, 0.5]])
+    kl = (math.log(4 / 3), 0.5 * math.log(2 / 3) + 0.5 * math.log(2))
+    assert M.inception_score(probabilities, splits=1)[0] == pytest.approx(math.exp(sum(kl) / 2), rel=1e-9)
 
 
 def test_fid_and_kid_do_not_depend_on_the_batch_size(features_only):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -96,3 +97,20 @@ def test_cli_end_to_end(tmp_path):
     assert OnnxGenerator(tmp_path / "out.onnx").stride == 4
     result = run_cli("export", str(tmp_path / "nothing"))
     assert result.returncode == 2 and "config.json" in result.stderr
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o002])
+def test_exported_model_gets_the_umask_modes(tmp_path, umask):
+    # A colleague's pipeline on a shared machine must be able to read the model: 0755/0644 under umask 022, group
+    # writable under 002 (mkdtemp's 0700 and mkstemp's 0600 locked them out).
+    old = os.umask(umask)
+    try:
+        model_dir = tiny_model_dir(tmp_path / "model", "resnet_6blocks")
+        tiny_model_dir(model_dir, "resnet_6blocks")  # replacing an existing export too
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(model_dir.stat().st_mode) == 0o777 & ~umask
+    files = sorted(model_dir.iterdir())
+    assert [f.name for f in files] == ["G.safetensors", "config.json"]
+    assert all(stat.S_IMODE(f.stat().st_mode) == 0o666 & ~umask for f in files)
+    assert [p.name for p in tmp_path.iterdir()] == ["model"]  # no temp or old copies left beside it

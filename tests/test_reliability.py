@@ -37,9 +37,10 @@ STEPS = 12  # 6 training pairs, batch 1, 2 epochs
 # A tiny pix2pix with dropout (so the RNG state matters on resume): a 12-step run takes a few seconds on 2 cores.
 BASE = [
     "model.recipe=pix2pix", "model.netG=resnet_6blocks", "model.ngf=8", "model.ndf=8", "model.norm=batch",
-    "model.gan_mode=vanilla", "model.pool_size=0", "data.dataset_mode=aligned", "data.load_size=32",
+    "model.gan_mode=vanilla", "data.dataset_mode=aligned", "data.load_size=32",
     "data.crop_size=32", "data.num_workers=0", "train.n_epochs=2", "train.n_epochs_decay=0", "train.log_every=2",
     "train.checkpoint_every=4", "train.sample_every=1000", "train.progress=false",
+    "train.mixed_precision=no",  # exact resume on any CPU: auto picks bf16 on some
     # Optional extras of the loop (present in newer configs), off so that only the loop itself is timed.
     *[key for key in ("train.report=false",) if key.split("=")[0] in all_keys()],
 ]
@@ -171,15 +172,23 @@ def assert_complete(checkpoint: Path, reference: Path) -> None:
 class Run:
     """``translate train CONFIG ...`` in a child process, output to files (a full pipe must never block it)."""
 
-    def __init__(self, tmp_path: Path, args: list, step_delay: float = 0.0, hang_saves_after: int = -1):
+    def __init__(self, tmp_path: Path, args: list, step_delay: float = 0.0, hang_saves_after: int = -1,
+                 processes: int = 1, own_group: bool = False):
+        """``processes`` > 1: that many CPU processes (gloo) launched by torchrun. ``own_group``: in a process group
+        of its own, as a scheduler's job is, to be signalled as a whole with ``os.killpg(run.process.pid, sig)``."""
         self.log = tmp_path / f"process_{len(list(tmp_path.glob('process_*')))}"
         self.log.mkdir()
         env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "RELIABILITY_STEP_DELAY": str(step_delay),
                "RELIABILITY_HANG_SAVES_AFTER": str(hang_saves_after)}
         env.pop("PYTHONSTARTUP", None)
+        command = [sys.executable, "-c", BOOTSTRAP]
+        if processes > 1:
+            (self.log / "bootstrap.py").write_text(BOOTSTRAP)
+            command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node",
+                       str(processes), str(self.log / "bootstrap.py")]
         with open(self.log / "stdout", "w") as out, open(self.log / "stderr", "w") as err:
-            self.process = subprocess.Popen([sys.executable, "-c", BOOTSTRAP, "train", *map(str, args)], cwd=tmp_path,
-                                            env=env, stdout=out, stderr=err)
+            self.process = subprocess.Popen([*command, "train", *map(str, args)], cwd=tmp_path, env=env, stdout=out,
+                                            stderr=err, start_new_session=own_group)
 
     @property
     def stdout(self) -> str:
@@ -473,12 +482,12 @@ def test_isolated_non_finite_steps_are_skipped_and_training_finishes(images, tmp
     trainer = Trainer(make_config(images, tmp_path / "run", "train.max_steps=6", "train.max_nonfinite_steps=2"))
     real_loss, calls = trainer.recipe.generator_loss, []
 
-    def poisoned(nets, batch):  # NaN at steps 2 and 4: never two in a row
+    def poisoned(nets, batch, ctx):  # NaN at steps 2 and 4: never two in a row
         calls.append(1)
-        terms, outputs = real_loss(nets, batch)
+        terms = real_loss(nets, batch, ctx)
         if len(calls) in (2, 4):
             terms["loss_G_L1"] = terms["loss_G_L1"] * float("nan")
-        return terms, outputs
+        return terms
 
     trainer.recipe.generator_loss = poisoned
     run_dir = trainer.fit()
@@ -494,10 +503,10 @@ def test_diverged_run_exits_1_naming_the_setting(images, tmp_path, monkeypatch, 
 
     real_loss = Pix2Pix.generator_loss
 
-    def always_nan(self, nets, batch):
-        terms, outputs = real_loss(self, nets, batch)
+    def always_nan(self, nets, batch, ctx):
+        terms = real_loss(self, nets, batch, ctx)
         terms["loss_G_GAN"] = terms["loss_G_GAN"] * float("inf") * 0
-        return terms, outputs
+        return terms
 
     monkeypatch.setattr(Pix2Pix, "generator_loss", always_nan)
     run_dir = tmp_path / "run"
@@ -507,3 +516,113 @@ def test_diverged_run_exits_1_naming_the_setting(images, tmp_path, monkeypatch, 
     assert err.startswith("error: 3 consecutive steps had non-finite") and "train.max_nonfinite_steps" in err
     assert "the last good checkpoint is none" in err and "lower train.lr" in err
     assert not (run_dir / "model").exists() and list_checkpoints(run_dir) == []
+
+
+# -- 7. signals to a whole process group, with DataLoader workers ---------------------------------------------
+# `timeout`, `kill -TERM -- -PGID`, a terminal's Ctrl-C and schedulers at preemption signal every process of the job,
+# the DataLoader workers included. The main process alone decides: it finishes the step, saves and exits 75.
+def test_loader_workers_leave_stop_signals_to_the_main_process(images, tmp_path):
+    from translate.data import build_dataset
+    from translate.data.loader import build_loader
+
+    config = make_config(images, tmp_path / "run", "data.num_workers=1", "data.serial_batches=true")
+    loader = build_loader(build_dataset(config), config, "cpu")
+    batches = iter(loader)
+    next(batches)
+    [worker] = batches._workers
+    for name in ("INT", "TERM"):  # from another process, as a group signal would come
+        subprocess.run(["kill", f"-{name}", str(worker.pid)], check=True)
+    assert len(list(batches)) == PAIRS - 1  # the rest of the epoch still arrives (prefetch holds at most 2)
+    assert worker.is_alive()
+    # SIGTERM from the main process is Process.terminate(): the DataLoader's and multiprocessing's last resort at
+    # shutdown, which must still end the worker (else the main process would hang at exit, waiting for it).
+    os.kill(worker.pid, signal.SIGTERM)
+    worker.join(timeout=60)
+    assert worker.exitcode == 0
+
+
+def assert_stopped_once(run: Run, run_dir: Path, reference: Path, sig: signal.Signals, processes: int = 1) -> int:
+    """The notice once per process, one complete checkpoint at the step the stop line names, no traceback (neither
+    from a worker nor from the main process); returns that step."""
+    output = run.output()
+    assert run.stdout.count(f"{sig.name} received: saving a checkpoint") == processes, output
+    match = re.search(r"training stopped at step (\d+); checkpoint saved to (\S+); continue with --resume", run.stderr)
+    assert match, output
+    stopped = int(match.group(1))
+    assert [p.name for p in list_checkpoints(run_dir)] == [f"step_{stopped:06d}"] == [Path(match.group(2)).name]
+    checkpoint = latest_checkpoint(run_dir)
+    # Every file of a one-process checkpoint, and the per-process ones of every process.
+    assert set(file_names(reference / "checkpoints" / "step_000004")) <= set(file_names(checkpoint))
+    assert {f"random_states_{rank}.pkl" for rank in range(processes)} <= set(file_names(checkpoint))
+    assert torch.load(checkpoint / "custom_checkpoint_0.pkl", weights_only=True)["step"] == stopped
+    assert "DataLoader worker" not in run.stderr and "Traceback" not in run.stderr, output
+    with pytest.raises(ProcessLookupError):  # nothing of the job is left running: no orphaned workers
+        os.killpg(run.process.pid, 0)
+    return stopped
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_signal_to_the_whole_process_group_with_loader_workers_saves_and_exits_75(images, reference, tmp_path, sig):
+    run_dir = tmp_path / "run"
+    cfg = config_file(make_config(images, run_dir, "data.num_workers=2", "train.checkpoint_every=1000"),
+                      tmp_path / "tiny.yaml")
+    run = Run(tmp_path, [cfg], step_delay=0.2, own_group=True)
+    run.wait_until(lambda: logged_steps(run_dir), "the first log line")
+    os.killpg(run.process.pid, sig)
+    assert run.wait() == INTERRUPTED_EXIT_CODE, run.output()
+    stopped = assert_stopped_once(run, run_dir, reference, sig)
+    if sig == signal.SIGTERM:  # and with loader workers, too, the resumed run is exact
+        finish(tmp_path, cfg, reference, resumed_from=stopped)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_signal_to_the_whole_process_group_of_two_processes_saves_once(images, reference, tmp_path, sig):
+    run_dir = tmp_path / "run"
+    # 4 epochs of 3 steps (6 pairs, 2 processes of batch 1): a signal after the first log line lands mid-run.
+    cfg = config_file(make_config(images, run_dir, "data.num_workers=2", "train.checkpoint_every=1000",
+                                  "train.n_epochs=4"), tmp_path / "tiny.yaml")
+    run = Run(tmp_path, [cfg], step_delay=0.3, processes=2, own_group=True)
+    run.wait_until(lambda: logged_steps(run_dir), "the first log line")
+    os.killpg(run.process.pid, sig)
+    run.wait()
+    assert_stopped_once(run, run_dir, reference, sig, processes=2)
+
+
+# -- 8. a file that breaks after the dataset scan ---------------------------------------------------------------
+def truncate_during_training(images: Path, tmp_path: Path, *overrides: str) -> tuple[Run, Path, Path]:
+    """A run over a copy of ``images`` whose file 003.png is cut to 60 % once training has started."""
+    import shutil
+
+    root, run_dir = tmp_path / "data", tmp_path / "run"
+    shutil.copytree(images, root)
+    cfg = config_file(make_config(root, run_dir, "data.num_workers=2", *overrides), tmp_path / "tiny.yaml")
+    run = Run(tmp_path, [cfg], step_delay=0.2)
+    run.wait_until(lambda: logged_steps(run_dir), "the first log line")  # the scan passed; epoch 2 reads it again
+    victim = root / "train" / "003.png"
+    data = victim.read_bytes()
+    victim.write_bytes(data[: len(data) * 6 // 10])
+    return run, run_dir, victim
+
+
+@pytest.mark.slow
+def test_file_truncated_during_training_is_skipped_with_a_warning_naming_it(images, tmp_path):
+    run, run_dir, victim = truncate_during_training(images, tmp_path, "data.on_bad_file=skip")
+    assert run.wait() == 0, run.output()
+    assert f"skipping {victim}: cannot decode" in run.stderr and "Traceback" not in run.stderr, run.output()
+    assert (run_dir / "model").is_dir()
+
+
+@pytest.mark.slow
+def test_file_truncated_during_training_stops_with_one_line_naming_it_and_a_checkpoint(images, tmp_path):
+    # Waits for the engine: it must catch translate.data.base.BadFileDuringTraining, save a checkpoint and exit 1
+    # with one `error:` line naming the file (and the checkpoint), instead of a DataLoader worker traceback.
+    run, run_dir, victim = truncate_during_training(images, tmp_path, "train.checkpoint_every=1000")
+    assert run.wait() == 1, run.output()
+    naming = [line for line in run.stderr.splitlines() if str(victim) in line]
+    assert len(naming) == 1 and naming[0].startswith("error: "), run.output()
+    assert "DataLoader worker" not in run.stderr and "Traceback" not in run.stderr, run.output()
+    checkpoint = latest_checkpoint(run_dir)
+    assert checkpoint is not None and str(checkpoint) in run.stderr, run.output()
+    assert not (run_dir / "model").exists()

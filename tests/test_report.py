@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -17,7 +18,7 @@ from PIL import Image
 
 from translate.engine.trainer import train
 from translate.evaluation import write_report
-from translate.evaluation.report import read_jsonl, svg_chart
+from translate.evaluation.report import MAX_POINTS, read_jsonl, svg_chart
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -111,12 +112,103 @@ def test_missing_pieces_become_notes(tiny_config, paired_root, tmp_path):
         write_report(tmp_path / "absent")
 
 
+class _Charts(HTMLParser):
+    """Each chart of a page (or one SVG) by its title: the plot frame (x, y, width, height) and its points."""
+
+    def __init__(self):
+        super().__init__()
+        self.charts: dict[str, dict] = {}
+        self._current: dict | None = None
+        self._in_title = False
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        if tag == "svg":
+            self._current = {"frame": None, "lines": [], "dots": []}
+        elif tag == "title" and self._current is not None:
+            self._in_title = True
+        elif tag == "rect":
+            self._current["frame"] = tuple(float(attrs[k]) for k in ("x", "y", "width", "height"))
+        elif tag == "polyline":
+            self._current["lines"].append([tuple(map(float, p.split(","))) for p in attrs["points"].split()])
+        elif tag == "circle":
+            self._current["dots"].append((float(attrs["cx"]), float(attrs["cy"])))
+
+    def handle_data(self, data):
+        if self._in_title:
+            self.charts[data] = self._current
+            self._in_title = False
+
+
+def _charts(text: str) -> dict[str, dict]:
+    parser = _Charts()
+    parser.feed(text)
+    return parser.charts
+
+
+def _close(points, expected) -> None:
+    """Coordinates within the SVG's 0.1 px rounding."""
+    np.testing.assert_allclose(np.asarray(points, dtype=float), np.asarray(expected, dtype=float), atol=0.06, rtol=0)
+
+
+def _expected(frame, point, x_range, y_range) -> tuple[float, float]:
+    """Where a linear chart puts ``point``: steps left to right across the frame, values bottom to top."""
+    left, top, width, height = frame
+    (x0, x1), (y0, y1) = x_range, y_range
+    return left + (point[0] - x0) / (x1 - x0) * width, top + height - (point[1] - y0) / (y1 - y0) * height
+
+
+def test_chart_points_land_where_their_values_say():
+    values = [(100, 2.0), (150, 3.0), (200, 1.0), (300, 5.0)]
+    chart = _charts(svg_chart("loss", {"loss": values}))["loss"]
+    left, top, width, height = frame = chart["frame"]
+    (line,) = chart["lines"]
+    # Known points: the first step on the left edge, the last on the right; the largest value on the top edge, the
+    # smallest on the bottom; step 150, value 3 a quarter across and half way up.
+    assert line[0][0] == pytest.approx(left, abs=0.06) and line[-1][0] == pytest.approx(left + width, abs=0.06)
+    assert line[3][1] == pytest.approx(top, abs=0.06) and line[2][1] == pytest.approx(top + height, abs=0.06)
+    _close(line[1], (left + width / 4, top + height / 2))
+    _close(line, [_expected(frame, p, (100, 300), (1.0, 5.0)) for p in values])
+
+
+def test_charts_of_several_series_share_one_scale_and_long_logs_keep_their_ends():
+    series = {"a": [(0, 0.0), (10, 1.0)], "b": [(5, 2.0), (20, -1.0)]}
+    chart = _charts(svg_chart("two", series))["two"]
+    expected = [[_expected(chart["frame"], p, (0, 20), (-1.0, 2.0)) for p in v] for v in series.values()]
+    for line, points in zip(chart["lines"], expected, strict=True):
+        _close(line, points)
+
+    # Thinned to every other point, which would miss the last one (an odd index) unless it is kept on purpose.
+    long = [(step, float(step % 7)) for step in range(2 * MAX_POINTS + 2)]
+    chart = _charts(svg_chart("long", {"long": long}))["long"]
+    (line,) = chart["lines"]
+    assert len(line) <= MAX_POINTS + 2 and all(a[0] < b[0] for a, b in zip(line, line[1:]))
+    ends = [_expected(chart["frame"], p, (0, 2 * MAX_POINTS + 1), (0.0, 6.0)) for p in (long[0], long[-1])]
+    _close([line[0], line[-1]], ends)
+
+
+def test_report_charts_plot_the_logged_values(tmp_path):
+    (tmp_path / "logs").mkdir()
+    rows = [{"step": s, "loss_G_GAN": g, "lr": 2e-4} for s, g in ((10, 0.5), (20, 1.5), (40, 1.0))]
+    (tmp_path / "logs" / "losses.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    charts = _charts(write_report(tmp_path, gallery_size=0).read_text())
+    frame = charts["loss_G_GAN"]["frame"]
+    (line,) = charts["loss_G_GAN"]["lines"]
+    _close(line, [_expected(frame, (r["step"], r["loss_G_GAN"]), (10, 40), (0.5, 1.5)) for r in rows])
+    # A constant (the learning rate here) is a flat line along the bottom, from the first step to the last.
+    (flat,) = charts["lr"]["lines"]
+    left, top, width, height = charts["lr"]["frame"]
+    _close(flat, [(left, top + height), (left + width / 3, top + height), (left + width, top + height)])
+
+
 def test_read_jsonl_skips_broken_lines_and_charts_handle_flat_and_single_points(tmp_path):
     log = tmp_path / "log.jsonl"
     log.write_text('{"step": 1, "a": 1.0}\nnot json\n[1, 2]\n{"step": 2, "a": 1.0}\n{"step": 3, "a"')
     assert [row["step"] for row in read_jsonl(log)] == [1, 2]
     assert "<polyline" in svg_chart("flat", {"a": [(1, 1.0), (2, 1.0)]})
-    assert "<circle" in svg_chart("one", {"a": [(5, 2.0)]})
+    one = _charts(svg_chart("one", {"a": [(5, 2.0)]}))["one"]
+    left, top, width, height = one["frame"]
+    _close(one["dots"], [(left, top + height)])  # a lone point: the lower left corner
     assert svg_chart("none", {}) == ""
 
 

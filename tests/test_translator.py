@@ -126,22 +126,51 @@ def test_alpha_is_carried_through_unchanged(translator):
     pil = translator(Image.fromarray(rgba, "RGBA"))
     assert pil.mode == "RGBA"
     np.testing.assert_array_equal(np.asarray(pil)[..., 3], rgba[..., 3])
-    la = translator(Image.fromarray(rgba[..., [0, 3]], "LA"))  # gray + alpha into an RGB model
-    assert la.mode == "RGBA"
-    np.testing.assert_array_equal(np.asarray(la)[..., 3], rgba[..., 3])
+    la = translator(Image.fromarray(rgba[..., [0, 3]], "LA"))  # gray + alpha into an RGB model: gray + alpha out
+    assert la.mode == "LA"
+    np.testing.assert_array_equal(np.asarray(la)[..., 1], rgba[..., 3])
 
 
-def test_gray_and_colour_are_converted(tmp_path, translator):
+def test_gray_in_gray_out_through_a_colour_model(translator):
     gray = smooth_image(20, 24, channels=1)[..., 0]
+    rgb_out = translator(np.repeat(gray[..., None], 3, 2))  # what the RGB generator makes of it
+    luma = np.asarray(Image.fromarray(rgb_out).convert("L")).astype(int)  # PIL's own ITU-R 601-2 conversion
     out = translator(gray)
-    assert out.shape == (20, 24, 3)  # the generator makes colour
-    np.testing.assert_array_equal(out, translator(np.repeat(gray[..., None], 3, 2)))
+    assert out.shape == (20, 24) and out.dtype == np.uint8  # HW in, HW out
+    np.testing.assert_allclose(out.astype(int), luma, atol=1)
+    pil = translator(Image.fromarray(gray))
+    assert pil.mode == "L"
+    np.testing.assert_array_equal(np.asarray(pil), out)
+    pil16 = translator(Image.fromarray(gray.astype(np.uint16) * 257))
+    assert pil16.mode == "I;16"  # 16-bit gray stays 16-bit gray
+    np.testing.assert_allclose(np.asarray(pil16).astype(int) / 257, luma, atol=1)
+    assert translator(gray[..., None]).shape == (20, 24, 1)
+
+
+def test_colour_in_colour_out_through_a_gray_model(tmp_path):
     model_dir, _ = make_model(tmp_path / "gray", {"G": ("resnet_6blocks", "instance")}, input_nc=1, output_nc=1)
     t = Translator.from_pretrained(model_dir, device="cpu")
-    assert t(smooth_image(20, 24)).shape == (20, 24, 1)
-    assert t(gray).shape == (20, 24)  # HW in, HW out
-    pil16 = t(Image.fromarray(gray.astype(np.uint16) * 257))
-    assert pil16.mode == "I;16"  # 16-bit gray stays 16-bit
+    out = t(smooth_image(20, 24))
+    assert out.shape == (20, 24, 3)
+    np.testing.assert_array_equal(out[..., 0], out[..., 2])  # the gray result, repeated
+    gray = smooth_image(20, 24, channels=1)[..., 0]
+    out = t(np.repeat(gray[..., None], 3, 2))  # a gray picture stored as RGB: its luma is the gray itself
+    np.testing.assert_allclose(out[..., 1].astype(int), t(gray).astype(int), atol=1)
+
+
+def test_colourisation_model_makes_colour_from_gray(tmp_path):
+    model_dir, _ = make_model(tmp_path / "colourise", {"G": ("resnet_6blocks", "instance")}, input_nc=1, output_nc=3)
+    t = Translator.from_pretrained(model_dir, device="cpu")
+    assert t(smooth_image(20, 24, channels=1)[..., 0]).shape == (20, 24, 3)
+    assert t(Image.fromarray(smooth_image(20, 24, channels=1)[..., 0])).mode == "RGB"
+
+
+@pytest.mark.parametrize("bad", [np.full((8, 8, 3), 255.0, np.float32), np.full((8, 8), -0.5), np.full((8, 8), np.nan)])
+def test_float_pixels_outside_0_1_are_refused(translator, bad):
+    with pytest.raises(ValueError, match=r"float pixels must lie in \[0, 1\]"):
+        translator(bad)
+    with pytest.raises(ValueError, match=r"float pixels must lie in \[0, 1\]"):
+        translator(torch.from_numpy(np.atleast_3d(bad)).permute(2, 0, 1))
 
 
 def test_norm_mode_train_normalises_each_image_by_itself(tmp_path):

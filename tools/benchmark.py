@@ -7,11 +7,12 @@
     PYTHONPATH=. python tools/benchmark.py --profile --jobs cyclegan --precisions fp32   # top ops of one step
 
 Rows: ``train`` (``Trainer.train_step`` on a fixed batch, median s/iter after warm-up), ``convert`` (the whole
-``translate convert`` command, timed from outside), ``data`` (dataset + DataLoader items/s), ``tiled`` (one large image
-converted in tiles: peak RSS). Each row runs in a fresh process, so its peak memory is its own: peak RSS (VmHWM) on
-the CPU, ``torch.cuda.max_memory_allocated`` for in-process rows on a GPU. "FLOP-bound limit": the row's network
-FLOPs (counted with ``FlopCounterMode``; a training step ≈ 3× the forward FLOPs of every network run) divided by
-this machine's measured convolution throughput, and how far the row is from it.
+``translate convert`` command, timed from outside; also on ``--processes`` processes under torchrun), ``data``
+(dataset + DataLoader items/s), ``tiled`` (one large image converted in tiles: peak RSS). Each row runs in a fresh
+process, so its peak memory is its own: peak RSS (VmHWM) on the CPU, ``torch.cuda.max_memory_allocated`` for
+in-process rows on a GPU. "FLOP-bound limit": the row's network FLOPs (counted with ``FlopCounterMode``; a training
+step ≈ 3× the forward FLOPs of every network run) divided by this machine's measured convolution throughput, and how
+far the row is from it.
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ JOBS = {  # the reference's options for each job
 QUICK = {"cyclegan": ["model.ngf=8", "model.ndf=8", "data.load_size=72", "data.crop_size=64"],
          "pix2pix": ["model.ngf=8", "model.ndf=8", "model.netG=unet_128", "data.load_size=143", "data.crop_size=128"]}
 RESULT = "BENCH_RESULT "
+MIXED_PRECISION = {"fp32": "no", "bf16": "bf16"}  # always given: the default, auto, differs between machines
 
 
 # -- helpers ---------------------------------------------------------------------------------------------------
@@ -82,11 +84,44 @@ def load_average() -> str:
     return " ".join(Path("/proc/loadavg").read_text().split()[:3])
 
 
-def cpu_model() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return platform.processor() or "unknown"
+# oneDNN names its ISA once per process and each primitive's implementation as it runs (e.g. "brg_conv_fwd:
+# avx512_core_amx" for a bf16 convolution on AMX, "jit:avx2" for fp32 on AVX2); a convolution that does not appear
+# did not run in oneDNN.
+_ONEDNN_PROBE = """import torch
+x, w = torch.randn(1, 64, 32, 32), torch.randn(64, 64, 3, 3)
+with torch.backends.mkldnn.verbose(torch.backends.mkldnn.VERBOSE_ON):
+    torch.nn.functional.conv2d(x, w)
+    torch.nn.functional.conv2d(x.bfloat16(), w.bfloat16())
+"""
+CPU_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile", "amx_bf16", "bf16")
+
+
+def onednn_seen() -> dict:
+    """oneDNN's ISA on this CPU and the implementation of an fp32 and a bf16 3×3 convolution (a fresh process:
+    the ISA line is printed once per process)."""
+    out = subprocess.run([sys.executable, "-c", _ONEDNN_PROBE], capture_output=True, text=True, timeout=300).stdout
+    isa = next((ln.split("isa:", 1)[1] for ln in out.splitlines() if "isa:" in ln), "unknown")
+
+    def conv(dtype: str) -> str:
+        fields = next((ln.split(",") for ln in out.splitlines()
+                       if ",exec," in ln and ",convolution," in ln and f"src:{dtype}:" in ln), None)
+        return fields[fields.index("convolution") + 1] if fields else "not oneDNN"
+
+    return {"onednn_isa": isa.strip(), "onednn_conv_fp32": conv("f32"), "onednn_conv_bf16": conv("bf16")}
+
+
+def hardware() -> dict:
+    """What decides this machine's speed: the CPU and its bf16 flags, torch's CPU capability, what oneDNN runs,
+    the GPU, and what ``train.mixed_precision=auto`` resolves to here."""
+    from translate import devices
+
+    gpu = None
+    if torch.cuda.is_available():
+        major, minor = torch.cuda.get_device_capability()
+        gpu = f"{torch.cuda.get_device_name()} (sm_{major}{minor}, bf16 {torch.cuda.is_bf16_supported()})"
+    return {"cpu": devices.cpu_model(), "cpu_flags": [f for f in CPU_FLAGS if f in (devices.cpu_flags() or ())],
+            "cpu_bf16_unit": devices.cpu_bf16_unit(), "torch_cpu_capability": torch.backends.cpu.get_cpu_capability(),
+            **onednn_seen(), "gpu": gpu, "auto_precision": devices.resolve_mixed_precision("auto")[1]}
 
 
 def forward_gflop(net: torch.nn.Module, channels: int, height: int, width: int | None = None) -> float:
@@ -213,9 +248,8 @@ def train_row(job: str, variants: list[dict], batch: int, warmup: int, iters: in
     root = Path(root)
     steps = []
     for v in variants:
-        # (fp32 is the default "no"; given on the command line, YAML would read the bare word as False)
         overrides = [*job_overrides(job, root, quick), f"data.batch_size={batch}", "data.num_workers=0",
-                     *(["train.mixed_precision=bf16"] if v["precision"] == "bf16" else []),
+                     f"train.mixed_precision={MIXED_PRECISION[v['precision']]}",
                      f"train.compile={v['compile']}", f"train.channels_last={v['channels_last']}",
                      "train.progress=false", f"train.output_dir={tempfile.mkdtemp(dir=root, prefix='run-')}"]
         config = load_config(None, overrides)
@@ -288,7 +322,7 @@ def profile_step(job: str, root: str, precision: str, quick: bool, threads: int,
 
     root = Path(root)
     config = load_config(None, [*job_overrides(job, root, quick), "data.num_workers=0",
-                                *(["train.mixed_precision=bf16"] if precision == "bf16" else []),
+                                f"train.mixed_precision={MIXED_PRECISION[precision]}",
                                 "train.progress=false", f"train.output_dir={tempfile.mkdtemp(dir=root)}"])
     trainer = Trainer(config)
     torch.set_num_threads(threads)
@@ -324,7 +358,7 @@ def in_worker(kind: str, **kwargs) -> dict:
 # vfork is the parent's (this script's, up to ~2 GiB after generating the 4096² input).
 _LAUNCHER = """import atexit, os, runpy, sys
 def hwm():
-    with open(os.environ["BENCH_HWM"], "w") as f:
+    with open(os.environ["BENCH_HWM"] + os.environ.get("RANK", ""), "w") as f:
         f.write(next(ln.split()[1] for ln in open("/proc/self/status") if ln.startswith("VmHWM:")))
 atexit.register(hwm)
 target, sys.argv = sys.argv[1], sys.argv[1:]
@@ -333,17 +367,22 @@ runpy.run_module(target[3:], run_name="__main__", alter_sys=True) if target.star
 """
 
 
-def run_command(args: list[str], log: Path, threads: int, cli: bool = True) -> tuple[float, float, int]:
+def run_command(args: list[str], log: Path, threads: int, cli: bool = True,
+                processes: int = 1) -> tuple[float, float, int]:
     """(wall seconds, peak RSS GiB, exit status) of ``python -m translate.cli ARGS`` (``cli=False``: of the script
-    ``ARGS[0]`` with the rest as its arguments)."""
+    ``ARGS[0]`` with the rest as its arguments); ``processes`` > 1: that many under torchrun, the peak RSS of the
+    largest."""
     hwm = log.with_suffix(".hwm")
+    launch = [] if processes == 1 else ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node",
+                                        str(processes), "--no-python", sys.executable]
     with open(log, "w") as out:
         start = time.perf_counter()
-        proc = subprocess.run([sys.executable, "-c", _LAUNCHER, *(["-m=translate.cli"] if cli else []), *args],
-                              stdout=out, stderr=subprocess.STDOUT, env={**child_env(threads), "BENCH_HWM": str(hwm)})
+        proc = subprocess.run([sys.executable, *launch, "-c", _LAUNCHER, *(["-m=translate.cli"] if cli else []),
+                               *args], stdout=out, stderr=subprocess.STDOUT,
+                              env={**child_env(threads), "BENCH_HWM": str(hwm)})
         elapsed = time.perf_counter() - start
-    peak = int(hwm.read_text()) / 2**20 if hwm.is_file() else float("nan")
-    return elapsed, peak, proc.returncode
+    peaks = [int(p.read_text()) for p in hwm.parent.glob(hwm.name + "*")]  # one per rank under torchrun
+    return elapsed, max(peaks) / 2**20 if peaks else float("nan"), proc.returncode
 
 
 def make_model(directory: Path, ngf: int) -> tuple[Path, float]:
@@ -360,9 +399,11 @@ def make_model(directory: Path, ngf: int) -> tuple[Path, float]:
     return directory, forward_gflop(net, 3, 256)
 
 
-def convert_row(model: Path, inputs: Path, out: Path, extra: list[str], n: int, threads: int) -> dict:
+def convert_row(model: Path, inputs: Path, out: Path, extra: list[str], n: int, threads: int,
+                processes: int = 1) -> dict:
     elapsed, peak, status = run_command(["convert", str(model), str(inputs), str(out), "--quiet", "--format", "png",
-                                         "--overwrite", *extra], out.with_suffix(".log"), threads)
+                                         "--overwrite", *extra], out.with_suffix(".log"), threads,
+                                        processes=processes)
     if status:
         return {"error": out.with_suffix(".log").read_text().strip().splitlines()[-1][:200]}
     summary = json.loads((out / "convert_summary.json").read_text())
@@ -434,7 +475,7 @@ DEFAULTS = {  # option: (default, default with --quick)
     "rows": ("train,convert,data,tiled", "train,convert,data,tiled"), "jobs": ("cyclegan,pix2pix", "cyclegan"),
     "precisions": ("fp32,bf16", "fp32"), "workers": ("0,1,2", "0"), "threads": (cores(), 1),
     "warmup": (1, 1), "iters": (3, 2), "images": (50, 3), "photos": (2, 0), "onnx": (True, False),
-    "tiled_size": (4096, 320), "baseline": (True, True),
+    "tiled_size": (4096, 320), "baseline": (True, True), "processes": (2, 2),
 }
 
 
@@ -457,6 +498,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--images", type=int, help="256² images converted (default 50, as the reference's test.py)")
     p.add_argument("--photos", type=int, help="1024×768 photos converted (default 2; 0: none)")
     p.add_argument("--onnx", action=argparse.BooleanOptionalAction, help="onnxruntime conversion rows (default on)")
+    p.add_argument("--processes", type=int, help="processes of the torchrun conversion row (default 2; 1: no row)")
     p.add_argument("--workers", help="DataLoader worker counts to measure (default 0,1,2)")
     p.add_argument("--tiled-size", type=int, help="side of the image converted in tiles (default 4096)")
     p.add_argument("--threads", type=int, help="intra-op threads of every row (default: this machine's cores)")
@@ -545,7 +587,7 @@ def convert_rows(args, work: Path, gflops: dict, add) -> None:
         export_note = f"export took {elapsed:.1f} s" if not status else "export failed"
         backends.append(("onnxruntime", ["--backend", "onnxruntime"]))
     for label, inputs, count, gflop in sets:
-        outs, plain_images_s = {}, None
+        outs, plain_images_s, fp32_row = {}, None, None
         if args.baseline:
             out = work / f"out-{label}-plain"
             out.mkdir(exist_ok=True)
@@ -576,7 +618,36 @@ def convert_rows(args, work: Path, gflops: dict, add) -> None:
                 if plain_images_s:
                     notes.append(f"{r['images_s'] / plain_images_s:.2f}× the plain loop's images/s")
                 r["notes"] = "; ".join(notes)
+            fp32_row = r if name == "fp32" else fp32_row
             add(r)
+        if label == "256" and args.processes > 1:
+            add(processes_row(args, model, inputs, work, count, f"{what}, fp32", gflop, gflops, fp32_row,
+                              outs.get("fp32")))
+
+
+def processes_row(args, model: Path, inputs: Path, work: Path, count: int, settings: str, gflop: float,
+                  gflops: dict, one: dict | None, one_out: Path | None) -> dict:
+    """The fp32 conversion on ``--processes`` processes under torchrun (CPU processes, or one per GPU), against
+    the 1-process fp32 row ``one`` (written to ``one_out``)."""
+    n = args.processes
+    threads = max(1, cores() // n)  # what translate convert gives each process under a launcher
+    out = work / f"out-{n}-processes"
+    r = convert_row(model, inputs, out, ["--dtype", "fp32"], count, threads, processes=n)
+    where = (f"{torch.cuda.device_count()} GPUs" if device().type == "cuda"
+             else f"CPU, {threads} thread{'s' * (threads > 1)} each")
+    r.update(kind="convert", job="convert resnet_9blocks", settings=f"{settings}, {n} processes ({where}), torchrun",
+             gflop=gflop, gflops=gflops["fp32_forward"], reference=None)
+    if "error" not in r:
+        notes = [f"whole command; {r['inner_images_s']:.3g} images/s without {r['startup_s']:.1f} s start-up",
+                 f"peak RSS of the largest process; {cores()} cores shared"]
+        if one and "error" not in one:
+            same = {p.name: p.read_bytes() for p in out.glob("*.png")} == {
+                p.name: p.read_bytes() for p in one_out.glob("*.png")}
+            notes.append(f"{r['images_s'] / one['images_s']:.2f}× the 1-process fp32 row's images/s "
+                         f"({r['inner_images_s'] / one['inner_images_s']:.2f}× without start-up); outputs "
+                         + ("identical" if same else "differ"))
+        r["notes"] = "; ".join(notes)
+    return r
 
 
 def data_rows(args, data_root: Path, rows: list[dict], add) -> None:
@@ -609,12 +680,18 @@ def tiled_row(args, work: Path, gflops: dict, add) -> None:
 
 
 def benchmark(args: argparse.Namespace, work: Path) -> int:
-    meta = {"date": datetime.date.today().isoformat(), "cpu": cpu_model(), "cores": cores(), "threads": args.threads,
+    hw = hardware()
+    meta = {"date": datetime.date.today().isoformat(), "cpu": hw["cpu"], "cores": cores(), "threads": args.threads,
             "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None, "torch": torch.__version__,
             "python": platform.python_version(), "load_before": load_average(), "command": " ".join(sys.argv)}
     started = time.perf_counter()
     print(f"# translate benchmark, {meta['date']}: {meta['cpu']}, {meta['cores']} cores, {args.threads} threads, "
           f"GPU {meta['gpu'] or 'none'}, torch {meta['torch']}; load average {meta['load_before']}", flush=True)
+    meta["hardware"] = hw
+    print(f"hardware: CPU flags {' '.join(hw['cpu_flags']) or 'none of ' + ' '.join(CPU_FLAGS)}; bf16 unit "
+          f"{hw['cpu_bf16_unit'] or 'none'}; torch CPU capability {hw['torch_cpu_capability']}; oneDNN ISA "
+          f"{hw['onednn_isa']}, 3x3 conv fp32 {hw['onednn_conv_fp32']}, bf16 {hw['onednn_conv_bf16']}; GPU "
+          f"{hw['gpu'] or 'none'}; auto precision here: {hw['auto_precision']}", flush=True)
     gflops = meta["conv_gflops"] = conv_throughput(args.quick)
     print("conv throughput, GFLOP/s (a resnet block's 3×3 conv; train = forward+backward): "
           + ", ".join(f"{k} {v:.0f}" for k, v in gflops.items()), flush=True)

@@ -1,17 +1,24 @@
-"""translate: image-to-image translation with GANs (Pix2Pix, CycleGAN) on one adversarial engine."""
+"""translate: image-to-image translation with GANs (Pix2Pix, CycleGAN) on one adversarial engine.
+
+The public names are imported on first use, so that ``from translate import Translator`` loads the networks and the
+image rules only, not the training stack (recipes, datasets, Accelerate, OmegaConf).
+"""
 
 from __future__ import annotations
 
+import importlib
+
 __version__ = "0.1.0"
 
-from translate.config import Config, ConfigError, load_config  # noqa: E402
-from translate.methods import Recipe, register_recipe  # noqa: E402
-from translate.networks import register_discriminator, register_generator  # noqa: E402
+# name → the module that defines it
+_PUBLIC = {
+    "Config": "translate.config", "ConfigError": "translate.config", "load_config": "translate.config",
+    "Recipe": "translate.methods", "register_recipe": "translate.methods",
+    "register_discriminator": "translate.networks", "register_generator": "translate.networks",
+    "Translator": "translate.inference.translator",
+}
 
-__all__ = [
-    "Config", "ConfigError", "Recipe", "Translator", "__version__", "load_config", "register_discriminator",
-    "register_generator", "register_recipe", "train",
-]
+__all__ = [*sorted(_PUBLIC), "__version__", "train"]
 
 
 def train(config, *, resume: bool | str = False):
@@ -22,9 +29,10 @@ def train(config, *, resume: bool | str = False):
 
 
 def __getattr__(name):
-    # The inference stack is imported on first use so that `import translate` stays light.
-    if name == "Translator":
-        from translate.inference.translator import Translator
-
-        return Translator
+    if name in _PUBLIC:
+        return getattr(importlib.import_module(_PUBLIC[name]), name)
     raise AttributeError(f"module 'translate' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_PUBLIC))

@@ -7,7 +7,10 @@ its users can guess them; they live in three groups: ``model``, ``data`` and ``t
 from __future__ import annotations
 
 import difflib
-from dataclasses import dataclass, field, fields
+import functools
+import importlib
+import importlib.util
+from dataclasses import dataclass, field, make_dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +24,10 @@ class ConfigError(ValueError):
 
 @dataclass
 class ModelConfig:
-    recipe: str = "cyclegan"  # the reference's --model: pix2pix | cyclegan | any registered recipe
+    """Keys every recipe shares; a recipe's own options live in its section ``model.<recipe>`` (see translate.methods),
+    and a recipe may change these defaults to its paper's (pix2pix: netG unet_256, norm batch, gan_mode vanilla)."""
+
+    recipe: str = "cyclegan"  # the reference's --model: a registered recipe, or path/to/file.py:name
     netG: str = "resnet_9blocks"
     netD: str = "basic"
     ngf: int = 64
@@ -33,19 +39,17 @@ class ModelConfig:
     no_dropout: bool = False
     input_nc: int = 3
     output_nc: int = 3
-    gan_mode: str = "lsgan"
-    lambda_L1: float = 100.0
-    lambda_A: float = 10.0
-    lambda_B: float = 10.0
-    lambda_identity: float = 0.5
-    lambda_gp: float = 10.0
-    pool_size: int = 50
+    gan_mode: str = "lsgan"  # vanilla | lsgan | wgangp | hinge | any registered with register_gan_mode
+    lambda_gp: float = 10.0  # WGAN-GP's gradient penalty weight
+    n_critic: int = 1  # D steps per G step (WGAN-GP: 5)
+    r1_gamma: float = 0.0  # R1 penalty weight γ on D's real inputs (0: off)
+    r1_every: int = 16  # lazy R1: every k steps, scaled by k (StyleGAN2); 1: in every D step
+    spectral_norm: bool = False  # spectral normalisation of D's convolutions (Miyato et al. 2018)
+    minibatch_stddev: bool = False  # a minibatch standard-deviation channel before D's last layer (Karras et al.)
     # Generator upsampling: the reference's transposed convolutions, or resize + convolution (Odena et al. 2016),
     # which avoids checkerboard artefacts.
     upsample: str = "transpose"
     sync_bn: bool = False
-    # Free-form options for recipes registered outside the package (e.g. a CUT's lambda_NCE).
-    options: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -71,6 +75,15 @@ class DataConfig:
 
 
 @dataclass
+class GroupOptimizer:
+    """Adam settings of one optimizer group (train.optimizers.<group>); unset values follow train.lr/beta1/beta2."""
+
+    lr: float | None = None
+    beta1: float | None = None
+    beta2: float | None = None
+
+
+@dataclass
 class TrainConfig:
     n_epochs: int = 100
     n_epochs_decay: int = 100
@@ -78,6 +91,7 @@ class TrainConfig:
     lr: float = 0.0002
     beta1: float = 0.5
     beta2: float = 0.999
+    optimizers: dict[str, GroupOptimizer] = field(default_factory=dict)  # per group, e.g. D.lr (TTUR)
     lr_policy: str = "linear"  # linear | step | cosine | constant
     lr_decay_iters: int = 50  # epochs between decays for lr_policy=step
     seed: int = 0
@@ -86,7 +100,7 @@ class TrainConfig:
     keep_checkpoints: int = 3
     sample_every: int = 1000  # steps
     log_every: int = 100  # steps
-    mixed_precision: str = "no"  # auto | no | bf16 | fp16 (auto: bf16 where the hardware has it, else fp32)
+    mixed_precision: str = "auto"  # auto | no | bf16 | fp16 (auto: bf16 where the hardware has it, else fp32)
     gradient_accumulation_steps: int = 1
     ema: bool = False
     ema_decay: float = 0.999
@@ -113,38 +127,96 @@ class Config:
 
 
 CHOICES = {
-    "model.norm": ("batch", "instance", "none"),
     "model.init_type": ("normal", "xavier", "kaiming", "orthogonal"),
-    "model.gan_mode": ("vanilla", "lsgan", "wgangp", "hinge"),
-    "data.dataset_mode": ("aligned", "paired", "unaligned", "single", "colorization"),
+    "model.upsample": ("transpose", "resize_conv"),
     "data.direction": ("AtoB", "BtoA"),
     "data.preprocess": ("resize_and_crop", "crop", "scale_width", "scale_width_and_crop", "none"),
     "data.on_bad_file": ("error", "skip"),
     "data.verify": ("full", "header"),
-    "model.upsample": ("transpose", "resize_conv"),
     "train.lr_policy": ("linear", "step", "cosine", "constant"),
     "train.mixed_precision": ("auto", "no", "bf16", "fp16"),
     "train.eval_split": ("train", "val", "test"),
 }
+# Choices that come from registries (module, dict): registering a recipe, network, loss or dataset layout needs no
+# edit here. Imported when a config is validated, so that this module imports none of them.
+REGISTRIES = {
+    "model.recipe": ("translate.methods", "RECIPES"),
+    "model.netG": ("translate.networks", "GENERATORS"),
+    "model.netD": ("translate.networks", "DISCRIMINATORS"),
+    "model.norm": ("translate.networks.layers", "NORMS"),
+    "model.gan_mode": ("translate.losses", "GAN_MODES"),
+    "data.dataset_mode": ("translate.data", "DATASETS"),
+}
 
 
-def all_keys(cls: type = Config, prefix: str = "") -> list[str]:
-    """Every dotted key of the schema, e.g. ``model.netG``."""
+def registry(key: str) -> dict:
+    module, name = REGISTRIES[key]
+    return getattr(importlib.import_module(module), name)
+
+
+def recipe_class(value: str):
+    """The recipe class of ``model.recipe``: a registered name, or ``path/to/file.py:name`` (the file is imported
+    once; it registers its recipe with ``@register_recipe``). None when unknown."""
+    recipes = registry("model.recipe")
+    path, _, name = value.rpartition(":")
+    if path.endswith(".py"):
+        if name not in recipes:
+            _import_file(Path(path), f"model.recipe={value}")
+        if name not in recipes:
+            raise ConfigError(f"model.recipe={value}: {path} registers no recipe named '{name}' "
+                              f"(known: {', '.join(sorted(recipes))})")
+        return recipes[name]
+    return recipes.get(value)
+
+
+def _import_file(path: Path, source: str) -> None:
+    if not path.is_file():
+        raise ConfigError(f"{source}: no such file {path}")
+    spec = importlib.util.spec_from_file_location(f"translate_user_{path.stem}", path)
+    module = importlib.util.module_from_spec(spec)
+    try:
+        spec.loader.exec_module(module)
+    except Exception as e:
+        raise ConfigError(f"{source}: importing {path} failed: {type(e).__name__}: {e}") from None
+
+
+def schema(recipe: str = "cyclegan") -> DictConfig:
+    """The config schema for ``recipe``: the shared keys with the recipe's paper defaults, plus its options section
+    ``model.<name>``."""
+    cls = recipe_class(recipe)
+    if cls is None:
+        return OmegaConf.structured(Config)
+    return OmegaConf.merge(OmegaConf.structured(_config_class(cls.name, cls.options)), cls.defaults)
+
+
+@functools.cache  # one class per recipe, so that configs of the same recipe compare equal
+def _config_class(name: str, options: type | None) -> type:
+    if options is None:
+        return Config
+    model = make_dataclass("ModelConfig", [(name, options, field(default_factory=options))], bases=(ModelConfig,))
+    return make_dataclass("Config", [("model", model, field(default_factory=model))], bases=(Config,))
+
+
+def all_keys(cfg: DictConfig | None = None, prefix: str = "") -> list[str]:
+    """Every dotted key of a schema (default: the default recipe's), e.g. ``model.netG``."""
+    cfg = schema() if cfg is None else cfg
     keys = []
-    for f in fields(cls):
-        if f.type in _GROUPS:  # annotations are strings here (postponed evaluation)
-            keys += all_keys(_GROUPS[f.type], f"{prefix}{f.name}.")
+    for key in cfg:
+        node = cfg._get_node(key)
+        if isinstance(node, DictConfig) and OmegaConf.get_type(node) is not dict:
+            keys += all_keys(node, f"{prefix}{key}.")
         else:
-            keys.append(prefix + f.name)
+            keys.append(f"{prefix}{key}")
     return keys
 
 
-_GROUPS = {"ModelConfig": ModelConfig, "DataConfig": DataConfig, "TrainConfig": TrainConfig}
-
-
-def _closest(key: str) -> str:
-    keys = all_keys()
-    leaf = key.rsplit(".", 1)[-1].lower()
+def _closest(key: str, cfg: DictConfig) -> str:
+    keys = all_keys(cfg)
+    parts = key.split(".")
+    if len(parts) >= 2 and parts[0] == "model" and recipe_class(parts[1]) is not None:
+        return (f" (model.{parts[1]}.* are options of recipe {parts[1]}, but this config has "
+                f"model.recipe={cfg.model.recipe})")
+    leaf = parts[-1].lower()
     # A right key in the wrong group or with the wrong case first, then the nearest spelling.
     match = [k for k in keys if k.rsplit(".", 1)[-1].lower() == leaf] or difflib.get_close_matches(key, keys, n=1,
                                                                                                  cutoff=0.5)
@@ -156,16 +228,37 @@ def _merge(base: DictConfig, other: Any, source: str) -> DictConfig:
         return OmegaConf.merge(base, other)
     except ConfigKeyError as e:
         key = e.full_key or str(e.key)
-        raise ConfigError(f"{source}: unknown key '{key}'{_closest(key)}") from None
+        raise ConfigError(f"{source}: unknown key '{key}'{_closest(key, base)}") from None
     except ValidationError as e:
         raise ConfigError(f"{source}: bad value for '{e.full_key}': {e.msg.splitlines()[0]}") from None
     except OmegaConfBaseException as e:
         raise ConfigError(f"{source}: {e}") from None
 
 
+def _leaves(node: DictConfig, prefix: str = "") -> list[tuple[str, Any]]:
+    """(dotted key, value) of every leaf of a loaded YAML mapping; lists are leaves."""
+    out = []
+    for key, value in node.items_ex(resolve=False):
+        if isinstance(value, DictConfig) and len(value):
+            out += _leaves(value, f"{prefix}{key}.")
+        else:
+            out.append((f"{prefix}{key}", value))
+    return out
+
+
+def _requested_recipe(loaded: DictConfig | None, overrides) -> str:
+    recipe = OmegaConf.select(loaded, "model.recipe", default=None) if loaded is not None else None
+    for item in overrides:
+        key, _, value = str(item).partition("=")
+        if key.strip() == "model.recipe":
+            recipe = value.strip()
+    return str(recipe or ModelConfig.recipe)
+
+
 def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> Config:
-    """Load a YAML config (optional), apply ``group.key=value`` overrides, validate, return a typed Config."""
-    cfg = OmegaConf.structured(Config)
+    """Load a YAML config (optional), apply ``group.key=value`` overrides, validate, return a typed Config.
+    Every problem is reported at once: each bad key of the file, each bad override, each bad value."""
+    loaded = None
     if path is not None:
         path = Path(path)
         if not path.is_file():
@@ -178,8 +271,14 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str
             raise ConfigError(f"{path}: expected a mapping of groups (model, data, train)")
         if "name" not in loaded:
             loaded.name = path.stem
-        cfg = _merge(cfg, loaded, str(path))
-    problems = []  # every bad override is reported, together with the problems of the values
+    cfg = schema(_requested_recipe(loaded, overrides))
+    problems = []
+    # Merged leaf by leaf, so that every mistyped key of the file is reported, not only the first.
+    for key, value in _leaves(loaded) if loaded is not None else ():
+        try:
+            cfg = _merge(cfg, _nested(key, value), str(path))
+        except ConfigError as e:
+            problems.append(str(e))
     for item in overrides:
         try:
             if "=" not in item:
@@ -195,12 +294,18 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str
     try:
         validate(config)
     except ConfigError as e:
-        problems += str(e).split("\n  - ")[1:]
+        problems += str(e).split("\n  - ")[1:] or [str(e)]
     if len(problems) == 1:
         raise ConfigError(problems[0])
     if problems:
         raise ConfigError("invalid config:\n  - " + "\n  - ".join(problems))
     return config
+
+
+def _nested(key: str, value: Any) -> DictConfig:
+    node = OmegaConf.create()
+    OmegaConf.update(node, key, value, force_add=True)
+    return node
 
 
 def _typed(cfg: DictConfig) -> Config:
@@ -213,7 +318,8 @@ def _typed(cfg: DictConfig) -> Config:
 
 def from_dict(values: dict) -> Config:
     """Build a validated Config from a nested dict (e.g. a resolved config.yaml read back)."""
-    config = _typed(_merge(OmegaConf.structured(Config), values, "config"))
+    recipe = str((values.get("model") or {}).get("recipe") or ModelConfig.recipe)
+    config = _typed(_merge(schema(recipe), values, "config"))
     validate(config)
     return config
 
@@ -224,9 +330,6 @@ def to_yaml(config: Config) -> str:
 
 def validate(config: Config) -> None:
     """Raise one ConfigError listing every problem found in the values (not the files)."""
-    from translate.methods import RECIPES  # late: the registries import this module
-    from translate.networks import DISCRIMINATORS, GENERATORS
-
     problems = []
     for key, allowed in CHOICES.items():
         group, name = key.split(".")
@@ -234,20 +337,22 @@ def validate(config: Config) -> None:
         if value not in allowed:
             problems.append(f"{key}={value!r} is not one of {', '.join(allowed)}")
     m, d, t = config.model, config.data, config.train
-    for key, value, registry in (
-        ("model.recipe", m.recipe, RECIPES),
-        ("model.netG", m.netG, GENERATORS),
-        ("model.netD", m.netD, DISCRIMINATORS),
-    ):
-        if value not in registry:
-            problems.append(f"{key}={value!r} is not registered; known: {', '.join(sorted(registry))}")
+    for key in REGISTRIES:
+        group, name = key.split(".")
+        value, known = getattr(getattr(config, group), name), registry(key)
+        if value not in known and not (key == "model.recipe" and recipe_class(value)):
+            problems.append(f"{key}={value!r} is not registered; known: {', '.join(sorted(known))}")
+    recipe = recipe_class(m.recipe)
+    if recipe is not None:
+        problems += _check_recipe(recipe, config)
     for key, value in (
         ("model.ngf", m.ngf), ("model.ndf", m.ndf), ("model.n_layers_D", m.n_layers_D),
         ("data.batch_size", d.batch_size), ("data.load_size", d.load_size), ("data.crop_size", d.crop_size),
         ("train.gradient_accumulation_steps", t.gradient_accumulation_steps),
         ("train.checkpoint_every", t.checkpoint_every), ("train.sample_every", t.sample_every),
         ("train.log_every", t.log_every), ("train.keep_checkpoints", t.keep_checkpoints),
-        ("train.max_nonfinite_steps", t.max_nonfinite_steps),
+        ("train.max_nonfinite_steps", t.max_nonfinite_steps), ("model.n_critic", m.n_critic),
+        ("model.r1_every", m.r1_every),
     ):
         if value < 1:
             problems.append(f"{key}={value} must be at least 1")
@@ -262,12 +367,22 @@ def validate(config: Config) -> None:
         problems.append(f"data.num_workers={d.num_workers} must be 0 or more")
     if t.lr <= 0:
         problems.append(f"train.lr={t.lr} must be positive")
+    if m.r1_gamma < 0:
+        problems.append(f"model.r1_gamma={m.r1_gamma} must be 0 (off) or positive")
+    if t.diffaugment:
+        from translate.diffaugment import parse_policy
+
+        try:
+            parse_policy(t.diffaugment)
+        except ValueError as e:
+            problems.append(f"train.diffaugment={t.diffaugment!r}: {e}")
     if not 0 < t.ema_decay < 1:
         problems.append(f"train.ema_decay={t.ema_decay} must be between 0 and 1")
     if d.preprocess in ("resize_and_crop", "scale_width_and_crop") and d.crop_size > d.load_size:
         problems.append(f"data.crop_size={d.crop_size} is larger than data.load_size={d.load_size}")
-    if m.netG in GENERATORS and d.preprocess != "none":
-        min_size = GENERATORS[m.netG].min_size
+    generators = registry("model.netG")
+    if m.netG in generators and d.preprocess != "none":
+        min_size = generators[m.netG].min_size
         if d.crop_size < min_size:
             problems.append(
                 f"model.netG={m.netG} needs images of at least {min_size} px but data.crop_size={d.crop_size}; "
@@ -281,3 +396,10 @@ def validate(config: Config) -> None:
         problems.append("data.root is empty: give the dataset folder, e.g. data.root=/path/to/facades")
     if problems:
         raise ConfigError("invalid config:\n  - " + "\n  - ".join(problems))
+
+
+def _check_recipe(recipe, config: Config) -> list[str]:
+    """Optimizer groups named in train.optimizers must exist in the recipe."""
+    return [f"train.optimizers.{group}: recipe {recipe.name} has no optimizer group '{group}' "
+            f"(its groups: {', '.join(recipe.groups)})"
+            for group in config.train.optimizers if group not in recipe.groups]

@@ -1,10 +1,50 @@
-"""Loss functions as plain functions: adversarial objectives, gradient penalty, reconstruction terms."""
+"""Loss functions as plain functions: adversarial objectives, gradient penalties, reconstruction and contrastive terms.
+
+``GAN_MODES`` is the registry of adversarial objectives that ``model.gan_mode`` chooses from.
+"""
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+
+def _vanilla(prediction: Tensor, real: bool, for_discriminator: bool) -> Tensor:
+    target = torch.ones_like(prediction) if real else torch.zeros_like(prediction)
+    return F.binary_cross_entropy_with_logits(prediction, target)
+
+
+def _lsgan(prediction: Tensor, real: bool, for_discriminator: bool) -> Tensor:
+    target = torch.ones_like(prediction) if real else torch.zeros_like(prediction)
+    return F.mse_loss(prediction, target)
+
+
+def _wgan(prediction: Tensor, real: bool, for_discriminator: bool) -> Tensor:
+    return -prediction.mean() if real else prediction.mean()
+
+
+def _hinge(prediction: Tensor, real: bool, for_discriminator: bool) -> Tensor:
+    if not for_discriminator:
+        return -prediction.mean()
+    return F.relu(1 - prediction).mean() if real else F.relu(1 + prediction).mean()
+
+
+GAN_MODES: dict[str, Callable[[Tensor, bool, bool], Tensor]] = {
+    "vanilla": _vanilla, "lsgan": _lsgan, "wgangp": _wgan, "hinge": _hinge,
+}
+
+
+def register_gan_mode(name: str):
+    """Register ``loss(prediction, real, for_discriminator) -> Tensor`` as ``model.gan_mode=name``."""
+
+    def decorator(fn):
+        GAN_MODES[name] = fn
+        return fn
+
+    return decorator
 
 
 def adversarial_loss(prediction: Tensor, real: bool, mode: str, *, for_discriminator: bool = True) -> Tensor:
@@ -13,19 +53,9 @@ def adversarial_loss(prediction: Tensor, real: bool, mode: str, *, for_discrimin
     vanilla: BCE with logits (the original GAN); lsgan: least squares to 1/0; wgangp: the Wasserstein critic's
     mean; hinge: hinge for D, -mean for G.
     """
-    if mode == "vanilla":
-        target = torch.ones_like(prediction) if real else torch.zeros_like(prediction)
-        return F.binary_cross_entropy_with_logits(prediction, target)
-    if mode == "lsgan":
-        target = torch.ones_like(prediction) if real else torch.zeros_like(prediction)
-        return F.mse_loss(prediction, target)
-    if mode == "wgangp":
-        return -prediction.mean() if real else prediction.mean()
-    if mode == "hinge":
-        if not for_discriminator:
-            return -prediction.mean()
-        return F.relu(1 - prediction).mean() if real else F.relu(1 + prediction).mean()
-    raise ValueError(f"unknown gan_mode '{mode}' (vanilla, lsgan, wgangp, hinge)")
+    if mode not in GAN_MODES:
+        raise ValueError(f"unknown gan_mode '{mode}' ({', '.join(GAN_MODES)})")
+    return GAN_MODES[mode](prediction, real, for_discriminator)
 
 
 def gradient_penalty(discriminator: nn.Module, real: Tensor, fake: Tensor, constant: float = 1.0) -> Tensor:
@@ -34,6 +64,13 @@ def gradient_penalty(discriminator: nn.Module, real: Tensor, fake: Tensor, const
     mixed = (alpha * real + (1 - alpha) * fake).requires_grad_(True)
     (grad,) = torch.autograd.grad(discriminator(mixed).sum(), mixed, create_graph=True)
     return ((grad.flatten(1).norm(2, dim=1) - constant) ** 2).mean()
+
+
+def r1_penalty(discriminator: nn.Module, real: Tensor) -> Tensor:
+    """R1 (Mescheder et al. 2018): E ||∇ₓD(x)||² on real images; the caller weights it by γ/2."""
+    real = real.detach().requires_grad_(True)
+    (grad,) = torch.autograd.grad(discriminator(real).sum(), real, create_graph=True)
+    return grad.pow(2).flatten(1).sum(1).mean()
 
 
 def discriminator_terms(discriminator: nn.Module, real: Tensor, fake: Tensor, mode: str, lambda_gp: float,
@@ -51,3 +88,15 @@ def discriminator_terms(discriminator: nn.Module, real: Tensor, fake: Tensor, mo
 def l1_loss(output: Tensor, target: Tensor) -> Tensor:
     """Mean absolute error: pix2pix's reconstruction term and CycleGAN's cycle and identity terms."""
     return F.l1_loss(output, target)
+
+
+def patch_nce_loss(query: Tensor, key: Tensor, temperature: float) -> Tensor:
+    """PatchNCE (Park et al. 2020): each query patch must pick its own key patch among the image's other patches.
+
+    ``query``, ``key``: (batch, patches, dim), L2-normalised. The positive of query i is key i of the same image;
+    the negatives are the other keys of that image. Returns the mean cross-entropy over all query patches.
+    """
+    key = key.detach()
+    logits = torch.bmm(query, key.transpose(1, 2)) / temperature  # (batch, patches, patches): diagonal = positives
+    target = torch.arange(query.shape[1], device=query.device).expand(query.shape[0], -1)
+    return F.cross_entropy(logits.flatten(0, 1), target.flatten())

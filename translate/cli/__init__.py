@@ -11,7 +11,7 @@ import sys
 
 from translate import __version__
 
-SUBCOMMANDS = ["train", "convert", "import_reference", "export", "eval", "report"]
+SUBCOMMANDS = ["train", "convert", "sample", "import_reference", "export", "eval", "report"]
 
 
 def build_parser() -> argparse.ArgumentParser:

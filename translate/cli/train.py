@@ -27,18 +27,27 @@ def add_parser(subparsers) -> None:
     group = p.add_mutually_exclusive_group()
     group.add_argument("--resume", action="store_true", help="continue from the newest complete checkpoint of the run")
     group.add_argument("--resume-from", metavar="PATH", help="continue from this checkpoint directory")
-    p.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
+    p.add_argument("--print-config", action="store_true",
+                   help="print the resolved config (with the run directory as train.output_dir) and exit")
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
     from translate.config import ConfigError, load_config, to_yaml
     from translate.data import DatasetError
-    from translate.engine.trainer import INTERRUPTED_EXIT_CODE, TrainingDiverged, TrainingInterrupted, train
+    from translate.engine.trainer import (
+        INTERRUPTED_EXIT_CODE,
+        TrainingDiverged,
+        TrainingInterrupted,
+        run_directory,
+        train,
+    )
 
     try:
         config = load_config(args.config, args.overrides)
         if args.print_config:
+            # The directory the run will use, not the default's empty string.
+            config.train.output_dir = str(run_directory(config))
             print(to_yaml(config), end="")
             return 0
         run_dir = train(config, resume=args.resume_from or args.resume)
@@ -53,7 +62,6 @@ def run(args) -> int:
         return 1
     except OSError as e:  # disk full, permissions... at a write during training
         from translate.engine.checkpoint import latest_checkpoint
-        from translate.engine.trainer import run_directory
 
         last = latest_checkpoint(run_directory(config))
         print(f"error: {e}; the last complete checkpoint is {last or 'none'} (continue from it with --resume)",

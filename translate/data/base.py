@@ -21,6 +21,27 @@ from translate.networks import GENERATORS
 log = logging.getLogger(__name__)
 
 
+class BadFileDuringTraining(BadImageError):
+    """A file that passed the dataset scan but failed to decode when loaded (changed on disk since?), raised with
+    data.on_bad_file=error; ``str()`` is one line naming the file, for the trainer to stop with.
+
+    A DataLoader worker's exception reaches the main process as ``type(e)(its whole formatted traceback)``, and pickle
+    rebuilds one from its message too; both one-argument forms recover the path, the reason and the one-line message.
+    """
+
+    hint = "changed since the dataset scan? data.on_bad_file=skip leaves such files out"
+
+    def __init__(self, path: str | Path, reason: str | None = None):
+        if reason is None:
+            # The exception's own line is the last of a traceback: "<module>.BadFileDuringTraining: <message>".
+            line = (str(path).strip().splitlines() or [""])[-1]
+            message = line.partition(f"{type(self).__qualname__}: ")[2] or line
+            path, _, reason = message.removesuffix(f" ({self.hint})").partition(": ")
+        reason = " ".join(reason.split())  # one line, whatever the decoder said
+        super().__init__(path, f"{reason} ({self.hint})")
+        self.reason = reason
+
+
 def make_transform(config, split: str) -> Transform:
     d = config.data
     netG = GENERATORS.get(config.model.netG)
@@ -50,6 +71,7 @@ class ImageDataset(Dataset):
         self.transform = make_transform(config, split)
         self.background = parse_color(d.background)
         self.max_pixels, self.on_bad_file, self.max_dataset_size = d.max_pixels, d.on_bad_file, d.max_dataset_size
+        self.verify, self.num_workers, self.progress = d.verify, d.num_workers, config.train.progress
         # The network input is always "A" (direction already applied), so it has input_nc channels, "B" output_nc.
         self.mode_A = "L" if config.model.input_nc == 1 else "RGB"
         self.mode_B = "L" if config.model.output_nc == 1 else "RGB"
@@ -75,11 +97,16 @@ class ImageDataset(Dataset):
     def find(self, folder: Path) -> list[Path]:
         """The images under ``folder``, max_dataset_size applied, bad ones dropped (skip) or reported (error)."""
         paths = find_images(folder, self.layout, self.max_dataset_size)
-        bad = check_files(paths, max_pixels=self.max_pixels, on_bad_file=self.on_bad_file)
+        bad = self.check(paths)
         paths = [p for p in paths if p not in bad]
         if not paths:
             raise DatasetError(f"no usable images left under {folder} after skipping {len(bad)} bad files")
         return paths
+
+    def check(self, paths: list[Path]) -> set[Path]:
+        """The bad files among ``paths`` (skip), or a DatasetError listing them all (error); see ``check_files``."""
+        return check_files(paths, max_pixels=self.max_pixels, on_bad_file=self.on_bad_file, verify=self.verify,
+                           num_workers=self.num_workers, progress=self.progress)
 
     def read(self, path: Path, mode: str | None = "RGB") -> np.ndarray:
         return read_image(path, mode=mode, background=self.background, max_pixels=self.max_pixels)
@@ -88,14 +115,15 @@ class ImageDataset(Dataset):
         if not 0 <= index < len(self):
             raise IndexError(f"index {index} out of range for a dataset of {len(self)} items")
         for k in range(len(self)):
-            # A file that passed the header check can still fail to decode (truncated data). With skip, the next item
-            # stands in for it; that choice depends only on the index, so resumed runs see the same substitute.
+            # A file that passed the scan can still fail to decode: it changed on disk since, or data.verify=header
+            # missed truncated data. With skip, the next item stands in for it; that choice depends only on the
+            # index, so resumed runs see the same substitute.
             j = (index + k) % len(self)
             try:
                 return self.load(j, self.rng(j))
             except BadImageError as e:
                 if self.on_bad_file == "error":
-                    raise BadImageError(e.path, f"{e.reason} (data.on_bad_file=skip leaves such files out)") from e
+                    raise BadFileDuringTraining(e.path, e.reason) from e
                 if e.path not in self.failed:
                     self.failed[e.path] = e.reason
                     log.warning("skipping %s (%d unreadable files so far in this process)", e, len(self.failed))

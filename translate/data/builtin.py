@@ -9,6 +9,12 @@
   (black on white).
 - ``photo2stylized`` (unaligned, 128 px; 140 / 140 / 14 / 14): A = photo crops, B = other crops of the same photos
   passed through OpenCV's ``stylization`` (a painterly edge-preserving filter).
+- ``photo2stylized_paired`` (aligned, 128 px per side; 140 / 14 / 14): photo2stylized's trainA and testA crops, each
+  beside its own stylisation (A photo | B truth), plus 14 more held-out crops for val: pix2pix's training data, and
+  the truth any model of photo2stylized is measured against.
+- ``digits`` (single, 28² gray; 5000 train / 500 val / 1000 test): digits 0-9 in turn, white on black as MNIST,
+  drawn with Pillow's bundled font at random stroke widths, slightly rotated, sheared, squeezed and shifted.
+  Procedural: a stand-in for MNIST (DCGAN's first example), which no installed package ships.
 
 The photographs are the colour images shipped inside scikit-image (``skimage.data``), all public domain or CC0 as
 their docstrings state: astronaut (NASA, public domain), chelsea (CC0, Stefan van der Walt), coffee (CC0, Rachel
@@ -23,14 +29,14 @@ folder, then renamed), into ``$TRANSLATE_CACHE/builtin/<name>`` (default ``~/.ca
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
 import cv2
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageDraw, ImageFont
+
+from translate.fileio import atomic_directory
 
 VERSION = "1"  # bump when a generator changes: caches with another version are regenerated
 _STAMP = ".builtin"  # hidden, so dataset scans ignore it
@@ -153,6 +159,10 @@ def _edges2photos(out: Path) -> None:
             _save(out / split / f"{i:04d}.png", np.concatenate([_edges(crop), crop], axis=1))
 
 
+def _stylize(photo: np.ndarray) -> np.ndarray:
+    return cv2.stylization(photo, sigma_s=30, sigma_r=0.45)
+
+
 def _photo2stylized(out: Path) -> None:
     photos = _photos()
     for split, n, seed in (("train", 140, 0), ("test", 14, 1)):  # fewer than edges2photos: stylization is slow
@@ -160,19 +170,62 @@ def _photo2stylized(out: Path) -> None:
             # Different streams for A and B: the two domains show different crops, as unpaired data should.
             rng = np.random.default_rng((14, seed, ord(domain)))
             for i, crop in enumerate(_crops(photos, n, split != "train", rng)):
-                img = cv2.stylization(crop, sigma_s=30, sigma_r=0.45) if domain == "B" else crop
-                _save(out / f"{split}{domain}" / f"{i:04d}.png", img)
+                _save(out / f"{split}{domain}" / f"{i:04d}.png", _stylize(crop) if domain == "B" else crop)
 
+
+def _photo2stylized_paired(out: Path) -> None:
+    # train and test hold exactly photo2stylized's trainA and testA crops (same streams), each beside its stylised
+    # truth: the known answer a model trained on the unpaired form is measured against; val is extra held-out crops.
+    photos = _photos()
+    for split, n, seed in (("train", 140, 0), ("val", 14, 2), ("test", 14, 1)):
+        rng = np.random.default_rng((14, seed, ord("A")))
+        for i, crop in enumerate(_crops(photos, n, split != "train", rng)):
+            _save(out / split / f"{i:04d}.png", np.concatenate([crop, _stylize(crop)], axis=1))
+
+
+
+# ---- digits -------------------------------------------------------------------------------------------------------
+
+
+def _digit(d: int, rng: np.random.Generator, font) -> np.ndarray:
+    """One 28² gray digit, white on black as MNIST: drawn at 112² with a random stroke width, then a random small
+    rotation, shear, squeeze and shift, and an area downscale (which anti-aliases it)."""
+    big = 112
+    im = Image.new("L", (big, big), 0)
+    ImageDraw.Draw(im).text((big / 2, big / 2), str(d), fill=255, font=font, anchor="mm",
+                            stroke_width=int(rng.integers(0, 4)), stroke_fill=255)
+    angle, shear = np.deg2rad(rng.uniform(-12, 12)), rng.uniform(-0.3, 0.3)
+    sy = rng.uniform(0.85, 1.1)
+    sx = sy * rng.uniform(0.8, 1.1)
+    m = np.array([[sx * np.cos(angle), shear - sy * np.sin(angle), 0],
+                  [sx * np.sin(angle), sy * np.cos(angle), 0]], np.float32)
+    centre = np.full(2, big / 2, np.float32)
+    m[:, 2] = centre - m[:, :2] @ centre + rng.uniform(-4, 4, 2)
+    warped = cv2.warpAffine(np.asarray(im, np.float32), m, (big, big), flags=cv2.INTER_LINEAR)
+    return np.clip(cv2.resize(warped, (28, 28), interpolation=cv2.INTER_AREA), 0, 255).round().astype(np.uint8)
+
+
+def _digits(out: Path) -> None:
+    # Pillow's own font (Aileron, bundled with every FreeType-enabled Pillow), so the data does not depend on the
+    # system's fonts.
+    font = ImageFont.load_default(80)
+    for split, n, seed in (("train", 5000, 0), ("val", 500, 1), ("test", 1000, 2)):
+        rng = np.random.default_rng((15, seed))
+        for i in range(n):
+            _save(out / split / f"{i:05d}.png", _digit(i % 10, rng, font))
 
 BUILTINS: dict[str, Callable[[Path], None]] = {
     "shapes_paired": _shapes_paired,
     "shapes_unpaired": _shapes_unpaired,
     "edges2photos": _edges2photos,
     "photo2stylized": _photo2stylized,
+    "photo2stylized_paired": _photo2stylized_paired,
+    "digits": _digits,
 }
 # The dataset_mode each one is laid out for.
 MODES = {"shapes_paired": "aligned", "shapes_unpaired": "unaligned", "edges2photos": "aligned",
-         "photo2stylized": "unaligned"}
+         "photo2stylized": "unaligned", "photo2stylized_paired": "aligned",
+         "digits": "single"}
 
 
 def ensure_builtin(name: str, root: str | Path | None = None) -> Path:
@@ -184,26 +237,21 @@ def ensure_builtin(name: str, root: str | Path | None = None) -> Path:
     stamp = f"{name} {VERSION}\n"
     if (target / _STAMP).is_file() and (target / _STAMP).read_text() == stamp:
         return target
-    if target.exists() and not (target / _STAMP).is_file() and any(target.iterdir()):
-        # Never delete a folder we did not make.
-        raise FileExistsError(f"{target} is not empty and holds no built-in dataset: give data.root an empty folder")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=target.parent))
+    if holds_other_data(target):  # never delete a folder we did not make
+        raise FileExistsError(f"{target} is not empty and holds no built-in dataset: give data.root an empty folder "
+                              f"to generate {name} there, or set data.builtin=none to use the images it holds")
     try:
-        BUILTINS[name](tmp)
-        (tmp / _STAMP).write_text(stamp)
-        old = None
-        if target.exists():  # an older version or an empty folder: move it aside, then swap in the new one
-            old = Path(tempfile.mkdtemp(prefix=f".{name}-old-", dir=target.parent))
-            os.replace(target, old / "data")
-        try:
-            os.rename(tmp, target)
-        except OSError:
-            # Another process (e.g. another rank) finished first: use its copy if it is complete.
-            if not ((target / _STAMP).is_file() and (target / _STAMP).read_text() == stamp):
-                raise
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        # An older version or an empty folder is replaced.
+        with atomic_directory(target) as tmp:
+            BUILTINS[name](tmp)
+            (tmp / _STAMP).write_text(stamp)
+    except OSError:
+        # Another process (e.g. another rank) finished first: use its copy if it is complete.
+        if not ((target / _STAMP).is_file() and (target / _STAMP).read_text() == stamp):
+            raise
     return target
+
+
+def holds_other_data(folder: Path) -> bool:
+    """Whether ``folder`` holds files but no built-in dataset (a user's own images, say)."""
+    return folder.is_dir() and not (folder / _STAMP).is_file() and any(folder.iterdir())

@@ -43,6 +43,8 @@ from pathlib import Path
 from PIL import Image
 from tqdm import tqdm
 
+from translate.imageio import IMAGE_EXTENSIONS
+
 PIX2PIX_URL = "http://efrosgans.eecs.berkeley.edu/pix2pix/datasets/{name}.tar.gz"
 CYCLEGAN_URL = "http://efrosgans.eecs.berkeley.edu/cyclegan/datasets/{name}.zip"
 URLS = {"pix2pix": PIX2PIX_URL, "cyclegan": CYCLEGAN_URL}
@@ -96,7 +98,6 @@ SHA256 = {
     "cyclegan/vangogh2photo": "362c3473e70be0944bda08d49d660eafdc2854df55d697835b8186d1d79caaff",
 }
 
-IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
 CHUNK = 1 << 20
 
 
@@ -300,8 +301,10 @@ def _unsafe(archive: Path, name: str, problem: str) -> UnsafeArchiveError:
 
 
 def _extract_tar(archive: Path, out: str) -> None:
-    # The "data" filter (Python >= 3.10.12/3.11.4) repeats these checks and drops odd permission bits.
+    # The "data" filter (Python >= 3.10.12/3.11.4) repeats these checks and drops odd permission bits. Older
+    # Pythons lack its FilterError too: an ``except tarfile.FilterError`` would itself raise AttributeError there.
     extra = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}
+    filter_error = getattr(tarfile, "FilterError", ())
     try:
         tar = tarfile.open(archive)
     except tarfile.ReadError:
@@ -316,7 +319,7 @@ def _extract_tar(archive: Path, out: str) -> None:
                 raise _unsafe(archive, member.name, problem)
             try:
                 tar.extract(member, out, set_attrs=False, **extra)
-            except tarfile.FilterError as e:
+            except filter_error as e:
                 raise _unsafe(archive, member.name, str(e)) from None
 
 

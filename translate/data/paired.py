@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from translate.data.base import ImageDataset
-from translate.data.scan import DatasetError, check_files, find_images
+from translate.data.scan import DatasetError, find_images
 from translate.data.transforms import resize, to_tensor
 
 SPLITS = ("train", "val", "test")
@@ -42,7 +42,7 @@ class PairedDataset(ImageDataset):
         if problems:
             raise DatasetError(f"{len(problems)} problems matching A and B files by name:\n  " + "\n  ".join(problems))
         pairs = [(a[k], b[k]) for k in sorted(a)][: self.max_dataset_size]
-        bad = check_files([p for pair in pairs for p in pair], max_pixels=self.max_pixels, on_bad_file=self.on_bad_file)
+        bad = self.check([p for pair in pairs for p in pair])
         self.pairs = [(pa, pb) for pa, pb in pairs if pa not in bad and pb not in bad]
         if not self.pairs:
             raise DatasetError(f"no usable pairs left under {base} after skipping {len(bad)} bad files")

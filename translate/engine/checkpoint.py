@@ -13,6 +13,8 @@ import re
 import shutil
 from pathlib import Path
 
+import torch
+
 STEP_DIR = re.compile(r"^step_(\d+)$")
 
 
@@ -34,8 +36,10 @@ def latest_checkpoint(run_dir: str | Path) -> Path | None:
     return found[-1] if found else None
 
 
-def save_checkpoint(accelerator, run_dir: Path, step: int, keep: int) -> Path:
-    """Save the accelerator's state atomically; every process must call this."""
+def save_checkpoint(accelerator, run_dir: Path, step: int, keep: int, process_state: dict | None = None) -> Path:
+    """Save the accelerator's state atomically; every process must call this. ``process_state`` is this process's
+    own state outside the networks (a recipe's image pools): Accelerate saves registered objects from the main
+    process only, so each process writes its own file."""
     root = run_dir / "checkpoints"
     final = root / checkpoint_name(step)
     tmp = root / f".tmp_{checkpoint_name(step)}"
@@ -44,6 +48,7 @@ def save_checkpoint(accelerator, run_dir: Path, step: int, keep: int) -> Path:
         tmp.mkdir(parents=True)
     accelerator.wait_for_everyone()
     accelerator.save_state(str(tmp), safe_serialization=True)
+    torch.save(process_state or {}, tmp / f"process_{accelerator.process_index}.pt")
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         _fsync_tree(tmp)
@@ -54,6 +59,15 @@ def save_checkpoint(accelerator, run_dir: Path, step: int, keep: int) -> Path:
             shutil.rmtree(old, ignore_errors=True)
     accelerator.wait_for_everyone()
     return final
+
+
+def load_process_state(checkpoint: Path, process_index: int) -> dict:
+    """This process's saved state; a run resumed on more processes than it was saved from reuses the saved ones
+    in turn (process i gets file i mod saved)."""
+    saved = sorted(checkpoint.glob("process_*.pt"), key=lambda p: int(p.stem.split("_")[1]))
+    if not saved:
+        return {}
+    return torch.load(saved[process_index % len(saved)], weights_only=True)
 
 
 def _fsync_tree(directory: Path) -> None:

@@ -1,19 +1,18 @@
 """The one adversarial training loop, on Hugging Face Accelerate, shared by every recipe.
 
-Per batch, inside ONE ``accelerator.accumulate`` block: the generator phase (discriminators frozen, so G's loss
-cannot leak into D's accumulated gradient), then the discriminator phase, each one backward and one optimizer step.
-Everything a resume needs goes through ``save_state``, so a resumed run continues bit for bit (CPU, fp32).
+Per batch, inside ONE ``accelerator.accumulate`` block, the recipe's phases run in order (e.g. G, then D, then a
+lazy R1 every 16 steps): each freezes every network outside its optimizer group (so G's loss cannot leak into D's
+accumulated gradient), backprops, and steps its group. Networks are plain modules on every process; gradients are
+averaged across processes by hand before each step (as in stylegan3), so recipes call them freely
+(``G(x, layers=...)``, hooks). Everything a resume needs is checkpointed, so a resumed run continues bit for bit.
 """
 
 from __future__ import annotations
 
-import functools
 import json
 import math
 import os
-import signal
-import tempfile
-from collections.abc import Iterable
+import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -23,19 +22,25 @@ from accelerate.state import AcceleratorState, GradientState
 from accelerate.utils import DataLoaderConfiguration, ProjectConfiguration, set_seed
 from omegaconf import OmegaConf
 from torch import nn
-from torchvision.utils import make_grid, save_image
+from torch.utils.data import default_collate
 from tqdm.auto import tqdm
 
-from translate.config import Config, ConfigError, load_config, to_yaml
-from translate.devices import warn_if_slow_bf16
-from translate.engine.checkpoint import latest_checkpoint, list_checkpoints, save_checkpoint
+from translate.config import Config, ConfigError, load_config, recipe_class, to_yaml
+from translate.devices import resolve_mixed_precision, warn_if_slow_bf16
+from translate.engine.checkpoint import latest_checkpoint, list_checkpoints, load_process_state, save_checkpoint
 from translate.engine.ema import EMA
-from translate.methods import RECIPES, Recipe
+from translate.engine.samples import save_samples
+from translate.engine.signals import INTERRUPTED_EXIT_CODE, StopSignal
+from translate.fileio import write_text
+from translate.methods import Phase, Role
 from translate.networks.pretrained import load_pretrained, save_pretrained
+
+__all__ = ["INTERRUPTED_EXIT_CODE", "Trainer", "TrainingDiverged", "TrainingInterrupted", "run_directory", "train"]
 
 COLLAPSE_D_LOSS = 0.01  # total D loss below this (per log window) is a sign of a collapsed game...
 COLLAPSE_WINDOWS = 5  # ...when it lasts this many log windows
-INTERRUPTED_EXIT_CODE = 75  # EX_TEMPFAIL: "try again later", what a preempted job should report
+QUALITY_EVALS = 3  # evaluations in a row worse than doing nothing before a warning
+LOWER_IS_BETTER = ("fid", "kid", "lpips", "l1")
 
 
 class TrainingInterrupted(RuntimeError):
@@ -55,9 +60,10 @@ class TrainState:
     batch_in_epoch: int = 0  # batches of `epoch` already consumed
     skipped_steps: int = 0  # steps skipped for non-finite gradients, in all
     best: float | None = None  # best value of train.best_metric so far
-    scaler_skipped_steps: int = 0  # fp16 optimizer steps the grad scaler skipped (overflow while it calibrates)
+    scaler_skipped_steps: int = 0  # fp16 optimizer steps the grad scalers skipped (overflow while they calibrate)
     weak_d_windows: int = 0  # consecutive log windows in which D's loss was near zero
     global_batch: int = 0  # images per batch over all processes when saved: batch_in_epoch counts such batches
+    worse_evals: int = 0  # consecutive evaluations worse than doing nothing
 
     def state_dict(self) -> dict:
         return asdict(self)
@@ -67,52 +73,18 @@ class TrainState:
             setattr(self, key, value)
 
 
-class NetworkGroup(nn.ModuleDict):
-    """The networks one optimizer trains, as one module: DDP then syncs them with one reducer. (Separate DDP
-    modules of identical shapes, e.g. D_A and D_B, can launch their all-reduces in a different order on each rank
-    and silently mix each other's gradients.)"""
+class _Networks:
+    """Every network's weights as one checkpointed object (the networks are not wrapped by ``prepare``)."""
 
-    def forward(self, name: str, *args, **kwargs):
-        return self[name](*args, **kwargs)
-
-
-class _RecipeState:
-    """Adapter so Accelerate checkpoints a recipe's own state (e.g. image pools)."""
-
-    def __init__(self, recipe: Recipe):
-        self.recipe = recipe
+    def __init__(self, nets: dict[str, nn.Module]):
+        self.nets = nets
 
     def state_dict(self):
-        return self.recipe.state_dict()
+        return {name: net.state_dict() for name, net in self.nets.items()}
 
     def load_state_dict(self, state):
-        self.recipe.load_state_dict(state)
-
-
-class _StopSignal:
-    """First SIGTERM/SIGINT: finish the step, save, exit. Second: the default action, at once."""
-
-    def __init__(self):
-        self.requested = False
-        self.previous = {}
-
-    def __enter__(self):
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            try:
-                self.previous[sig] = signal.signal(sig, self._handle)
-            except ValueError:  # not the main thread: leave signals alone
-                pass
-        return self
-
-    def _handle(self, signum, frame):
-        self.requested = True
-        signal.signal(signum, signal.SIG_DFL if signum == signal.SIGTERM else signal.default_int_handler)
-        print(f"\n{signal.Signals(signum).name} received: saving a checkpoint after this step "
-              "(send it again to stop at once)", flush=True)
-
-    def __exit__(self, *exc):
-        for sig, handler in self.previous.items():
-            signal.signal(sig, handler)
+        for name, net in self.nets.items():
+            net.load_state_dict(state[name])
 
 
 def as_config(config: Config | str | Path | tuple) -> Config:
@@ -145,14 +117,18 @@ def _resume_path(run_dir: Path, resume: bool | str | Path) -> Path | None:
                               "or choose another directory with train.output_dir=...")
         return None
     if resume is True:
-        return latest_checkpoint(run_dir)  # none yet: start from scratch (handy for preemptible jobs)
+        found = latest_checkpoint(run_dir)
+        if found is None:  # handy for preemptible jobs: the same command starts and continues
+            print(f"--resume: no checkpoint in {run_dir / 'checkpoints'} yet: starting from scratch", flush=True)
+        return found
     path = Path(resume)
     if not (path / "custom_checkpoint_0.pkl").is_file():
         raise ConfigError(f"{path} is not a complete training checkpoint (checkpoints/step_NNNNNN of a run)")
     return path
 
 
-def _lr_lambda(config: Config):
+def lr_lambda(config: Config):
+    """The learning-rate factor per epoch of ``train.lr_policy`` (the reference's schedules)."""
     t = config.train
     total = t.n_epochs + t.n_epochs_decay
     if t.lr_policy == "linear":  # the reference: constant for n_epochs, then linearly to zero
@@ -173,14 +149,7 @@ def _hparams(config: Config) -> dict:
     return flat
 
 
-def _write_text_atomic(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
-
-
-def _found_inf(params: Iterable[nn.Parameter], device: torch.device) -> torch.Tensor:
+def _found_inf(params: list[nn.Parameter], device: torch.device) -> torch.Tensor:
     """1.0 when any gradient holds inf or NaN, else 0.0, as a tensor (no host sync). One pass over the gradients:
     NaN and inf propagate into the norms (so do gradients above ~1e19, whose square overflows: divergence anyway)."""
     grads = [p.grad for p in params if p.grad is not None]
@@ -189,22 +158,23 @@ def _found_inf(params: Iterable[nn.Parameter], device: torch.device) -> torch.Te
     return torch.stack(torch._foreach_norm(grads)).sum().isfinite().logical_not().float()
 
 
-def _to_rgb(images: torch.Tensor) -> torch.Tensor:
-    if images.shape[1] == 1:
-        return images.expand(-1, 3, -1, -1)
-    if images.shape[1] == 2:
-        return torch.cat([images, torch.zeros_like(images[:, :1])], 1)
-    return images
+def _average_gradients(params: list[nn.Parameter], world: int) -> None:
+    """Mean of the gradients over all processes, in one all-reduce (what DDP would do, for plain modules)."""
+    grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
+    flat = torch._utils._flatten_dense_tensors(grads)
+    torch.distributed.all_reduce(flat)
+    flat /= world
+    for p, g in zip(params, torch._utils._unflatten_dense_tensors(flat, grads)):
+        p.grad = g
 
 
-def save_samples(path: Path, visuals: list[torch.Tensor], max_rows: int = 4) -> None:
-    """One row per example: the recipe's visuals (e.g. input | output | target) side by side."""
-    columns = [_to_rgb(v[:max_rows].detach().float().cpu()) for v in visuals]
-    rows = torch.stack(columns, 1).flatten(0, 1)
-    grid = make_grid(rows, nrow=len(columns), padding=2, value_range=(-1, 1), normalize=True)
-    tmp = path.with_name(f".{path.name}")
-    save_image(grid, tmp, format="png")
-    os.replace(tmp, path)
+def _compile_works() -> str:
+    """'' when torch.compile runs here, else why not (no C++ compiler, an unsupported Python...)."""
+    try:
+        torch.compile(lambda x: x * 2 + 1)(torch.ones(2))
+        return ""
+    except Exception as e:  # the toolchain fails in many ways
+        return f"{type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''}"
 
 
 class Trainer:
@@ -226,18 +196,21 @@ class Trainer:
         # Several processes without a GPU (torchrun, accelerate launch) need cpu=True, or Accelerate silently runs
         # each process on its own.
         multi_cpu = not torch.cuda.is_available() and int(os.environ.get("WORLD_SIZE", "1")) > 1
+        precision, reason = resolve_mixed_precision(t.mixed_precision, "cpu" if multi_cpu else "auto")
         self.accelerator = acc = Accelerator(
             cpu=multi_cpu,
-            mixed_precision=t.mixed_precision,
+            mixed_precision=precision,
             gradient_accumulation_steps=t.gradient_accumulation_steps,
             log_with="tensorboard",
             project_config=ProjectConfiguration(project_dir=str(self.run_dir), logging_dir=str(self.run_dir / "logs")),
             dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True, data_seed=t.seed),
             step_scheduler_with_optimizer=False,
         )
-        if t.mixed_precision == "fp16" and acc.device.type != "cuda":
+        if t.mixed_precision == "auto":
+            acc.print(f"train.mixed_precision=auto: {reason}")
+        if precision == "fp16" and acc.device.type != "cuda":
             raise ConfigError("train.mixed_precision=fp16 needs a CUDA GPU (its grad scaler); use bf16 on the CPU")
-        warn_if_slow_bf16(acc.device, t.mixed_precision, "train.mixed_precision")
+        warn_if_slow_bf16(acc.device, precision, "train.mixed_precision")
         if acc.device.type == "cpu":
             # Launchers set one thread per process; use this machine's cores, shared between the processes.
             torch.set_num_threads(max(1, (os.cpu_count() or 1) // acc.num_processes))
@@ -249,67 +222,100 @@ class Trainer:
         self.dataset = build_dataset(config, "train")
         loader = build_loader(self.dataset, config, acc.device.type)
 
-        self.recipe = RECIPES[config.model.recipe](config)
-        nets = self.recipe.build()
+        self.recipe = recipe = recipe_class(config.model.recipe)(config)
+        self.phases: list[Phase] = recipe.phases()
+        self._check_recipe()
+        nets = recipe.build()
+        first = default_collate([self.dataset[i] for i in range(min(d.batch_size, len(self.dataset)))])
+        nets.update(recipe.build_after_first_batch(nets, first))
         if t.init_from:
             self._init_from(nets, t.init_from)
         if config.model.sync_bn and acc.num_processes > 1:
             nets = {name: nn.SyncBatchNorm.convert_sync_batchnorm(net) for name, net in nets.items()}
-        if t.channels_last:
-            nets = {name: net.to(memory_format=torch.channels_last) for name, net in nets.items()}
+        memory_format = torch.channels_last if t.channels_last else torch.preserve_format
+        self.nets = {name: net.to(acc.device, memory_format=memory_format) for name, net in nets.items()}
         set_seed(t.seed, device_specific=True)  # same initial weights everywhere, then per-process dropout noise
-
         if t.compile:
-            self._compile(nets)
-        betas = (t.beta1, t.beta2)
+            self._compile()
+
         # Fused Adam (one kernel; on the CPU since torch 2.4) is 3-6x faster than foreach and skips a step with
         # non-finite gradients itself (see _phase); foreach elsewhere.
-        implementation = {"fused": True} if acc.device.type in ("cpu", "cuda") else {"foreach": True}
-
-        def adam(names):
-            params = [p for name in names for p in nets[name].parameters()]
-            return torch.optim.Adam(params, lr=t.lr, betas=betas, **implementation)
-
-        G, D = self.recipe.generators, self.recipe.discriminators
-        opt_G, opt_D = adam(G), adam(D)
-        self.schedulers = [torch.optim.lr_scheduler.LambdaLR(o, _lr_lambda(config)) for o in (opt_G, opt_D)]
-        groups = [NetworkGroup({n: nets[n] for n in G}), NetworkGroup({n: nets[n] for n in D})]
-        self.group_G, self.group_D, self.opt_G, self.opt_D, self.loader = acc.prepare(*groups, opt_G, opt_D, loader)
-        self.plain = {**acc.unwrap_model(self.group_G), **acc.unwrap_model(self.group_D)}
-        self.wrapped = {**{n: functools.partial(self.group_G, n) for n in G},
-                        **{n: functools.partial(self.group_D, n) for n in D}}
+        fused = {"fused": True} if acc.device.type in ("cpu", "cuda") else {"foreach": True}
+        optimizers = {}
+        for group, members in recipe.groups.items():
+            o = t.optimizers.get(group)
+            lr = o.lr if o and o.lr is not None else t.lr
+            betas = (o.beta1 if o and o.beta1 is not None else t.beta1,
+                     o.beta2 if o and o.beta2 is not None else t.beta2)
+            params = [p for name in members for p in self.nets[name].parameters()]
+            optimizers[group] = torch.optim.Adam(params, lr=lr, betas=betas, **fused)
+        self.schedulers = {g: torch.optim.lr_scheduler.LambdaLR(o, lr_lambda(config)) for g, o in optimizers.items()}
+        *prepared, self.loader = acc.prepare(*optimizers.values(), loader)
+        self.optimizers = dict(zip(optimizers, prepared))
+        # fp16: one grad scaler per group, so that G's step cannot rescale D's gradients mid-accumulation.
+        self.scalers = {g: torch.amp.GradScaler(acc.device.type) for g in optimizers} if precision == "fp16" else {}
+        for group, scaler in self.scalers.items():
+            self.optimizers[group].scaler = scaler
 
         self.state = TrainState()
         self._cpu_group = torch.distributed.new_group(backend="gloo") if acc.num_processes > 1 else None
         self._skips = torch.zeros(3, device=acc.device)  # skipped steps: current run, longest run, count (unread)
-        self.ema = {n: EMA(self.plain[n], t.ema_decay) for n in self.recipe.generators} if t.ema else {}
-        for obj in (self.state, _RecipeState(self.recipe), *self.schedulers, *self.ema.values()):
+        self.ema = {n: EMA(self.nets[n], t.ema_decay) for n in recipe.names(Role.exported)} if t.ema else {}
+        self._diffaugment = None
+        self._baseline: dict | None = None  # held-out metrics of doing nothing, computed at the first evaluation
+        if t.diffaugment:
+            from translate.diffaugment import attach, parse_policy
+
+            self._diffaugment = attach([self.nets[n] for n in recipe.names(Role.discriminator)],
+                                       parse_policy(t.diffaugment), t.seed)
+        for obj in (self.state, _Networks(self.nets), *self.schedulers.values(), *self.ema.values(),
+                    *self.scalers.values()):
             acc.register_for_checkpointing(obj)
         global_batch = d.batch_size * acc.num_processes
         if self.resume_from:
-            try:
-                acc.load_state(str(self.resume_from))
-            except RuntimeError as e:  # e.g. size mismatches: the config's model.* changed since the checkpoint
-                raise ConfigError(f"cannot resume from {self.resume_from}: it does not fit this config's networks "
-                                  f"(was model.* changed?): {str(e).strip().splitlines()[-1].strip()}") from None
-            if self.state.global_batch != global_batch:  # another process count or batch size: same image position
-                self.state.batch_in_epoch = self.state.batch_in_epoch * self.state.global_batch // global_batch
-                acc.print(f"the checkpoint was written with a global batch of {self.state.global_batch}, this run "
-                          f"has {global_batch} (data.batch_size × processes): continuing at the same image")
-            acc.print(f"resumed from {self.resume_from} (step {self.state.step})")
+            self._load_checkpoint(global_batch)
         self.state.global_batch = global_batch
 
         if acc.is_main_process:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             for sub in ("samples", "logs"):
                 (self.run_dir / sub).mkdir(exist_ok=True)
-            _write_text_atomic(self.run_dir / "config.yaml", to_yaml(config))
+            write_text(self.run_dir / "config.yaml", to_yaml(config))
             self._trim_log()
         acc.init_trackers("tensorboard", config=_hparams(config))
 
+    def _check_recipe(self) -> None:
+        """A recipe's declarations must agree with each other: one clear line, not a KeyError mid-step."""
+        r = self.recipe
+        for phase in self.phases:
+            if phase.group not in r.groups:
+                raise ConfigError(f"recipe {r.name}: phase '{phase.loss}' steps optimizer group '{phase.group}', "
+                                  f"which is not among its groups ({', '.join(r.groups)})")
+            if not callable(getattr(r, phase.loss, None)):
+                raise ConfigError(f"recipe {r.name}: phase loss '{phase.loss}' is not a method of the recipe")
+        unknown = {n for members in r.groups.values() for n in members} - set(r.networks)
+        if unknown:
+            raise ConfigError(f"recipe {r.name}: optimizer groups name networks it does not declare: {sorted(unknown)}")
+
+    def _load_checkpoint(self, global_batch: int) -> None:
+        acc = self.accelerator
+        try:
+            acc.load_state(str(self.resume_from))
+        except (RuntimeError, KeyError) as e:  # e.g. size mismatches: the config's model.* changed since then
+            raise ConfigError(f"cannot resume from {self.resume_from}: it does not fit this config's networks "
+                              f"(was model.* changed?): {str(e).strip().splitlines()[-1].strip()}") from None
+        process_state = load_process_state(self.resume_from, acc.process_index)
+        if process_state:
+            self.recipe.load_state_dict(process_state)
+        if self.state.global_batch != global_batch:  # another process count or batch size: same image position
+            self.state.batch_in_epoch = self.state.batch_in_epoch * self.state.global_batch // global_batch
+            acc.print(f"the checkpoint was written with a global batch of {self.state.global_batch}, this run "
+                      f"has {global_batch} (data.batch_size × processes): continuing at the same image")
+        acc.print(f"resumed from {self.resume_from} (step {self.state.step})")
+
     def _init_from(self, nets: dict[str, nn.Module], model_dir: str) -> None:
         _, loaded = load_pretrained(model_dir)
-        for name in self.recipe.generators:
+        for name in self.recipe.names(Role.exported):
             if name not in loaded:
                 raise ConfigError(f"train.init_from={model_dir} has no generator {name} (it has {sorted(loaded)})")
             try:
@@ -318,14 +324,15 @@ class Trainer:
                 raise ConfigError(f"train.init_from={model_dir}: {name} does not match model.* of this config: "
                                   f"{str(e).splitlines()[0]}") from None
 
-    @staticmethod
-    def _compile(nets: dict[str, nn.Module]) -> None:
-        # In place (Module.compile), so state_dict keys and checkpoints stay the same with or without it. Compilation
-        # happens at the first call; where it fails (no C++ compiler...), dynamo falls back to eager with a warning.
-        import torch._dynamo
-
-        torch._dynamo.config.suppress_errors = True
-        for net in nets.values():
+    def _compile(self) -> None:
+        # In place (Module.compile), so state_dict keys and checkpoints stay the same with or without it. Where
+        # torch.compile cannot work (no C++ compiler...), say so, record it in the run's config and train eager.
+        why = _compile_works()
+        if why:
+            self.accelerator.print(f"train.compile: torch.compile does not work here ({why}): training eager")
+            self.config.train.compile = False
+            return
+        for net in self.nets.values():
             net.compile()
 
     @property
@@ -337,47 +344,63 @@ class Trainer:
         for path in (self.log_path, self.log_path.with_name("metrics.jsonl")):
             if path.is_file():
                 lines = [ln for ln in path.read_text().splitlines() if json.loads(ln)["step"] <= self.state.step]
-                _write_text_atomic(path, "".join(ln + "\n" for ln in lines))
+                write_text(path, "".join(ln + "\n" for ln in lines))
 
     # -- one batch -------------------------------------------------------------------------------------------
-    def _phase(self, trainable: tuple[str, ...], frozen: tuple[str, ...], optimizer, loss_fn) -> tuple:
-        """One backward and optimizer step; returns (loss terms, extra, 1.0-if-skipped tensor)."""
-        acc = self.accelerator
-        for name in frozen:
-            self.plain[name].requires_grad_(False)
-        # Frozen networks run unwrapped: DDP would otherwise wait for gradients they never receive.
-        nets = {**{n: self.plain[n] for n in frozen}, **{n: self.wrapped[n] for n in trainable}}
+    def _phase(self, phase: Phase, batch: dict, ctx: dict) -> tuple[dict, torch.Tensor]:
+        """One backward and optimizer step of the phase's group; returns (loss terms, 1.0-if-skipped tensor)."""
+        acc, group = self.accelerator, phase.group
+        members = self.recipe.groups[group]
+        frozen = [net for name, net in self.nets.items() if name not in members]
+        for net in frozen:
+            net.requires_grad_(False)
         with acc.autocast():
-            terms, extra = loss_fn(nets)
-        acc.backward(sum(terms.values()))
-        skipped = torch.zeros((), device=acc.device)
-        if acc.sync_gradients and self.config.train.mixed_precision != "fp16":  # fp16: the grad scaler checks
-            skipped = _found_inf([p for n in trainable for p in self.plain[n].parameters()], acc.device)
-            inner = optimizer.optimizer
-            if inner.defaults.get("fused"):
-                # The fused kernel reads `found_inf` (the attribute torch's GradScaler sets) and leaves parameters,
-                # moments and step counts untouched when it is 1: skipping needs no host sync.
-                inner.found_inf = skipped
-                optimizer.step()
-                del inner.found_inf
-            elif not skipped:
-                optimizer.step()
+            terms = getattr(self.recipe, phase.loss)(self.nets, batch, ctx)
+        loss = sum(terms.values())
+        if group in self.scalers:
+            self.scalers[group].scale(loss / acc.gradient_accumulation_steps).backward()
         else:
-            optimizer.step()
-            if acc.sync_gradients and optimizer.step_was_skipped:  # fp16: inf/NaN gradients, the scale is lowered
-                self.state.scaler_skipped_steps += 1
+            acc.backward(loss)
+        optimizer = self.optimizers[group]
+        skipped = torch.zeros((), device=acc.device)
+        if acc.sync_gradients:
+            params = [p for name in members for p in self.nets[name].parameters()]
+            if acc.num_processes > 1:
+                _average_gradients(params, acc.num_processes)
+            if group in self.scalers:  # fp16: the grad scaler checks and skips
+                optimizer.step()
+                self.state.scaler_skipped_steps += int(optimizer.step_was_skipped)
+            else:
+                skipped = _found_inf(params, acc.device)
+                inner = optimizer.optimizer
+                if inner.defaults.get("fused"):
+                    # The fused kernel reads `found_inf` (the attribute torch's GradScaler sets) and leaves
+                    # parameters, moments and step counts untouched when it is 1: skipping needs no host sync.
+                    inner.found_inf = skipped
+                    optimizer.step()
+                    del inner.found_inf
+                elif not skipped:
+                    optimizer.step()
         optimizer.zero_grad(set_to_none=True)
-        for name in frozen:
-            self.plain[name].requires_grad_(True)
-        return terms, extra, skipped
+        for net in frozen:
+            net.requires_grad_(True)
+        return terms, skipped
 
     def train_step(self, batch: dict) -> tuple[dict, dict, torch.Tensor]:
-        """One batch; returns (loss terms, G's outputs, 1.0 if a phase skipped its step for non-finite gradients)."""
-        G, D = self.recipe.generators, self.recipe.discriminators
-        g_terms, outputs, g_skip = self._phase(G, D, self.opt_G, lambda nets: self.recipe.generator_loss(nets, batch))
-        d_terms, _, d_skip = self._phase(
-            D, G, self.opt_D, lambda nets: (self.recipe.discriminator_loss(nets, batch, outputs), None))
-        return {**g_terms, **d_terms}, outputs, torch.maximum(g_skip, d_skip)
+        """One batch through every due phase; returns (loss terms, the phases' shared ctx (e.g. fakes), 1.0 if a
+        phase skipped its step for non-finite gradients)."""
+        if self._diffaugment is not None:
+            self._diffaugment.set_step(self.state.step)
+        terms, ctx = {}, {}
+        skipped = torch.zeros((), device=self.accelerator.device)
+        for phase in self.phases:
+            if self.state.step % phase.every:
+                continue
+            for _ in range(phase.repeat):
+                phase_terms, phase_skipped = self._phase(phase, batch, ctx)
+                terms.update(phase_terms)
+                skipped = torch.maximum(skipped, phase_skipped)
+        return terms, ctx, skipped
 
     # -- the loop --------------------------------------------------------------------------------------------
     def fit(self) -> Path:
@@ -385,20 +408,22 @@ class Trainer:
         epochs = t.n_epochs + t.n_epochs_decay
         steps_per_epoch = math.ceil(len(self.loader) / t.gradient_accumulation_steps)
         max_steps = min(t.max_steps or epochs * steps_per_epoch, epochs * steps_per_epoch)
+        # To a terminal: a progress bar. To a file or pipe: a plain line per log window instead (see _log).
+        self._plain_progress = t.progress and not sys.stderr.isatty()
         bar = tqdm(total=max_steps, initial=state.step, desc=self.config.name, unit="step", dynamic_ncols=True,
-                   disable=not (acc.is_main_process and t.progress))
+                   disable=not (acc.is_main_process and t.progress) or self._plain_progress)
         sums: dict[str, torch.Tensor] = {}
         count = 0
-        batch = outputs = None
-        with _StopSignal() as stop:
+        batch = ctx = None
+        with StopSignal() as stop:
             while state.step < max_steps and state.epoch < epochs:
                 self.dataset.set_epoch(state.epoch)
                 self.loader.set_epoch(state.epoch)
                 loader = acc.skip_first_batches(self.loader, state.batch_in_epoch) if state.batch_in_epoch else \
                     self.loader
                 for batch in loader:
-                    with acc.accumulate(self.group_G, self.group_D):
-                        terms, outputs, skipped = self.train_step(batch)
+                    with acc.accumulate():
+                        terms, ctx, skipped = self.train_step(batch)
                     state.batch_in_epoch += 1
                     for key, value in terms.items():
                         sums[key] = sums.get(key, 0) + value.detach().float()
@@ -407,27 +432,24 @@ class Trainer:
                         continue
                     state.step += 1
                     bar.update(1)
-                    # Skipped steps are tallied on the device and read every few steps: no host sync per step.
-                    run = (self._skips[0] + 1) * skipped
-                    self._skips = torch.stack([run, torch.maximum(self._skips[1], run), self._skips[2] + skipped])
+                    self._tally_skip(skipped)
                     for name, ema in self.ema.items():
-                        ema.update(self.plain[name])
+                        ema.update(self.nets[name])
                     # Read at checkpoints too, so that the saved state counts every skipped step.
                     if any(state.step % n == 0 for n in (t.log_every, t.max_nonfinite_steps, t.checkpoint_every)):
                         self._read_skips()
                     if state.step % t.log_every == 0 or state.step == max_steps:
-                        self._log(sums, count, bar)
+                        self._log(sums, count, bar, max_steps)
                         sums, count = {}, 0
                     if acc.is_main_process and state.step % t.sample_every == 0:
-                        save_samples(self.run_dir / "samples" / f"step_{state.step:06d}.png",
-                                     self.recipe.visuals(batch, outputs))
+                        self._save_samples(batch, ctx)
                     if t.eval_every and state.step % t.eval_every == 0:
                         self._evaluate()
                     if state.step % t.checkpoint_every == 0 and state.step < max_steps:
-                        save_checkpoint(acc, self.run_dir, state.step, t.keep_checkpoints)
+                        self._checkpoint()
                     if self._stop_requested(stop):
                         self._read_skips()
-                        path = save_checkpoint(acc, self.run_dir, state.step, t.keep_checkpoints)
+                        path = self._checkpoint()
                         bar.close()
                         acc.end_training()
                         raise TrainingInterrupted(f"training stopped at step {state.step}; checkpoint saved to "
@@ -437,15 +459,14 @@ class Trainer:
                 else:
                     state.epoch += 1
                     state.batch_in_epoch = 0
-                    for scheduler in self.schedulers:
+                    for scheduler in self.schedulers.values():
                         scheduler.step()
         bar.close()
         self._read_skips()
-        save_checkpoint(acc, self.run_dir, state.step, t.keep_checkpoints)
+        self._checkpoint()
         if acc.is_main_process:
             if batch is not None:
-                save_samples(self.run_dir / "samples" / f"step_{state.step:06d}.png",
-                             self.recipe.visuals(batch, outputs))
+                self._save_samples(batch, ctx)
             self.export(self.run_dir / "model")
             if t.report:
                 from translate.evaluation import write_report
@@ -455,32 +476,79 @@ class Trainer:
         acc.end_training()
         return self.run_dir
 
+    # -- side jobs at step boundaries ------------------------------------------------------------------------
+    def _checkpoint(self) -> Path:
+        return save_checkpoint(self.accelerator, self.run_dir, self.state.step, self.config.train.keep_checkpoints,
+                               self.recipe.state_dict())
+
+    def _save_samples(self, batch: dict, ctx: dict) -> None:
+        save_samples(self.run_dir / "samples" / f"step_{self.state.step:06d}.png", self.recipe.visuals(batch, ctx))
+
+    def _tally_skip(self, skipped: torch.Tensor) -> None:
+        # Skipped steps are tallied on the device and read every few steps: no host sync per step.
+        run = (self._skips[0] + 1) * skipped
+        self._skips = torch.stack([run, torch.maximum(self._skips[1], run), self._skips[2] + skipped])
+
+    def exported_networks(self) -> dict[str, nn.Module]:
+        """The networks a model directory holds: the EMA copies where train.ema is on."""
+        return {n: (self.ema[n].module if n in self.ema else self.nets[n]) for n in self.recipe.names(Role.exported)}
+
     def _evaluate(self) -> None:
-        """Metrics on the held-out split, logged; ``model_best/`` follows train.best_metric. Main process only."""
+        """Metrics on the held-out split, logged next to doing nothing (output = input); ``model_best/`` follows
+        train.best_metric. Main process only."""
         from translate.evaluation import evaluate
 
         acc, t = self.accelerator, self.config.train
         if acc.is_main_process:
-            nets = {n: (self.ema[n].module if n in self.ema else self.plain[n]) for n in self.recipe.generators}
-            metrics = evaluate(nets, self.config, split=t.eval_split, metrics=t.eval_metrics,
+            metrics = evaluate(self.exported_networks(), self.config, split=t.eval_split, metrics=t.eval_metrics,
                                max_images=t.eval_max_images)
             metrics = {k: v for k, v in metrics.items() if isinstance(v, int | float)}
+            if self._baseline is None:
+                self._baseline = self._do_nothing_metrics()
+            metrics.update({f"{k}_do_nothing": v for k, v in self._baseline.items()})
             acc.log({f"eval/{k}": v for k, v in metrics.items()}, step=self.state.step)
             with open(self.run_dir / "logs" / "metrics.jsonl", "a") as f:
                 f.write(json.dumps({"step": self.state.step, **metrics}) + "\n")
+            self._watch_quality(metrics)
             value = metrics.get(t.best_metric)
             if value is not None and self._is_better(value):
                 self.state.best = value
                 self.export(self.run_dir / "model_best")
         acc.wait_for_everyone()
 
+    def _do_nothing_metrics(self) -> dict:
+        """The held-out metrics of returning the input unchanged: the baseline a translation must beat."""
+        from translate.evaluation import evaluate
+
+        m, t = self.config.model, self.config.train
+        if m.input_nc != m.output_nc:
+            return {}
+        identity = nn.Conv2d(m.input_nc, m.output_nc, 1, bias=False)
+        nn.init.dirac_(identity.weight)
+        metrics = evaluate({"G": identity}, self.config, split=t.eval_split, metrics=t.eval_metrics,
+                           max_images=t.eval_max_images)
+        return {k: v for k, v in metrics.items() if isinstance(v, int | float)}
+
+    def _watch_quality(self, metrics: dict) -> None:
+        """Warn once when the model has been worse than doing nothing for QUALITY_EVALS evaluations in a row."""
+        worse = [k for k in metrics if f"{k}_do_nothing" in metrics
+                 and (metrics[k] > metrics[f"{k}_do_nothing"] if k in LOWER_IS_BETTER
+                      else metrics[k] < metrics[f"{k}_do_nothing"])]
+        self.state.worse_evals = self.state.worse_evals + 1 if worse else 0
+        if self.state.worse_evals == QUALITY_EVALS:
+            self.accelerator.print(
+                f"\nwarning: for {QUALITY_EVALS} evaluations in a row (step {self.state.step}) the model's "
+                f"{', '.join(worse)} on the {self.config.train.eval_split} split were worse than returning the input "
+                "unchanged. Short runs on small data do better with the recommended settings: see "
+                "configs/*_recommended.yaml and docs/quality.md.")
+
     def _is_better(self, value: float) -> bool:
         if self.state.best is None:
             return True
-        lower_is_better = self.config.train.best_metric in ("fid", "kid", "lpips", "l1")
+        lower_is_better = self.config.train.best_metric in LOWER_IS_BETTER
         return value < self.state.best if lower_is_better else value > self.state.best
 
-    def _stop_requested(self, stop: _StopSignal) -> bool:
+    def _stop_requested(self, stop: StopSignal) -> bool:
         if self.accelerator.num_processes == 1:
             return stop.requested
         # Every rank must agree to save together (saving is collective). The flag goes over a CPU (gloo) group: a
@@ -506,51 +574,56 @@ class Trainer:
                 f"the last good checkpoint is {last or 'none'}. Try a lower train.lr, mixed_precision=no, "
                 "or gan_mode=lsgan.")
 
-    def _log(self, sums: dict, count: int, bar) -> None:
+    def _log(self, sums: dict, count: int, bar, max_steps: int) -> None:
         if not sums:
             return
         acc, state = self.accelerator, self.state
         keys = sorted(sums)
         means = acc.reduce(torch.stack([sums[k] for k in keys]) / count, "mean").tolist()
         values = dict(zip(keys, means))
-        values["lr"] = self.schedulers[0].get_last_lr()[0]
-        if self.config.train.mixed_precision == "fp16":
+        values["lr"] = next(iter(self.schedulers.values())).get_last_lr()[0]
+        if self.scalers:
             values["scaler_skipped_steps"] = state.scaler_skipped_steps
         self._watch_collapse(values)
         acc.log(values, step=state.step)
         if acc.is_main_process:
-            bar.set_postfix({k.removeprefix("loss_"): f"{v:.3f}" for k, v in values.items() if k != "lr"},
-                            refresh=False)
+            shown = {k.removeprefix("loss_"): f"{v:.3f}" for k, v in values.items() if k != "lr"}
+            bar.set_postfix(shown, refresh=False)
+            if self._plain_progress:
+                print(f"{self.config.name} step {state.step}/{max_steps} epoch {state.epoch}: "
+                      + " ".join(f"{k} {v}" for k, v in shown.items()), flush=True)
             self.log_path.parent.mkdir(parents=True, exist_ok=True)
             with open(self.log_path, "a") as f:
                 f.write(json.dumps({"step": state.step, "epoch": state.epoch, **values}) + "\n")
 
     def _watch_collapse(self, values: dict) -> None:
         """Warn when D's loss stays near zero: D wins outright and G gets no useful gradient."""
-        d_loss = sum(v for k, v in values.items() if k.startswith("loss_D") and not k.endswith("_gp"))
+        d_loss = sum(v for k, v in values.items()
+                     if k.startswith("loss_D") and not k.endswith(("_gp", "_r1")))
         self.state.weak_d_windows = self.state.weak_d_windows + 1 if d_loss < COLLAPSE_D_LOSS else 0
         if self.state.weak_d_windows == COLLAPSE_WINDOWS:
             self.accelerator.print(
                 f"\nwarning: the discriminator's loss has stayed below {COLLAPSE_D_LOSS} for {COLLAPSE_WINDOWS} log "
                 f"windows (step {self.state.step}): D wins and G learns little. What usually helps: a lower D "
-                "learning rate or fewer D layers (model.n_layers_D), model.gan_mode=lsgan, a larger model.pool_size, "
-                "or more data augmentation.")
+                "learning rate (train.optimizers.D.lr), fewer D layers (model.n_layers_D), model.gan_mode=lsgan, "
+                "train.diffaugment=color,translation,cutout, or model.spectral_norm=true.")
 
     def export(self, directory: Path) -> Path:
-        """Write the generators (EMA weights when kept) as a model directory for ``Translator``."""
-        nets = {n: (self.ema[n].module if n in self.ema else self.plain[n]) for n in self.recipe.generators}
+        """Write the exported networks (EMA weights when kept) as a model directory for ``Translator``."""
+        recipe = self.recipe
         meta = {
-            "recipe": self.recipe.name,
-            "generators": {n: self.recipe.generator_spec(n) for n in self.recipe.generators},
-            "directions": self.recipe.directions,
+            "recipe": recipe.name,
+            "generators": {n: recipe.export_spec(n) for n in recipe.names(Role.exported)},
+            "directions": recipe.directions,
             "step": self.state.step,
             "ema": bool(self.ema),
             "norm_mode": "eval",
             "config": OmegaConf.to_container(OmegaConf.structured(self.config)),
         }
-        return save_pretrained(directory, nets, meta)
+        return save_pretrained(directory, self.exported_networks(), meta)
 
 
 def train(config: Config | str | Path | tuple, resume: bool | str | Path = False) -> Path:
     """Train from a Config (or a YAML path, or (path, overrides)); returns the run directory."""
     return Trainer(as_config(config), resume).fit()
+

@@ -22,6 +22,7 @@ from PIL import Image
 from torch import Tensor, nn
 
 from translate.evaluation import metrics as M
+from translate.fileio import write_text
 
 log = logging.getLogger(__name__)
 
@@ -351,8 +352,11 @@ def resolve_model_dir(path: str | Path) -> tuple[Path, Path | None]:
 
 def model_config(model_meta: dict, data: str | None, direction: str, dataset_mode: str | None):
     """A Config for evaluating an exported model: its training config where it has one (imported reference models
-    do not), with ``data.root`` = ``data`` and the direction and dataset layout asked."""
+    do not), with ``data.root`` = ``data`` and the direction asked. The dataset layout: ``dataset_mode``, else the
+    one ``data``'s folders show (``A/`` + ``B/``: paired, ``trainA/``...: unaligned), else the training config's,
+    else aligned (unaligned for CycleGAN)."""
     from translate.config import from_dict
+    from translate.data import detect_dataset_mode
 
     spec = model_meta["generators"][model_meta["directions"][direction]]
     saved = model_meta.get("config", {})
@@ -361,6 +365,7 @@ def model_config(model_meta: dict, data: str | None, direction: str, dataset_mod
     values["model"].update({k: spec[k] for k in ("netG", "ngf", "norm", "input_nc", "output_nc")})
     values["model"].setdefault("recipe", recipe)
     values["data"].setdefault("dataset_mode", "unaligned" if recipe == "cyclegan" else "aligned")
+    dataset_mode = dataset_mode or (detect_dataset_mode(data) if data else None)
     if dataset_mode:
         values["data"]["dataset_mode"] = dataset_mode
     if data:
@@ -429,7 +434,7 @@ def format_table(result: Evaluation) -> str:
 def save_json(result: Evaluation, path: str | Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(result.to_json(), indent=2) + "\n")
+    write_text(path, json.dumps(result.to_json(), indent=2) + "\n")
     return path
 
 

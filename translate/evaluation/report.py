@@ -17,6 +17,8 @@ from urllib.parse import quote
 from PIL import Image
 from torchvision.utils import save_image
 
+from translate.fileio import write_text
+
 log = logging.getLogger(__name__)
 
 COLORS = ("#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf")
@@ -150,13 +152,29 @@ def _metrics_section(run_dir: Path) -> str:
     return _curves(rows)
 
 
-def _eval_section(run_dir: Path) -> str:
+def _metrics_table(values: dict) -> str:
     from translate.evaluation.evaluate import LABELS, format_value
 
+    rows = "".join(f'<tr><td class="name">{_e(LABELS.get(k, k))}</td><td>{_e(format_value(k, v, values))}</td>'
+                   "</tr>" for k, v in values.items() if not k.endswith("_std") and isinstance(v, int | float))
+    return f"<table>{rows}</table>"
+
+
+def _eval_section(run_dir: Path) -> str:
+    """The results of `translate eval` (and the demo), which measure full-size images; without any, the last
+    periodic evaluation of training (logs/metrics.jsonl, at the config's test-time size)."""
     files = sorted((run_dir / "eval").glob("*.json")) if (run_dir / "eval").is_dir() else []
+    history = run_dir / "logs" / "metrics.jsonl"
+    periodic = read_jsonl(history) if history.is_file() else []
+    if not files and periodic:
+        last = {k: v for k, v in periodic[-1].items() if k not in ("step", "epoch")}
+        return (_note(f"the last periodic evaluation of training, step {periodic[-1]['step']} (logs/metrics.jsonl, "
+                      "at the config's test-time size); `translate eval RUN_DIR` measures full-size images")
+                + _metrics_table(last))
     if not files:
         return _note("no evaluation results yet: run `translate eval RUN_DIR` to add them")
-    parts = []
+    parts = [_note("full-size images, as `translate eval` measures them; the metric history above is measured at "
+                   "the config's test-time size")] if periodic else []
     for path in files:
         try:
             data = json.loads(path.read_text())
@@ -165,9 +183,7 @@ def _eval_section(run_dir: Path) -> str:
             parts.append(_note(f"{path.name}: not an evaluation result"))
             continue
         title = f"{path.name}: {info.get('split', '')} split, {info.get('direction', '')}, step {info.get('step')}"
-        rows = "".join(f'<tr><td class="name">{_e(LABELS.get(k, k))}</td><td>{_e(format_value(k, v, values))}</td>'
-                       "</tr>" for k, v in values.items() if not k.endswith("_std"))
-        parts.append(f"<h3>{_e(title)}</h3><table>{rows}</table>")
+        parts.append(f"<h3>{_e(title)}</h3>{_metrics_table(values)}")
         parts += [_note(n) for n in data.get("notes", [])]
         parts += [f'<p class="warning">{_e(w)}</p>' for w in data.get("warnings", [])]
     return "".join(parts)
@@ -286,7 +302,5 @@ def write_report(run_dir: str | Path, gallery_size: int = 8, device: str | None 
         + f"<script>{SORT_SCRIPT}</script></body></html>\n"
     )
     path = out_dir / "index.html"
-    tmp = out_dir / ".index.html"
-    tmp.write_text(page)
-    tmp.replace(path)
+    write_text(path, page)
     return path

@@ -1,4 +1,5 @@
-"""Translate every image of a folder tree into a mirrored output tree: resumable, safe to kill, bad files reported.
+"""Translate every image of a folder tree into a mirrored output tree: resumable, safe to kill, bad files reported,
+sharded over the processes of a launcher (torchrun, accelerate launch) and over ``--shard I/N`` jobs.
 
 Decoding and encoding run in a thread pool while the model computes; images of equal size are batched. Each
 output is written to a temp file beside it and renamed, so an output that exists is complete: a re-run skips
@@ -7,32 +8,48 @@ those (unless ``overwrite``) and converts the rest. A summary goes to ``OUTPUT_D
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import sys
 import time
-from collections import defaultdict, deque
+from collections import Counter, defaultdict, deque
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 
 import torch
+import torch.distributed as dist
 from tqdm import tqdm
 
-from translate.data.scan import list_images
-from translate.inference.imageio import (
+from translate.fileio import TMP_PREFIX, write_text
+from translate.imageio import (
     DEFAULT_MAX_PIXELS,
-    FORMATS,
-    TMP_PREFIX,
+    IMAGE_EXTENSIONS,
+    OUTPUT_FORMATS,
     BadImageError,
     ImageFile,
     output_suffix,
-    read_image,
+    read_image_file,
     write_image,
 )
 from translate.inference.translator import Translator
 
 SUMMARY_NAME = "convert_summary.json"
+_COUNTS = ("found", "converted", "skipped", "failed", "not_attempted")
+# The last collective waits for the slowest process, which may be hours behind on a large, uneven folder. A
+# process that dies ends the whole job through the launcher, so this limit only matters for a hung one.
+_COLLECTIVE_TIMEOUT = timedelta(days=7)
+
+
+class NoImagesError(FileNotFoundError):
+    """An input folder without a single image file."""
+
+
+class RanksDisagreeError(ValueError):
+    """The processes of one launch listed different input files; every process raises it, so it is shown once."""
 
 
 @dataclass
@@ -42,18 +59,45 @@ class Job:
     name: str  # the input's path relative to the input folder, as reported
 
 
-def plan_jobs(input_dir: str | Path, output_dir: str | Path, fmt: str = "same") -> list[Job]:
-    """Every image under ``input_dir`` (recursive; hidden files and other extensions ignored) and its output path
-    under ``output_dir``. Inputs that would map to the same output (``a.jpg`` and ``a.png`` with ``--format
-    png``) keep their whole name instead: ``a.jpg.png``, ``a.png.png``."""
+def _identity(path: str | Path) -> tuple[int, int]:
+    st = os.stat(path)
+    return st.st_dev, st.st_ino
+
+
+def list_inputs(input_dir: Path, output_dir: Path) -> tuple[list[Path], Counter]:
+    """Every image under ``input_dir`` (recursive, symlinks followed, hidden files and folders ignored), sorted by
+    relative path, and how many other files were left out, by extension. An output folder inside the input folder
+    is not walked: the previous run's outputs are not inputs."""
+    # The output folder counts as walked already; a folder reached twice through symlinks is walked once.
+    seen = {_identity(output_dir)} if output_dir.is_dir() else set()
+    images, left_out = [], Counter()
+    for dirpath, dirnames, filenames in os.walk(input_dir, followlinks=True):
+        if _identity(dirpath) in seen:
+            dirnames[:] = []
+            continue
+        seen.add(_identity(dirpath))
+        dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+        for name in filenames:
+            if name.startswith("."):
+                continue
+            if name.lower().endswith(IMAGE_EXTENSIONS):
+                images.append(Path(dirpath, name))
+            else:
+                left_out[Path(name).suffix.lower()] += 1
+    # Sorting relative paths as strings gives every process, file system and platform the same order.
+    return sorted(images, key=lambda p: p.relative_to(input_dir).as_posix()), left_out
+
+
+def plan_jobs(input_dir: str | Path, output_dir: str | Path, fmt: str = "same") -> tuple[list[Job], Counter]:
+    """Every image under ``input_dir`` and its output path under ``output_dir`` (see ``list_inputs``), and the
+    files left out for their extension. Inputs that would map to the same output (``a.jpg`` and ``a.png`` with
+    ``--format png``) keep their whole name instead: ``a.jpg.png``, ``a.png.png``."""
     input_dir, output_dir = Path(input_dir), Path(output_dir)
-    if fmt != "same" and fmt not in FORMATS:
-        raise ValueError(f"unknown format {fmt!r}: same, {', '.join(FORMATS)}")
-    inside = output_dir.resolve().is_relative_to(input_dir.resolve())
+    if fmt != "same" and fmt not in OUTPUT_FORMATS:
+        raise ValueError(f"unknown format {fmt!r}: same, {', '.join(OUTPUT_FORMATS)}")
+    images, left_out = list_inputs(input_dir, output_dir)
     jobs = []
-    for src in list_images(input_dir):
-        if inside and src.resolve().is_relative_to(output_dir.resolve()):
-            continue  # an output folder inside the input folder: the previous run's outputs are not inputs
+    for src in images:
         rel = src.relative_to(input_dir)
         jobs.append(Job(src, output_dir / rel.with_suffix(output_suffix(src, fmt)), rel.as_posix()))
     by_output = defaultdict(list)
@@ -63,20 +107,81 @@ def plan_jobs(input_dir: str | Path, output_dir: str | Path, fmt: str = "same") 
         if len(group) > 1:
             for job in group:
                 job.dst = job.dst.with_name(job.src.name + output_suffix(job.src, fmt))
-    return jobs
+    return jobs, left_out
 
 
-def remove_stale_temp_files(output_dir: Path) -> int:
-    """Delete temp files that killed runs left in ``output_dir`` (those of live processes are kept)."""
+def jobs_digest(jobs: list[Job], output_dir: Path) -> str:
+    """A hash of the job list (inputs and outputs, in order): equal on every process and shard of one folder."""
+    text = "\n".join(f"{job.name}\t{job.dst.relative_to(output_dir).as_posix()}" for job in jobs)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def launcher_env() -> tuple[int, int, int, int]:
+    """(rank, world size, local rank, processes on this node) as torchrun and ``accelerate launch`` set them."""
+    env = os.environ
+    world = int(env.get("WORLD_SIZE", 1))
+    return int(env.get("RANK", 0)), world, int(env.get("LOCAL_RANK", 0)), int(env.get("LOCAL_WORLD_SIZE", world))
+
+
+@contextmanager
+def _process_group(world: int):
+    # gloo: a few small Python objects travel (hashes, the list of outputs to make, the results), on CPUs and GPUs.
+    if world == 1 or dist.is_initialized():
+        yield
+        return
+    dist.init_process_group("gloo", timeout=_COLLECTIVE_TIMEOUT)
+    try:
+        yield
+    finally:
+        dist.destroy_process_group()
+
+
+def _all_gather(obj, world: int) -> list:
+    if world == 1:
+        return [obj]
+    gathered = [None] * world
+    dist.all_gather_object(gathered, obj)
+    return gathered
+
+
+def _from_rank0(obj, world: int):
+    if world == 1:
+        return obj
+    box = [obj]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+def check_same_inputs(digest: str, count: int, world: int, input_dir: Path) -> None:
+    """Raise RanksDisagreeError (on every process) unless every process listed the same files."""
+    listed = _all_gather((digest, count), world)
+    if len(set(listed)) > 1:
+        seen = ", ".join(f"rank {r} {n} ({d[:8]})" for r, (d, n) in enumerate(listed))
+        raise RanksDisagreeError(f"the processes listed different files under {input_dir} (images and hash: {seen}): "
+                                 "every process must see the same folder; did files change while it started?")
+
+
+def remove_stale_temp_files(jobs: list[Job], extra: list[Path] = ()) -> int:
+    """Delete the temp files that killed runs left for these outputs (those of live processes are kept). Only
+    this run's outputs: other shards may be writing into the same folder from other machines."""
+    targets = defaultdict(set)
+    for path in [job.dst for job in jobs] + list(extra):
+        targets[path.parent].add(path.name)
     removed = 0
-    for dirpath, _, filenames in os.walk(output_dir):
-        for name in filenames:
-            if not name.startswith(TMP_PREFIX):
+    for folder, names in targets.items():
+        if not folder.is_dir():
+            continue
+        for entry in os.scandir(folder):
+            if not entry.name.startswith(TMP_PREFIX):
                 continue
-            pid = name[len(TMP_PREFIX):].partition("-")[0]
+            # translate.fileio.temp_path names them PREFIX + pid-token-name, the name's end only when it is long.
+            pid, _, rest = entry.name[len(TMP_PREFIX):].partition("-")
+            tail = rest.partition("-")[2]
+            if not tail or not any(name.endswith(tail) for name in names):
+                continue
             if pid.isdigit() and int(pid) != os.getpid() and _alive(int(pid)):
                 continue
-            Path(dirpath, name).unlink(missing_ok=True)
+            Path(entry.path).unlink(missing_ok=True)
             removed += 1
     return removed
 
@@ -97,30 +202,156 @@ def _write(job: Job, pixels: torch.Tensor, image: ImageFile, quality: int) -> No
                 exif=image.exif)
 
 
+def _write_json(path: Path, data: dict) -> None:
+    write_text(path, json.dumps(data, indent=2, ensure_ascii=False) + "\n")
+
+
+def _rate(converted: int, elapsed: float) -> float | None:
+    return float(f"{converted / elapsed:.4g}") if elapsed > 0 else None
+
+
+def _add_up(parts: list[dict]) -> dict:
+    """Counts summed, the longest time, failures in file order: processes into a shard, shards into a folder."""
+    counts = {key: sum(p[key] for p in parts) for key in _COUNTS if key in parts[0]}
+    elapsed = max(p["elapsed_s"] for p in parts)
+    return {**counts, "elapsed_s": elapsed, "images_per_s": _rate(counts["converted"], elapsed),
+            "device": ", ".join(sorted({d for p in parts for d in p["device"].split(", ")})),
+            "failures": sorted((f for p in parts for f in p["failures"]), key=lambda f: f["file"])}
+
+
+def shard_summary_name(index: int, count: int) -> str:
+    return f"convert_summary.shard-{index}-of-{count}.json"
+
+
+def merge_shards(output_dir: Path, count: int, digest: str) -> list[int]:
+    """Write ``convert_summary.json`` from the ``count`` shard summaries of this job list if they are all there
+    (the last shard to finish does it); return the shards still missing."""
+    parts, missing = [], []
+    for index in range(count):
+        path = output_dir / shard_summary_name(index, count)
+        part = json.loads(path.read_text()) if path.is_file() else None
+        if part and part.get("images_sha256") == digest:
+            parts.append(part)
+        else:
+            missing.append(index)
+    if not missing:
+        merged = {**parts[0], **_add_up(parts), "shard": None,
+                  "shards": [{key: p[key] for key in ("shard", *_COUNTS, "elapsed_s", "device")} for p in parts]}
+        del merged["processes"]
+        _write_json(output_dir / SUMMARY_NAME, merged)
+    return missing
+
+
+def _cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def _load_in_turn(model: str | Path, device: str, dtype: str, backend: str, whole_pixels: int | None,
+                  local_rank: int, world: int) -> Translator:
+    """Load the model, first in each machine's local rank 0: "auto" dtype and backend are measured there once and
+    cached, and the other processes read that choice instead of timing each other's load."""
+    def load() -> Translator:
+        return Translator.from_pretrained(model, device=device, dtype=dtype, backend=backend,
+                                          whole_pixels=whole_pixels)
+
+    translator = load() if local_rank == 0 else None
+    if world > 1:
+        dist.barrier()
+    return load() if translator is None else translator
+
+
+def _rank_device(device: str, local_rank: int) -> str:
+    # One GPU per process of a node; with more processes than GPUs, they share them in turn.
+    if device in ("auto", "cuda") and torch.cuda.is_available():
+        return f"cuda:{local_rank % torch.cuda.device_count()}"
+    return device
+
+
 def convert_folder(model: str | Path | Translator, input_dir: str | Path, output_dir: str | Path, *,
                    fmt: str = "same", quality: int = 95, direction: str | None = None, batch_size: int | None = None,
                    tile: int | str = "auto", tile_overlap: int | str = "auto", whole_pixels: int | None = None,
                    device: str = "auto",
                    dtype: str = "auto", backend: str = "torch", overwrite: bool = False, fail_fast: bool = False,
                    workers: int | None = None, max_pixels: int | None = DEFAULT_MAX_PIXELS,
-                   progress: bool = True) -> dict:
+                   shard: tuple[int, int] | None = None, progress: bool = True) -> dict:
     """Translate the images of ``input_dir`` into ``output_dir`` (same subfolders) and return the summary, which
-    is also written to ``output_dir/convert_summary.json``: counts of converted, skipped (output already there)
-    and failed files, and each failure's file and reason. ``fmt``: "same" (the input's format; GIF → PNG), "png",
-    "jpg" or "webp". ``fail_fast``: stop at the first failure. ``model``: a model directory (loaded with ``device``,
-    ``dtype``, ``backend``, ``whole_pixels``) or a ``Translator``."""
+    is also written to ``output_dir/convert_summary.json``: counts of converted, skipped (output already there),
+    failed and left-out files (other extensions), and each failure's file and reason. ``fmt``: "same" (the
+    input's format; GIF → PNG), "png", "jpg" or "webp". ``fail_fast``: stop at the first failure (of this process).
+    ``model``: a model directory (loaded with ``device``, ``dtype``, ``backend``, ``whole_pixels``) or a
+    ``Translator``.
+
+    Under a launcher (``WORLD_SIZE`` > 1: torchrun, ``accelerate launch``), each process converts every
+    ``WORLD_SIZE``-th of the outputs still missing, on its own GPU, and every process returns the merged summary
+    (rank 0 writes it). ``shard=(i, n)``: only every n-th image from the i-th, for jobs split by hand; the summary
+    goes to ``convert_summary.shard-i-of-n.json`` and the last shard to finish merges all parts into
+    ``convert_summary.json`` (the returned summary's ``pending_shards`` lists those not finished yet).
+    """
     input_dir, output_dir = Path(input_dir), Path(output_dir)
+    index, count = shard or (0, 1)
+    if not 0 <= index < count:
+        raise ValueError(f"shard {index}/{count}: expected I/N with 0 <= I < N")
     if not input_dir.is_dir():
         raise FileNotFoundError(f"input folder {input_dir} does not exist")
     if output_dir.resolve() == input_dir.resolve():
         raise ValueError("the output folder must differ from the input folder (outputs would replace inputs)")
-    jobs = plan_jobs(input_dir, output_dir, fmt)
-    translator = model if isinstance(model, Translator) else Translator.from_pretrained(
-        model, device=device, dtype=dtype, backend=backend, whole_pixels=whole_pixels)
+    jobs, left_out = plan_jobs(input_dir, output_dir, fmt)
+    if not jobs:
+        others = f"; left out: {_describe_left_out(left_out)}" if left_out else ""
+        raise NoImagesError(f"no images found under {input_dir} (looked for {', '.join(IMAGE_EXTENSIONS)}; hidden "
+                            f"files are ignored){others}")
+    digest = jobs_digest(jobs, output_dir)
+    rank, world, local_rank, local_world = launcher_env()
+    summary_path = output_dir / (shard_summary_name(index, count) if shard else SUMMARY_NAME)
+    with _process_group(world):
+        check_same_inputs(digest, len(jobs), world, input_dir)
+        jobs = jobs[index::count]
+        todo = None
+        if rank == 0:  # before any process writes: what is there and which temp files are stale
+            output_dir.mkdir(parents=True, exist_ok=True)
+            remove_stale_temp_files(jobs, [summary_path])
+            todo = [i for i, job in enumerate(jobs) if overwrite or not job.dst.exists()]
+        todo = _from_rank0(todo, world)
+        if isinstance(model, Translator):
+            translator = model
+        else:
+            translator = _load_in_turn(model, _rank_device(device, local_rank) if world > 1 else device, dtype,
+                                       backend, whole_pixels, local_rank, world)
+        if world > 1 and translator.device.type == "cpu":
+            # Launchers start each process with 1 thread; the machine's cores shared out is faster.
+            torch.set_num_threads(max(1, _cores() // local_world))
+        label = []
+        if shard:
+            label.append(f"shard {index}/{count}")
+        if world > 1:
+            label.append(f"rank 0 of {world}, {len(todo)} in all")
+        result = _convert_jobs(translator, direction, [jobs[i] for i in todo[rank::world]], quality=quality,
+                               batch_size=batch_size, tile=tile, tile_overlap=tile_overlap, fail_fast=fail_fast,
+                               workers=workers, max_pixels=max_pixels, progress=progress and rank == 0,
+                               label=", ".join(label))
+        results = _all_gather({"rank": rank, **result}, world)
+        summary = {
+            "model": str(translator.model_dir or ""), "input": str(input_dir), "output": str(output_dir),
+            "generator": translator.generator_name(direction), "format": fmt, "backend": translator.backend,
+            "dtype": str(translator.dtype).removeprefix("torch."), "shard": f"{index}/{count}" if shard else None,
+            "images_sha256": digest, "found": len(jobs), "skipped": len(jobs) - len(todo),
+            "left_out": sum(left_out.values()), "left_out_by_extension": dict(sorted(left_out.items())),
+            **_add_up(results), "processes": [{k: v for k, v in r.items() if k != "failures"} for r in results],
+        }
+        pending = None
+        if rank == 0:
+            _write_json(summary_path, summary)
+            pending = merge_shards(output_dir, count, digest) if shard else None
+        if shard:
+            summary["pending_shards"] = _from_rank0(pending, world)
+    return summary
+
+
+def _convert_jobs(translator: Translator, direction: str | None, jobs: list[Job], *, quality: int,
+                  batch_size: int | None, tile: int | str, tile_overlap: int | str, fail_fast: bool,
+                  workers: int | None, max_pixels: int | None, progress: bool, label: str) -> dict:
+    """Convert ``jobs`` with this process's ``translator``; return its counts, time and failures."""
     name = translator.generator_name(direction)
-    output_dir.mkdir(parents=True, exist_ok=True)
-    remove_stale_temp_files(output_dir)
-    todo = [job for job in jobs if overwrite or not job.dst.exists()]
     failures: list[dict] = []
     converted = 0
     start = time.perf_counter()
@@ -131,12 +362,12 @@ def convert_folder(model: str | Path | Translator, input_dir: str | Path, output
         batch_size = 1 if translator.device.type == "cpu" and translator.backend == "torch" else 4
     batch_size = max(1, batch_size)
 
-    with ThreadPoolExecutor(workers) as pool, tqdm(total=len(todo), unit="img", disable=not progress,
-                                                    dynamic_ncols=True) as bar:
+    with ThreadPoolExecutor(workers) as pool, tqdm(total=len(jobs), unit="img", disable=not progress,
+                                                    desc=label or None, dynamic_ncols=True) as bar:
         decoding: deque[tuple[Job, Future]] = deque()
         writing: deque[tuple[Job, Future]] = deque()
         groups: dict[tuple, list[tuple[Job, ImageFile]]] = defaultdict(list)
-        queue = iter(todo)
+        queue = iter(jobs)
         stop = False
 
         def fail(job: Job, reason: str) -> None:
@@ -176,7 +407,7 @@ def convert_folder(model: str | Path | Translator, input_dir: str | Path, output
                 job = next(queue, None)
                 if job is None:
                     break
-                decoding.append((job, pool.submit(read_image, job.src, max_pixels)))
+                decoding.append((job, pool.submit(read_image_file, job.src, max_pixels)))
             if not decoding:
                 break
             job, future = decoding.popleft()
@@ -202,19 +433,13 @@ def convert_folder(model: str | Path | Translator, input_dir: str | Path, output
         collect_writes(keep=0)
 
     elapsed = time.perf_counter() - start
-    summary = {
-        "model": str(translator.model_dir or ""),
-        "input": str(input_dir), "output": str(output_dir), "generator": name, "format": fmt,
-        "backend": translator.backend, "device": str(translator.device),
-        "dtype": str(translator.dtype).removeprefix("torch."),
-        "found": len(jobs), "converted": converted, "skipped": len(jobs) - len(todo), "failed": len(failures),
-        "not_attempted": len(todo) - converted - len(failures), "elapsed_s": round(elapsed, 3),
-        "images_per_s": float(f"{converted / elapsed:.4g}") if elapsed > 0 else None, "failures": failures,
-    }
-    tmp = output_dir / f"{TMP_PREFIX}{os.getpid()}-{SUMMARY_NAME}"
-    tmp.write_text(json.dumps(summary, indent=2, ensure_ascii=False) + "\n")
-    os.replace(tmp, output_dir / SUMMARY_NAME)
-    return summary
+    return {"device": str(translator.device), "assigned": len(jobs), "converted": converted, "failed": len(failures),
+            "not_attempted": len(jobs) - converted - len(failures), "elapsed_s": round(elapsed, 3),
+            "failures": failures}
+
+
+def _describe_left_out(left_out: dict[str, int]) -> str:
+    return ", ".join(f"{n} {ext or '(no extension)'}" for ext, n in sorted(left_out.items(), key=lambda i: -i[1]))
 
 
 def format_summary(summary: dict) -> str:
@@ -223,6 +448,22 @@ def format_summary(summary: dict) -> str:
              + (f" ({summary['images_per_s']:.3g} images/s)" if summary["converted"] else "")]
     if summary["not_attempted"]:
         lines.append(f"stopped at the first failure: {summary['not_attempted']} images not attempted")
+    if summary["left_out"]:
+        lines.append(f"left out {summary['left_out']} files for their extension: "
+                     f"{_describe_left_out(summary['left_out_by_extension'])}")
+    if len(summary["processes"]) > 1:
+        lines.append(f"{len(summary['processes'])} processes: " + ", ".join(
+            f"rank {p['rank']} ({p['device']}) {p['converted']} in {p['elapsed_s']:.1f}s"
+            for p in summary["processes"]))
     lines += [f"  failed: {f['file']}: {f['error']}" for f in summary["failures"]]
-    lines.append(f"summary: {Path(summary['output']) / SUMMARY_NAME}")
+    output = Path(summary["output"])
+    if summary["shard"]:
+        index, count = map(int, summary["shard"].split("/"))
+        lines.append(f"summary of shard {summary['shard']}: {output / shard_summary_name(index, count)}")
+        pending = summary.get("pending_shards")
+        lines.append(f"all {count} shards done, merged summary: {output / SUMMARY_NAME}" if not pending else
+                     f"shards not finished yet: {', '.join(map(str, pending))} (the last shard to finish merges "
+                     f"every shard's summary into {output / SUMMARY_NAME})")
+    else:
+        lines.append(f"summary: {output / SUMMARY_NAME}")
     return "\n".join(lines)

@@ -2,7 +2,8 @@
 
 File naming: a model directory with one generator exports to ``MODEL_DIR/model.onnx``; one with several (CycleGAN)
 to ``MODEL_DIR/<generator>.onnx`` each (``G_A.onnx``: AtoB, ``G_B.onnx``: BtoA). Batch, height and width are
-dynamic; sides must be multiples of the generator's stride, which is stored in the file's metadata.
+dynamic; sides must be multiples of the generator's stride, which is stored in the file's metadata, with the
+generator's ``scale`` (output side / input side: 4 for a ×4 upscaler). A noise model (DCGAN) takes (batch, nz) latents.
 onnx and onnxruntime are optional dependencies (``pip install 'translate[onnx]'``), imported on first use.
 """
 
@@ -81,13 +82,29 @@ def onnx_paths(model_dir: str | Path) -> dict[str, Path]:
     return {name: model_dir / f"{name}.onnx" for name in names}
 
 
-def export_generator(net: nn.Module, path: str | Path, *, input_nc: int, size: int, opset: int = DEFAULT_OPSET,
-                     metadata: dict | None = None) -> Path:
-    """Trace ``net`` (already prepared: eval mode) on a ``size``² input into one ONNX file with dynamic axes."""
+def sample_input(spec: dict, height: int, width: int, batch: int = 1, seed: int = 0) -> torch.Tensor:
+    """A seeded input of generator ``spec``: an image in [-1, 1], or latents of a noise model."""
+    g = torch.Generator().manual_seed(seed)
+    if GENERATORS[spec["netG"]].kind == "noise":
+        return torch.randn(batch, spec["nz"], generator=g)
+    return torch.rand(batch, spec["input_nc"], height, width, generator=g) * 2 - 1
+
+
+def dynamic_axes(entry) -> dict[str, dict[int, str]]:
+    if entry.kind == "noise":
+        return {"input": {0: "batch"}, "output": {0: "batch"}}
+    # An upscaler's output sides are not the input's: other names, or ONNX would take them for equal.
+    output = _DYNAMIC if entry.scale == 1 else {0: "batch", 2: "out_height", 3: "out_width"}
+    return {"input": _DYNAMIC, "output": output}
+
+
+def export_generator(net: nn.Module, path: str | Path, x: torch.Tensor, *, axes: dict | None = None,
+                     opset: int = DEFAULT_OPSET, metadata: dict | None = None) -> Path:
+    """Trace ``net`` (already prepared: eval mode) on the input ``x`` into one ONNX file with ``axes`` dynamic
+    (default: batch, height and width of an image-to-image generator)."""
     onnx = _require("onnx")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    x = torch.rand(1, input_nc, size, size, generator=torch.Generator().manual_seed(0)) * 2 - 1
     with torch.no_grad(), warnings.catch_warnings():
         # Expected and harmless: instance norm always uses input statistics (and checks its size in Python);
         # reflection pads keep a Slice op.
@@ -95,7 +112,7 @@ def export_generator(net: nn.Module, path: str | Path, *, input_nc: int, size: i
         warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)  # instance norm's size check
         # The TorchScript exporter needs no onnxscript and writes a single file (no external data under 2 GB).
         torch.onnx.export(net, (x,), str(path), dynamo=False, opset_version=opset, input_names=["input"],
-                          output_names=["output"], dynamic_axes={"input": _DYNAMIC, "output": _DYNAMIC})
+                          output_names=["output"], dynamic_axes=axes or {"input": _DYNAMIC, "output": _DYNAMIC})
     if metadata:
         model = onnx.load(str(path))
         onnx.helper.set_model_props(model, {k: str(v) for k, v in metadata.items()})
@@ -139,14 +156,17 @@ def export_onnx(model_dir: str | Path, out: str | Path | None = None, *, directi
         spec = config["generators"][name]
         entry, size = GENERATORS[spec["netG"]], sample_size(spec["netG"])
         net = prepare_for_export(nets[name], norm_mode)
-        metadata = {"translate_generator": name, "netG": spec["netG"], "stride": entry.stride,
-                    "min_size": entry.min_size, "input_nc": spec["input_nc"], "output_nc": spec["output_nc"],
-                    "norm_mode": norm_mode, "range": "[-1, 1]",
+        metadata = {"translate_generator": name, "netG": spec["netG"], "kind": entry.kind, "scale": entry.scale,
+                    "stride": entry.stride, "min_size": entry.min_size, "input_nc": spec.get("input_nc"),
+                    "output_nc": spec.get("output_nc"), "nz": spec.get("nz"), "norm_mode": norm_mode,
+                    "range": "[-1, 1]",
                     "directions": json.dumps([d for d, g in config["directions"].items() if g == name])}
-        export_generator(net, path, input_nc=spec["input_nc"], size=size, opset=opset, metadata=metadata)
+        export_generator(net, path, sample_input(spec, size, size), axes=dynamic_axes(entry), opset=opset,
+                         metadata={k: v for k, v in metadata.items() if v is not None})
         if verify:
-            # Non-square and a different width from the traced input, so the dynamic axes are exercised too.
-            x = torch.rand(1, spec["input_nc"], size, 2 * size, generator=torch.Generator().manual_seed(1)) * 2 - 1
+            # Non-square and a different width from the traced input (a larger batch for latents), so the dynamic
+            # axes are exercised too.
+            x = sample_input(spec, size, 2 * size, batch=3 if entry.kind == "noise" else 1, seed=1)
             diff = max_abs_diff(OnnxGenerator(path), net, x)
             if not diff <= TOLERANCE:
                 path.unlink(missing_ok=True)
@@ -156,7 +176,7 @@ def export_onnx(model_dir: str | Path, out: str | Path | None = None, *, directi
                 f"on {tuple(x.shape)}")
         else:
             log(f"{path}: {name} ({spec['netG']}), opset {opset}, not verified")
-        if norm_mode == "train" and spec["use_dropout"]:
+        if norm_mode == "train" and spec.get("use_dropout"):
             log(f"note: {name} uses dropout, which is off in the ONNX file (deterministic outputs), unlike the "
                 f"PyTorch model in norm_mode 'train'")
     return paths

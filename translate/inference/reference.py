@@ -212,7 +212,7 @@ def _sha256(path: Path) -> str:
 def import_reference(checkpoint: str | Path, out_dir: str | Path, *, netG: str, norm: str | None = None,
                      ngf: int = 64, use_dropout: bool | None = None, G_B: str | Path | None = None,
                      test_mode: str = "eval", input_nc: int | None = None, output_nc: int | None = None,
-                     recipe: str | None = None) -> Path:
+                     recipe: str | None = None, direction: str = "AtoB") -> Path:
     """Convert a reference generator checkpoint (and optionally its CycleGAN partner) into a model directory.
 
     ``checkpoint`` is ``latest_net_G.pth`` (pix2pix, becomes ``G``: AtoB) or ``latest_net_G_A.pth`` with
@@ -220,9 +220,14 @@ def import_reference(checkpoint: str | Path, out_dir: str | Path, *, netG: str, 
     family: ResNets instance norm without dropout, U-Nets batch norm with dropout (as the released models).
     ``test_mode="eval"`` behaves like ``test.py --eval`` (running statistics, no dropout, deterministic);
     ``"train"`` like plain ``test.py`` (batch statistics of each input, dropout active: random outputs).
+    ``direction``: the reference's ``--direction`` at training time; with "BtoA" ``G`` (and CycleGAN's ``G_A``)
+    translates the dataset's B side into its A side, and the model directory's directions say so.
     """
     if test_mode not in ("eval", "train"):
         raise ValueError(f"test_mode must be 'eval' or 'train', not {test_mode!r}")
+    if direction not in ("AtoB", "BtoA"):
+        raise ValueError(f"direction must be 'AtoB' or 'BtoA', not {direction!r}")
+    other = "BtoA" if direction == "AtoB" else "AtoB"
     options = dict(netG=netG, norm=norm, ngf=ngf, use_dropout=use_dropout, input_nc=input_nc, output_nc=output_nc)
     files = {"G": Path(checkpoint)} if G_B is None else {"G_A": Path(checkpoint), "G_B": Path(G_B)}
     nets, specs = {}, {}
@@ -231,7 +236,7 @@ def import_reference(checkpoint: str | Path, out_dir: str | Path, *, netG: str, 
     meta = {
         "recipe": recipe or ("pix2pix" if G_B is None else "cyclegan"),
         "generators": specs,
-        "directions": {"AtoB": "G"} if G_B is None else {"AtoB": "G_A", "BtoA": "G_B"},
+        "directions": {direction: "G"} if G_B is None else {direction: "G_A", other: "G_B"},
         "norm_mode": test_mode,
         "step": 0,
         "ema": False,

@@ -130,14 +130,16 @@ def feather_weights(positions: list[int], tile: int) -> list[Tensor]:
     return weights
 
 
-def _axis_plan(length: int, padded: int, tile: int, overlap: int, stride: int):
+def _axis_plan(length: int, padded: int, tile: int, overlap: int, stride: int, scale: int = 1):
+    """Tile size and positions on the input grid; blending weights and their sum on the output grid (``scale``
+    times larger for an upscaler)."""
     tile = min(tile, padded)
     positions = tile_positions(padded, tile, overlap, stride)
-    weights = feather_weights(positions, tile)
-    total = torch.zeros(padded)
+    weights = feather_weights([p * scale for p in positions], tile * scale)
+    total = torch.zeros(padded * scale)
     for p, w in zip(positions, weights):
-        total[p:p + tile] += w
-    return tile, positions, weights, total[:length]
+        total[p * scale:(p + tile) * scale] += w
+    return tile, positions, weights, total[:length * scale]
 
 
 def _thumbnail(image: Tensor, prepare: Callable[[Tensor], Tensor], iy: Tensor, ix: Tensor, max_pixels: int,
@@ -182,7 +184,7 @@ def record_stats(forward: Callable[[Tensor], Tensor], x: Tensor, norms: list[Ima
 
 def translate_tiled(forward: Callable[[Tensor], Tensor], image: Tensor, prepare: Callable[[Tensor], Tensor], *,
                     out_channels: int, tile: int, overlap: int, stride: int, min_size: int = 1, batch_size: int = 1,
-                    norms: list[ImageNorm] | None = None, stats_pixels: int = 1024 * 1024) -> Tensor:
+                    norms: list[ImageNorm] | None = None, stats_pixels: int = 1024 * 1024, scale: int = 1) -> Tensor:
     """Translate one image tile by tile; returns its 1CHW float32 output on the CPU, in [-1, 1].
 
     ``image`` is 1CHW in any dtype (uint8 stays uint8 in memory); ``prepare`` turns a float crop of it into the
@@ -190,14 +192,15 @@ def translate_tiled(forward: Callable[[Tensor], Tensor], image: Tensor, prepare:
     handles device and dtype). ``tile`` and ``overlap`` are in pixels (``tile`` is rounded up to the stride).
     ``norms``: the generator's ``ImageNorm`` layers; their statistics come from one pass over the whole image, at
     full size when it has at most ``stats_pixels`` (then tiled ≈ whole-image output), else downscaled to that.
-    ``stats_pixels`` also bounds the memory: a batch of tiles has at most half as many pixels.
+    ``stats_pixels`` also bounds the memory: a batch of tiles has at most half as many pixels. ``scale``: the
+    generator's output side / input side (4 for a ×4 upscaler); tiles are cut on the input and blended on the output.
     """
     _, _, h, w = image.shape
     tile = padded_size(tile, stride, min_size)
     hp, wp = padded_size(h, stride, min_size), padded_size(w, stride, min_size)
     iy, ix = pad_index(h, hp), pad_index(w, wp)
-    th, ys, wys, sum_y = _axis_plan(h, hp, tile, overlap, stride)
-    tw, xs, wxs, sum_x = _axis_plan(w, wp, tile, overlap, stride)
+    th, ys, wys, sum_y = _axis_plan(h, hp, tile, overlap, stride, scale)
+    tw, xs, wxs, sum_x = _axis_plan(w, wp, tile, overlap, stride, scale)
     coords = [(i, j) for i in range(len(ys)) for j in range(len(xs))]
     try:
         if norms and len(coords) > 1:
@@ -206,7 +209,7 @@ def translate_tiled(forward: Callable[[Tensor], Tensor], image: Tensor, prepare:
             thumbnail = _thumbnail(image, prepare, iy, ix, stats_pixels, stride, min_size)
             record_stats(forward, thumbnail.contiguous(memory_format=torch.channels_last), norms)
             del thumbnail
-        out = torch.zeros(1, out_channels, h, w)
+        out = torch.zeros(1, out_channels, h * scale, w * scale)
         # The image and the float accumulator stay in memory during the tile passes: tile batches get half the
         # pixel budget of the statistics pass.
         batch_size = max(1, min(batch_size, stats_pixels // (2 * th * tw)))
@@ -215,9 +218,9 @@ def translate_tiled(forward: Callable[[Tensor], Tensor], image: Tensor, prepare:
             tiles = torch.cat([image[:, :, iy[ys[i]:ys[i] + th]][:, :, :, ix[xs[j]:xs[j] + tw]] for i, j in chunk])
             result = forward(prepare(tiles.float()))
             for k, (i, j) in enumerate(chunk):
-                y0, x0 = ys[i], xs[j]
+                y0, x0 = ys[i] * scale, xs[j] * scale
                 # Crop away what lies in the stride padding: only the input's own pixels are accumulated.
-                ch, cw = min(th, h - y0), min(tw, w - x0)
+                ch, cw = min(th, h - ys[i]) * scale, min(tw, w - xs[j]) * scale
                 if ch <= 0 or cw <= 0:
                     continue
                 weight = wys[i][:ch, None] * wxs[j][None, :cw]

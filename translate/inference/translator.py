@@ -4,8 +4,9 @@
     zebra = t(horse)                           # PIL → PIL; numpy HWC uint8/uint16 → same; torch float [0, 1] → same
     horses = t([z1, z2], direction="BtoA", batch_size=8)
 
-Images keep their size (padded to the generator's stride, then cropped back) and their alpha channel; gray and
-colour are converted to what the generator takes; large images run in tiles (``translate.inference.tiling``).
+Images keep their size (padded to the generator's stride, then cropped back), their alpha channel and their kind:
+gray and colour are converted to what the generator takes, and back (a gray photo through an RGB model comes out
+gray, as files written by ``translate convert`` do); large images run in tiles (``translate.inference.tiling``).
 """
 
 from __future__ import annotations
@@ -22,10 +23,10 @@ from PIL import Image
 from torch import Tensor
 
 from translate.devices import warn_if_slow_bf16
-from translate.inference.imageio import array_to_pil, icc_fits, pil_to_array
+from translate.imageio import array_to_pil, icc_fits, pil_to_array
 from translate.inference.tiling import install_image_norms, pad_to_stride, padded_size, translate_tiled
 from translate.networks import GENERATORS
-from translate.networks.pretrained import load_pretrained, read_config
+from translate.networks.pretrained import build_generator, load_pretrained, read_config
 
 DTYPES = {"fp32": torch.float32, "float32": torch.float32, "bf16": torch.bfloat16, "bfloat16": torch.bfloat16,
           "fp16": torch.float16, "float16": torch.float16}
@@ -88,6 +89,30 @@ def _match_channels(x: Tensor, n: int) -> Tensor:
     raise ValueError(f"cannot feed a {c}-channel image to a generator with {n} input channels")
 
 
+def _back_to_input_channels(y: Tensor, channels: int, spec: dict) -> Tensor:
+    """Output CHW → the input's colour channels when the way in changed them (gray through an RGB model comes out
+    gray, RGB through a gray model RGB); a model that changes the channels itself (colourisation) is left alone."""
+    if channels != spec["input_nc"] and spec["output_nc"] == spec["input_nc"]:
+        return _match_channels(y[None], channels)[0]
+    return y
+
+
+def _check_translates(config: dict, model_dir: Path) -> None:
+    entries = [GENERATORS.get(spec["netG"]) for spec in config["generators"].values()]
+    if any(entry and entry.kind == "noise" for entry in entries):
+        raise ValueError(f"{model_dir}: this model generates from noise: use translate sample")
+
+
+def _resize_alpha(alpha: Tensor, size) -> Tensor:
+    """1HW alpha → ``size`` (an upscaler's output), bilinear, in its own dtype."""
+    if tuple(alpha.shape[-2:]) == tuple(size):
+        return alpha
+    top = _SCALE.get(alpha.dtype)
+    resized = torch.nn.functional.interpolate(alpha[None].float(), size=tuple(size), mode="bilinear",
+                                              align_corners=False)[0]
+    return resized.round_().clamp_(0, top).to(alpha.dtype) if top else resized.clamp_(0, 1).to(alpha.dtype)
+
+
 def _split_alpha(pixels: Tensor, n: int) -> tuple[Tensor, Tensor | None]:
     """CHW pixels → colour and alpha: a 2nd (gray) or 4th (RGB) channel the generator does not take is alpha."""
     c = pixels.shape[0]
@@ -104,9 +129,16 @@ def _from_unit(y: Tensor, dtype: torch.dtype) -> Tensor:
     return y.add_(1).mul_(0.5).clamp_(0, 1).to(dtype)
 
 
-def _check_dtype(dtype, where: str) -> None:
-    if dtype not in (torch.uint8, torch.uint16, torch.float16, torch.bfloat16, torch.float32, torch.float64):
-        raise TypeError(f"{where}: unsupported dtype {dtype} (uint8, uint16, or float in [0, 1])")
+def _check_pixels(pixels: Tensor, where: str) -> None:
+    """uint8, uint16, or float in [0, 1]: float data in 0..255 would otherwise be clipped to white without a word."""
+    if pixels.dtype in (torch.uint8, torch.uint16):
+        return
+    if pixels.dtype not in (torch.float16, torch.bfloat16, torch.float32, torch.float64):
+        raise TypeError(f"{where}: unsupported dtype {pixels.dtype} (uint8, uint16, or float in [0, 1])")
+    if pixels.numel() and not (pixels.min() >= 0 and pixels.max() <= 1):  # NaN fails both comparisons
+        low, high = pixels.min().item(), pixels.max().item()
+        raise ValueError(f"{where}: float pixels must lie in [0, 1], these span {low:.4g}..{high:.4g} (divide 8-bit "
+                         f"values by 255, or pass uint8)")
 
 
 def _unpack(images):
@@ -135,10 +167,10 @@ def _unpack(images):
             # Read-only arrays (np.asarray of a PIL image) are fine: the pixels are only read.
             warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
             pixels = torch.from_numpy(array).permute(2, 0, 1)
-        _check_dtype(pixels.dtype, "numpy image")
+        _check_pixels(pixels, "numpy image")
         return [pixels], partial(_to_numpy, squeeze=images.ndim == 2)
     if isinstance(images, Tensor):
-        _check_dtype(images.dtype, "tensor image")
+        _check_pixels(images, "tensor image")
         if images.ndim == 3:
             return [images.detach().cpu()], lambda outputs: _to_tensor(outputs[0], images.device)
         if images.ndim == 4:
@@ -172,7 +204,8 @@ class Translator:
 
     Call it with a PIL image, a numpy HWC (or HW) array of uint8/uint16/float in [0, 1], a torch CHW or BCHW tensor
     (float in [0, 1] as torchvision's ``to_tensor``, or uint8), or a list of those: you get the same kinds back,
-    same size, same dtype, with the generator's channels plus the input's alpha channel, unchanged. A PIL image's
+    same size, same dtype, gray for gray (PIL "L"/"I;16", 2-D arrays) unless the model itself makes colour, plus the
+    input's alpha channel, unchanged. Float pixels outside [0, 1] are refused (ValueError). A PIL image's
     pixels are taken as they are (``ImageOps.exif_transpose`` first for upright photos; folder conversion does it).
 
     ``tile``: "auto" runs images above ``whole_pixels`` (1 MP on the CPU, ≥ 4 MP on GPUs) in tiles of 512 px (CPU) or
@@ -208,8 +241,13 @@ class Translator:
         self.tile_size = TILE[kind]
         self.tile_overlap = tile_overlap
         ngf = max(spec.get("ngf", 64) for spec in self.specs.values())
-        self.whole_pixels = whole_pixels or default_whole_pixels(self.device, dtype, ngf)
+        # A ×s upscaler's output and late activations have s² times the input's pixels: the budget shrinks with it.
+        scale = max(GENERATORS[spec["netG"]].scale for spec in self.specs.values())
+        self.whole_pixels = whole_pixels or default_whole_pixels(self.device, dtype, ngf) // scale**2
         self._warned = set()
+        self._receptive_fields: dict[str, int | None] = {}
+        for name in self.specs:
+            self._check_tile(name, tile)
 
     @classmethod
     def from_pretrained(cls, model_dir: str | Path, *, device: str | torch.device = "auto",
@@ -219,9 +257,19 @@ class Translator:
         """Load ``model_dir`` (``config.json`` + safetensors; EMA weights when the run kept them, which the trainer
         exports as the weights). ``backend="onnxruntime"`` runs the exported ``.onnx`` files instead (``onnx``: a
         file for a one-generator model), on the providers onnxruntime picks; ``device``/``dtype`` then do not apply.
+        ``dtype="auto"``: bf16 where the device runs it natively and the model's output stays close to fp32, else
+        fp32; ``backend="auto"``: onnxruntime where it is faster for this model (``translate.inference.autotune``).
         """
         model_dir = Path(model_dir)
+        _check_translates(read_config(model_dir), model_dir)
         options = dict(tile=tile, tile_overlap=tile_overlap, whole_pixels=whole_pixels)
+        onnx_files = None
+        if backend == "auto" or (backend == "torch" and str(dtype) == "auto"):
+            from translate.inference.autotune import choose  # measured once per model and machine, then cached
+
+            device = resolve_device(device)
+            choice = choose(model_dir, device, dtype, backend)
+            backend, dtype, onnx_files = choice.backend, choice.dtype, choice.onnx
         if backend == "torch":
             config, nets = load_pretrained(model_dir)
             device = resolve_device(device)
@@ -230,14 +278,14 @@ class Translator:
             from translate.inference.export import onnx_paths
 
             config = read_config(model_dir)
-            paths = onnx_paths(model_dir)
+            paths = onnx_files or onnx_paths(model_dir)
             if onnx is not None:
                 if len(paths) != 1:
                     raise ValueError(f"onnx= names one file but {model_dir} has generators {', '.join(paths)}")
                 paths = {next(iter(paths)): Path(onnx)}
             translator = cls(paths, config, device="cpu", dtype=torch.float32, backend=backend, **options)
         else:
-            raise ValueError(f"unknown backend {backend!r}: torch or onnxruntime")
+            raise ValueError(f"unknown backend {backend!r}: auto, torch or onnxruntime")
         translator.model_dir = model_dir
         return translator
 
@@ -286,6 +334,8 @@ class Translator:
         """CHW tensors (uint8, uint16 or float in [0, 1]; alpha included) → their translations, same dtype."""
         spec = self.specs[name]
         stride, min_size = self._geometry(name)
+        scale = GENERATORS[spec["netG"]].scale
+        self._check_tile(name, tile)
         if self.backend == "onnxruntime" and self.norm_mode == "train":
             batch_size = 1  # the exported batch norm pools its statistics over the batch
         results: list[Tensor | None] = [None] * len(pixels)
@@ -303,7 +353,7 @@ class Translator:
                 colours, alphas = zip(*(_split_alpha(pixels[i], spec["input_nc"]) for i in chunk))
                 x = self._prepare(torch.stack(colours).float(), dtype, spec["input_nc"])
                 try:
-                    y = self._forward(name, pad_to_stride(x, stride, min_size))[..., :h, :w]
+                    y = self._forward(name, pad_to_stride(x, stride, min_size))[..., :h * scale, :w * scale]
                 except torch.OutOfMemoryError:
                     if self.device.type == "cuda":
                         torch.cuda.empty_cache()
@@ -315,12 +365,26 @@ class Translator:
                         results[i] = self._translate_tiled(name, pixels[i], batch_size, tile, tile_overlap)
                     continue
                 for k, i in enumerate(chunk):
-                    results[i] = self._finish(y[k], alphas[k], dtype)
+                    results[i] = self._finish(y[k], colours[k].shape[0], alphas[k], dtype, spec)
         return results
 
     def _geometry(self, name: str) -> tuple[int, int]:
         entry = GENERATORS[self.specs[name]["netG"]]
         return entry.stride, entry.min_size
+
+    def _check_tile(self, name: str, tile: int | str) -> None:
+        """Refuse tiles smaller than the input an output pixel depends on (for generators that state it): each tile
+        would then lack part of its pixels' context."""
+        if tile == "auto" or not tile:
+            return
+        if name not in self._receptive_fields:
+            net = self.generators[name]
+            net = net if isinstance(net, torch.nn.Module) else build_generator(self.specs[name])
+            self._receptive_fields[name] = getattr(net, "receptive_field", None)
+        field = self._receptive_fields[name]
+        if field and int(tile) < field:
+            raise ValueError(f"tile {tile} px is smaller than the receptive field of {self.specs[name]['netG']} "
+                             f"({field} input px): use a tile of at least {field} px, or 0 for none")
 
     def _needs_tiles(self, h: int, w: int, stride: int, min_size: int, tile: int | str) -> bool:
         hp, wp = padded_size(h, stride, min_size), padded_size(w, stride, min_size)
@@ -335,9 +399,9 @@ class Translator:
         return _match_channels(x * (2 / _SCALE.get(dtype, 1.0)) - 1, n)
 
     @staticmethod
-    def _finish(y: Tensor, alpha: Tensor | None, dtype: torch.dtype) -> Tensor:
-        y = _from_unit(y, dtype)
-        return y if alpha is None else torch.cat([y, alpha])
+    def _finish(y: Tensor, channels: int, alpha: Tensor | None, dtype: torch.dtype, spec: dict) -> Tensor:
+        y = _from_unit(_back_to_input_channels(y, channels, spec), dtype)
+        return y if alpha is None else torch.cat([y, _resize_alpha(alpha, y.shape[-2:])])
 
     def _generator(self, name: str):
         net = self.generators[name]
@@ -375,8 +439,9 @@ class Translator:
         prepare = partial(self._prepare, dtype=pixels.dtype, n=spec["input_nc"])
         y = translate_tiled(partial(self._forward, name), colour[None], prepare, out_channels=spec["output_nc"],
                             tile=size, overlap=overlap, stride=stride, min_size=min_size,
-                            batch_size=max(1, batch_size), norms=norms, stats_pixels=self.whole_pixels)
-        return self._finish(y[0], alpha, pixels.dtype)
+                            batch_size=max(1, batch_size), norms=norms, stats_pixels=self.whole_pixels,
+                            scale=GENERATORS[spec["netG"]].scale)
+        return self._finish(y[0], colour.shape[0], alpha, pixels.dtype, spec)
 
     def _warn_once(self, key: str, message: str) -> None:
         if key not in self._warned:

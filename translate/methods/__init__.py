@@ -1,14 +1,21 @@
-"""Recipes: which networks a method has and what its losses are. The engine does everything else.
+"""Recipes: which networks a method has, how they are trained together, and what their losses are.
 
-A recipe never touches the accelerator, optimizers, devices or files. Register new ones with
-``@register_recipe("name")`` and train them with ``model.recipe=name``.
+A recipe is one file. It declares its options (a dataclass with the paper's defaults: config section
+``model.<recipe name>``), the paper defaults it wants for shared keys, its networks by role, its optimizer groups and
+its phases, and writes its losses. It never touches the accelerator, optimizers, devices or files: the engine
+(translate.engine.trainer) does. Register new ones with ``@register_recipe("name")`` and train them with
+``model.recipe=name``; ``model.recipe=path/to/file.py:name`` imports a recipe file from outside the package.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from enum import Enum
+from typing import Any, ClassVar
+
 from torch import Tensor, nn
 
-from translate.config import Config
+from translate.losses import adversarial_loss, discriminator_terms, r1_penalty
 
 RECIPES: dict[str, type[Recipe]] = {}
 
@@ -22,54 +29,142 @@ def register_recipe(name: str):
     return decorator
 
 
-class Recipe:
-    """The contract between a method and the engine.
+class Role(Enum):
+    exported = "exported"  # a generator: trained, EMA-averaged (train.ema), written to model/
+    discriminator = "discriminator"  # trained, not exported; DiffAugment and R1 apply to it
+    auxiliary = "auxiliary"  # trained with its group, neither averaged nor exported (e.g. CUT's feature MLP)
 
-    ``generators`` / ``discriminators`` are the paper names of the networks; ``directions`` maps a translation
-    direction ("AtoB") to the generator that performs it, for the exported model. The loss functions receive the
-    networks (possibly wrapped for distributed training) by name and return named loss terms; the engine sums,
-    logs and back-propagates them: the generator phase first, with the discriminators frozen, then the
-    discriminator phase, which may reuse the generator phase's ``outputs`` (detached) instead of recomputing them.
+
+@dataclass(frozen=True)
+class Phase:
+    """One backward and one optimizer step of ``group``, on the loss terms that recipe method ``loss`` returns.
+
+    every: run on optimizer steps that are multiples of it (lazy regularisation; the recipe scales the loss by it);
+    repeat: run this many times per step (D steps per G step, WGAN-GP's n_critic).
     """
 
-    name = ""
-    generators: tuple[str, ...] = ()
-    discriminators: tuple[str, ...] = ()
+    group: str
+    loss: str
+    every: int = 1
+    repeat: int = 1
 
-    def __init__(self, config: Config):
+
+class Recipe:
+    """The contract between a method and the engine (see the module docstring); the defaults give a GAN whose
+    generators ``G*`` are trained against discriminators ``D*``: phase G, then phase D, plus lazy R1 and n_critic
+    from ``model.*``.
+
+    Loss methods take ``(nets, batch, ctx)``: the networks by name (the modules themselves, so ``G(x, layers=...)``
+    and hooks work), the batch, and a dict shared by the phases of this batch (e.g. the G phase leaves its fakes
+    there for the D phase and the samples). They return named loss terms; the engine sums, logs and backprops.
+    """
+
+    name: ClassVar[str] = ""
+    options: ClassVar[type | None] = None  # dataclass -> config section model.<name>
+    defaults: ClassVar[dict[str, dict[str, Any]]] = {}  # e.g. {"model": {"netG": "unet_256"}, "data": {...}}
+    networks: ClassVar[dict[str, Role]] = {}
+    groups: ClassVar[dict[str, tuple[str, ...]]] = {}  # optimizer group -> its networks; lr/betas: train.optimizers
+
+    def __init__(self, config):
         self.config = config
+        self.opt = getattr(config.model, self.name, None)  # this recipe's typed options section
+
+    # -- networks ------------------------------------------------------------------------------------------------
+    def build(self) -> dict[str, nn.Module]:
+        """Create the networks known before any data, initialised, keyed by name."""
+        raise NotImplementedError
+
+    def build_after_first_batch(self, nets: dict[str, nn.Module], batch: dict) -> dict[str, nn.Module]:
+        """Networks sized from data (CUT's MLP from G's features); called once, before the optimizers exist."""
+        return {}
+
+    def names(self, role: Role) -> tuple[str, ...]:
+        return tuple(n for n, r in self.networks.items() if r is role)
 
     @property
     def directions(self) -> dict[str, str]:
-        return {"AtoB": self.generators[0]}
+        """Translation direction ("AtoB") -> exported generator, for the exported model."""
+        return {"AtoB": self.names(Role.exported)[0]}
 
-    def build(self) -> dict[str, nn.Module]:
-        """Create every network, initialised, keyed by paper name."""
+    def export_spec(self, name: str) -> dict:
+        """Architecture of exported network ``name`` for the model's config.json."""
         raise NotImplementedError
 
-    def generator_spec(self, name: str) -> dict:
-        """Architecture of generator ``name`` for the exported model's config.json."""
+    # -- training ------------------------------------------------------------------------------------------------
+    def phases(self) -> list[Phase]:
+        m = self.config.model
+        phases = [Phase("G", "generator_loss"), Phase("D", "discriminator_loss", repeat=m.n_critic)]
+        if m.r1_gamma > 0 and m.r1_every > 1:
+            phases.append(Phase("D", "r1_loss", every=m.r1_every))
+        return phases
+
+    def real_images(self, batch: dict) -> dict[str, Tensor]:
+        """What each discriminator sees as real, by name (used by R1)."""
         raise NotImplementedError
 
-    def generator_loss(self, nets: dict[str, nn.Module], batch: dict) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
-        """Return (loss terms, outputs for the discriminator phase and the samples)."""
-        raise NotImplementedError
+    def r1_loss(self, nets, batch, ctx) -> dict[str, Tensor]:
+        """γ/2 · R1 on every discriminator's reals; lazy (every k steps) runs scale it by k (Karras et al. 2020)."""
+        m = self.config.model
+        scale = m.r1_gamma / 2 * (m.r1_every if m.r1_every > 1 else 1)
+        reals = self.real_images(batch)
+        return {f"loss_{name}_r1": scale * r1_penalty(nets[name], real) for name, real in reals.items()}
 
-    def discriminator_loss(self, nets: dict[str, nn.Module], batch: dict, outputs: dict[str, Tensor]
-                           ) -> dict[str, Tensor]:
-        raise NotImplementedError
+    def adversarial(self, prediction: Tensor) -> Tensor:
+        """G's adversarial term: D should call its output real."""
+        return adversarial_loss(prediction, True, self.config.model.gan_mode, for_discriminator=False)
 
-    def visuals(self, batch: dict, outputs: dict[str, Tensor]) -> list[Tensor]:
+    def judge(self, nets, name: str, real: Tensor, fake: Tensor) -> dict[str, Tensor]:
+        """Discriminator ``name``'s loss on a real and a (detached) fake batch, with the penalties the config asks
+        for: WGAN-GP's gradient penalty, and R1 when it is not lazy (model.r1_every=1)."""
+        m = self.config.model
+        terms = discriminator_terms(nets[name], real, fake.detach(), m.gan_mode, m.lambda_gp, name=name)
+        if m.r1_gamma > 0 and m.r1_every == 1:
+            terms[f"loss_{name}_r1"] = m.r1_gamma / 2 * r1_penalty(nets[name], real)
+        return terms
+
+    def visuals(self, batch: dict, ctx: dict) -> list[Tensor]:
         """Image batches in [-1, 1] shown side by side in sample grids, e.g. [real_A, fake_B, real_B]."""
         raise NotImplementedError
 
     def state_dict(self) -> dict:
-        """State outside the networks that must survive a resume (e.g. image pools)."""
+        """State outside the networks that must survive a resume (e.g. image pools), per process."""
         return {}
 
     def load_state_dict(self, state: dict) -> None:
         pass
 
 
+def build_discriminator(config, input_nc: int) -> nn.Module:
+    """``model.netD`` with the D options every recipe shares: spectral norm, a minibatch-stddev layer."""
+    from translate.networks import create_discriminator
+    from translate.networks.layers import add_minibatch_stddev, apply_spectral_norm
+
+    m = config.model
+    net = create_discriminator(m.netD, input_nc=input_nc, ndf=m.ndf, n_layers=m.n_layers_D, norm=m.norm,
+                               init_type=m.init_type, init_gain=m.init_gain)
+    if m.minibatch_stddev:
+        net = add_minibatch_stddev(net)
+    if m.spectral_norm:
+        net = apply_spectral_norm(net)
+    return net
+
+
+def build_generator(config, input_nc: int, output_nc: int) -> nn.Module:
+    """``model.netG`` with the shared generator options."""
+    from translate.networks import create_generator
+
+    m = config.model
+    return create_generator(m.netG, input_nc=input_nc, output_nc=output_nc, ngf=m.ngf, norm=m.norm,
+                            use_dropout=not m.no_dropout, init_type=m.init_type, init_gain=m.init_gain)
+
+
+def image_spec(config, input_nc: int, output_nc: int) -> dict:
+    """The exported spec of a ``build_generator`` network."""
+    from translate.networks.pretrained import generator_spec
+
+    m = config.model
+    return generator_spec(m.netG, m.ngf, m.norm, not m.no_dropout, input_nc, output_nc)
+
+
 # Register the built-in recipes.
-from translate.methods import cyclegan, pix2pix  # noqa: E402, F401
+from translate.methods import cut, cyclegan, pix2pix  # noqa: E402, F401

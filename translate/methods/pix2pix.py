@@ -2,63 +2,63 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 
-from translate.losses import adversarial_loss, discriminator_terms, l1_loss
-from translate.methods import Recipe, register_recipe
+from translate.losses import l1_loss
+from translate.methods import Recipe, Role, build_discriminator, build_generator, image_spec, register_recipe
 from translate.methods.image_pool import ImagePool
-from translate.networks import create_discriminator, create_generator
-from translate.networks.pretrained import generator_spec
+
+
+@dataclass
+class Pix2PixOptions:
+    lambda_L1: float = 100.0
+    pool_size: int = 0  # the reference uses no image pool for pix2pix
 
 
 @register_recipe("pix2pix")
 class Pix2Pix(Recipe):
-    generators = ("G",)
-    discriminators = ("D",)
+    options = Pix2PixOptions
+    # The reference's pix2pix defaults (train.py --model pix2pix).
+    defaults = {"model": {"netG": "unet_256", "norm": "batch", "gan_mode": "vanilla"},
+                "data": {"dataset_mode": "aligned"}}
+    networks = {"G": Role.exported, "D": Role.discriminator}
+    groups = {"G": ("G",), "D": ("D",)}
 
     def __init__(self, config):
         super().__init__(config)
-        # The reference uses no pool for pix2pix (pool_size 0); honour the option if a user sets it.
-        self.fake_pool = ImagePool(config.model.pool_size, config.train.seed)
+        self.fake_pool = ImagePool(self.opt.pool_size, config.train.seed)
 
     @property
     def directions(self):
         return {self.config.data.direction: "G"}
 
-    def generator_spec(self, name):
+    def export_spec(self, name):
         m = self.config.model
-        return generator_spec(m.netG, m.ngf, m.norm, not m.no_dropout, m.input_nc, m.output_nc)
+        return image_spec(self.config, m.input_nc, m.output_nc)
 
     def build(self):
         m = self.config.model
-        init = {"init_type": m.init_type, "init_gain": m.init_gain}
-        return {
-            "G": create_generator(m.netG, input_nc=m.input_nc, output_nc=m.output_nc, ngf=m.ngf, norm=m.norm,
-                                  use_dropout=not m.no_dropout, **init),
-            # The conditional D judges the (input, output) pair.
-            "D": create_discriminator(m.netD, input_nc=m.input_nc + m.output_nc, ndf=m.ndf, n_layers=m.n_layers_D,
-                                      norm=m.norm, **init),
-        }
+        # The conditional D judges the (input, output) pair.
+        return {"G": build_generator(self.config, m.input_nc, m.output_nc),
+                "D": build_discriminator(self.config, m.input_nc + m.output_nc)}
 
-    def generator_loss(self, nets, batch):
-        m = self.config.model
+    def generator_loss(self, nets, batch, ctx):
         real_A, real_B = batch["A"], batch["B"]
-        fake_B = nets["G"](real_A)
-        prediction = nets["D"](torch.cat([real_A, fake_B], 1))
-        terms = {
-            "loss_G_GAN": adversarial_loss(prediction, True, m.gan_mode, for_discriminator=False),
-            "loss_G_L1": m.lambda_L1 * l1_loss(fake_B, real_B),
-        }
-        return terms, {"fake_B": fake_B}
+        fake_B = ctx["fake_B"] = nets["G"](real_A)
+        return {"loss_G_GAN": self.adversarial(nets["D"](torch.cat([real_A, fake_B], 1))),
+                "loss_G_L1": self.opt.lambda_L1 * l1_loss(fake_B, real_B)}
 
-    def discriminator_loss(self, nets, batch, outputs):
-        m = self.config.model
-        real_AB = torch.cat([batch["A"], batch["B"]], 1)
-        fake_AB = self.fake_pool.query(torch.cat([batch["A"], outputs["fake_B"].detach()], 1))
-        return discriminator_terms(nets["D"], real_AB, fake_AB, m.gan_mode, m.lambda_gp)
+    def discriminator_loss(self, nets, batch, ctx):
+        fake_AB = self.fake_pool.query(torch.cat([batch["A"], ctx["fake_B"].detach()], 1))
+        return self.judge(nets, "D", self.real_images(batch)["D"], fake_AB)
 
-    def visuals(self, batch, outputs):
-        return [batch["A"], outputs["fake_B"], batch["B"]]
+    def real_images(self, batch):
+        return {"D": torch.cat([batch["A"], batch["B"]], 1)}
+
+    def visuals(self, batch, ctx):
+        return [batch["A"], ctx["fake_B"], batch["B"]]
 
     def state_dict(self):
         return {"fake_pool": self.fake_pool.state_dict()}

@@ -1,15 +1,20 @@
 """Generators and discriminators by name: a registry of builders, like timm's ``create_model``.
 
 Users add their own with ``@register_generator("name")`` / ``@register_discriminator("name")`` and train them by
-setting ``model.netG`` / ``model.netD`` to that name.
+setting ``model.netG`` / ``model.netD`` to that name. A generator's exported spec is ``{"netG": name, **the builder's
+keyword arguments}``, so any registered builder can be rebuilt from a model's ``config.json``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from torch import nn
+
+KINDS = ("image", "noise")  # what a generator takes: an image (translation, super-resolution) or a latent vector
+# The keyword arguments of an image-to-image builder and their defaults: ``create_generator("unet_256")`` works.
+IMAGE_DEFAULTS = {"input_nc": 3, "output_nc": 3, "ngf": 64, "norm": "batch", "use_dropout": False}
 
 
 @dataclass(frozen=True)
@@ -17,17 +22,30 @@ class Entry:
     build: Callable[..., nn.Module]
     stride: int = 1  # input height and width must be multiples of this
     min_size: int = 1  # smallest input side the network accepts
+    kind: str = "image"
+    scale: int = 1  # output side / input side: 1 for translation, 4 for a ×4 super-resolution network
+    defaults: dict = field(default_factory=dict)  # keyword arguments the builder gets unless given
 
 
 GENERATORS: dict[str, Entry] = {}
 DISCRIMINATORS: dict[str, Entry] = {}
 
 
-def register_generator(name: str, *, stride: int = 4, min_size: int | None = None):
-    """Register ``build(input_nc, output_nc, ngf, norm, use_dropout) -> nn.Module`` under ``name``."""
+def register_generator(name: str, *, stride: int = 4, min_size: int | None = None, kind: str = "image",
+                       scale: int = 1, defaults: dict | None = None):
+    """Register a builder ``build(**options) -> nn.Module`` under ``name``.
+
+    ``kind="image"`` builders take ``input_nc, output_nc, ngf, norm, use_dropout`` (defaults: ``IMAGE_DEFAULTS``,
+    unless ``defaults`` is given) and may take more keywords; ``kind="noise"`` builders take a latent size ``nz``
+    and whatever else they need, with their own defaults. ``scale``: output size / input size of an image builder.
+    """
+    if kind not in KINDS:
+        raise ValueError(f"generator {name!r}: unknown kind {kind!r} ({', '.join(KINDS)})")
+    if defaults is None:
+        defaults = IMAGE_DEFAULTS if kind == "image" else {}
 
     def decorator(build):
-        GENERATORS[name] = Entry(build, stride, stride if min_size is None else min_size)
+        GENERATORS[name] = Entry(build, stride, stride if min_size is None else min_size, kind, scale, dict(defaults))
         return build
 
     return decorator
@@ -49,18 +67,16 @@ def _lookup(registry: dict[str, Entry], kind: str, name: str) -> Entry:
     return registry[name]
 
 
-def create_generator(
-    name: str,
-    *,
-    input_nc: int = 3,
-    output_nc: int = 3,
-    ngf: int = 64,
-    norm: str = "batch",
-    use_dropout: bool = False,
-    init_type: str | None = "normal",
-    init_gain: float = 0.02,
-) -> nn.Module:
-    net = _lookup(GENERATORS, "generator", name).build(input_nc, output_nc, ngf, norm, use_dropout)
+def generator_entry(name: str) -> Entry:
+    return _lookup(GENERATORS, "generator", name)
+
+
+def create_generator(name: str, *, init_type: str | None = "normal", init_gain: float = 0.02,
+                     **options) -> nn.Module:
+    """Build generator ``name`` with ``options`` (its builder's keyword arguments, over the registered defaults),
+    initialised by ``init_type`` (None: leave the weights as built, e.g. to load a checkpoint into)."""
+    entry = generator_entry(name)
+    net = entry.build(**{**entry.defaults, **options})
     if init_type:
         init_weights(net, init_type, init_gain)
     return net
@@ -105,4 +121,4 @@ def init_weights(net: nn.Module, init_type: str = "normal", gain: float = 0.02) 
 
 
 # Register the built-in networks.
-from translate.networks import discriminators, generators  # noqa: E402, F401
+from translate.networks import dcgan, discriminators, generators, sr  # noqa: E402, F401

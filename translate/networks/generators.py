@@ -1,15 +1,41 @@
 """Generators of the reference implementation: ResNet (CycleGAN) and U-Net (pix2pix).
 
-Layer order and module nesting follow the reference exactly, so its ``state_dict`` keys load unchanged.
+Layer order and module nesting follow the reference exactly, so its ``state_dict`` keys load unchanged. With
+``upsample="resize_conv"`` every transposed convolution becomes a nearest-neighbour ×2 resize followed by a 3×3
+convolution (Odena et al. 2016, "Deconvolution and Checkerboard Artifacts"), at the same place in the module tree.
 """
 
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from translate.networks import register_generator
 from translate.networks.layers import conv_bias, norm_layer
+
+UPSAMPLE = ("transpose", "resize_conv")
+
+
+class ResizeConv2d(nn.Conv2d):
+    """×2 nearest-neighbour upsampling, then a 3×3 convolution: every output pixel sees the same number of input
+    pixels, so no checkerboard pattern. One module in place of the transposed convolution, so the other keys stay."""
+
+    def __init__(self, in_channels: int, out_channels: int, bias: bool = True):
+        super().__init__(in_channels, out_channels, 3, padding=1, bias=bias, padding_mode="reflect")
+
+    def forward(self, x):
+        return super().forward(F.interpolate(x, scale_factor=2, mode="nearest"))
+
+
+def up_conv(in_channels: int, out_channels: int, kernel_size: int, upsample: str, bias: bool = True,
+            **transpose) -> nn.Module:
+    """A ×2 upsampling convolution: the reference's ``ConvTranspose2d`` or a ``ResizeConv2d``."""
+    if upsample == "transpose":
+        return nn.ConvTranspose2d(in_channels, out_channels, kernel_size, stride=2, bias=bias, **transpose)
+    if upsample == "resize_conv":
+        return ResizeConv2d(in_channels, out_channels, bias=bias)
+    raise ValueError(f"unknown upsample {upsample!r} ({', '.join(UPSAMPLE)})")
 
 
 class ResnetBlock(nn.Module):
@@ -29,7 +55,8 @@ class ResnetBlock(nn.Module):
 class ResnetGenerator(nn.Module):
     """c7s1-ngf, two stride-2 downsamplings, ``n_blocks`` residual blocks, two upsamplings, c7s1-output_nc, tanh."""
 
-    def __init__(self, input_nc: int, output_nc: int, ngf: int, norm: str, use_dropout: bool, n_blocks: int):
+    def __init__(self, input_nc: int, output_nc: int, ngf: int, norm: str, use_dropout: bool, n_blocks: int,
+                 upsample: str = "transpose"):
         super().__init__()
         make_norm, bias = norm_layer(norm), conv_bias(norm)
         layers = [nn.ReflectionPad2d(3), nn.Conv2d(input_nc, ngf, 7, bias=bias), make_norm(ngf), nn.ReLU(True)]
@@ -40,7 +67,7 @@ class ResnetGenerator(nn.Module):
         for i in range(2):
             c = ngf * 2 ** (2 - i)
             layers += [
-                nn.ConvTranspose2d(c, c // 2, 3, stride=2, padding=1, output_padding=1, bias=bias),
+                up_conv(c, c // 2, 3, upsample, bias, padding=1, output_padding=1),
                 make_norm(c // 2),
                 nn.ReLU(True),
             ]
@@ -55,7 +82,7 @@ class UnetSkipConnectionBlock(nn.Module):
     """One U-Net level: down, the inner levels, up; its input is concatenated to its output (except outermost)."""
 
     def __init__(self, outer_nc, inner_nc, input_nc=None, submodule=None, *, outermost=False, innermost=False,
-                 norm="batch", use_dropout=False):
+                 norm="batch", use_dropout=False, upsample="transpose"):
         super().__init__()
         self.outermost = outermost
         make_norm, bias = norm_layer(norm), conv_bias(norm)
@@ -64,14 +91,14 @@ class UnetSkipConnectionBlock(nn.Module):
         # released checkpoints were trained with.
         down_relu, up_relu = nn.LeakyReLU(0.2, True), nn.ReLU(True)
         if outermost:
-            up = [up_relu, nn.ConvTranspose2d(inner_nc * 2, outer_nc, 4, stride=2, padding=1), nn.Tanh()]
+            up = [up_relu, up_conv(inner_nc * 2, outer_nc, 4, upsample, padding=1), nn.Tanh()]
             layers = [down_conv, submodule, *up]
         elif innermost:
-            up_conv = nn.ConvTranspose2d(inner_nc, outer_nc, 4, stride=2, padding=1, bias=bias)
-            layers = [down_relu, down_conv, up_relu, up_conv, make_norm(outer_nc)]
+            up = up_conv(inner_nc, outer_nc, 4, upsample, bias, padding=1)
+            layers = [down_relu, down_conv, up_relu, up, make_norm(outer_nc)]
         else:
-            up_conv = nn.ConvTranspose2d(inner_nc * 2, outer_nc, 4, stride=2, padding=1, bias=bias)
-            layers = [down_relu, down_conv, make_norm(inner_nc), submodule, up_relu, up_conv, make_norm(outer_nc)]
+            up = up_conv(inner_nc * 2, outer_nc, 4, upsample, bias, padding=1)
+            layers = [down_relu, down_conv, make_norm(inner_nc), submodule, up_relu, up, make_norm(outer_nc)]
             if use_dropout:
                 layers.append(nn.Dropout(0.5))
         self.model = nn.Sequential(*layers)
@@ -85,34 +112,36 @@ class UnetSkipConnectionBlock(nn.Module):
 class UnetGenerator(nn.Module):
     """U-Net with ``num_downs`` halvings: a 2**num_downs input reaches 1×1 at the bottleneck."""
 
-    def __init__(self, input_nc: int, output_nc: int, num_downs: int, ngf: int, norm: str, use_dropout: bool):
+    def __init__(self, input_nc: int, output_nc: int, num_downs: int, ngf: int, norm: str, use_dropout: bool,
+                 upsample: str = "transpose"):
         super().__init__()
-        block = UnetSkipConnectionBlock(ngf * 8, ngf * 8, innermost=True, norm=norm)
+        level = {"norm": norm, "upsample": upsample}
+        block = UnetSkipConnectionBlock(ngf * 8, ngf * 8, innermost=True, **level)
         for _ in range(num_downs - 5):
-            block = UnetSkipConnectionBlock(ngf * 8, ngf * 8, submodule=block, norm=norm, use_dropout=use_dropout)
+            block = UnetSkipConnectionBlock(ngf * 8, ngf * 8, submodule=block, use_dropout=use_dropout, **level)
         for mult in (4, 2, 1):
-            block = UnetSkipConnectionBlock(ngf * mult, ngf * mult * 2, submodule=block, norm=norm)
-        self.model = UnetSkipConnectionBlock(output_nc, ngf, input_nc, block, outermost=True, norm=norm)
+            block = UnetSkipConnectionBlock(ngf * mult, ngf * mult * 2, submodule=block, **level)
+        self.model = UnetSkipConnectionBlock(output_nc, ngf, input_nc, block, outermost=True, **level)
 
     def forward(self, x):
         return self.model(x)
 
 
 @register_generator("resnet_9blocks", stride=4, min_size=8)
-def resnet_9blocks(input_nc, output_nc, ngf, norm, use_dropout):
-    return ResnetGenerator(input_nc, output_nc, ngf, norm, use_dropout, n_blocks=9)
+def resnet_9blocks(input_nc, output_nc, ngf, norm, use_dropout, upsample="transpose"):
+    return ResnetGenerator(input_nc, output_nc, ngf, norm, use_dropout, n_blocks=9, upsample=upsample)
 
 
 @register_generator("resnet_6blocks", stride=4, min_size=8)
-def resnet_6blocks(input_nc, output_nc, ngf, norm, use_dropout):
-    return ResnetGenerator(input_nc, output_nc, ngf, norm, use_dropout, n_blocks=6)
+def resnet_6blocks(input_nc, output_nc, ngf, norm, use_dropout, upsample="transpose"):
+    return ResnetGenerator(input_nc, output_nc, ngf, norm, use_dropout, n_blocks=6, upsample=upsample)
 
 
 @register_generator("unet_256", stride=256)
-def unet_256(input_nc, output_nc, ngf, norm, use_dropout):
-    return UnetGenerator(input_nc, output_nc, 8, ngf, norm, use_dropout)
+def unet_256(input_nc, output_nc, ngf, norm, use_dropout, upsample="transpose"):
+    return UnetGenerator(input_nc, output_nc, 8, ngf, norm, use_dropout, upsample=upsample)
 
 
 @register_generator("unet_128", stride=128)
-def unet_128(input_nc, output_nc, ngf, norm, use_dropout):
-    return UnetGenerator(input_nc, output_nc, 7, ngf, norm, use_dropout)
+def unet_128(input_nc, output_nc, ngf, norm, use_dropout, upsample="transpose"):
+    return UnetGenerator(input_nc, output_nc, 7, ngf, norm, use_dropout, upsample=upsample)

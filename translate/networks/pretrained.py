@@ -7,14 +7,12 @@ Written by the trainer (``run/model``) and by the reference-checkpoint importer;
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tempfile
 from pathlib import Path
 
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file, save
 from torch import nn
 
+from translate.fileio import atomic_directory
 from translate.networks import create_generator
 
 FORMAT_VERSION = 1
@@ -22,18 +20,25 @@ FORMAT_VERSION = 1
 NORMALIZATION = {"mean": 0.5, "std": 0.5}
 
 
-def generator_spec(netG: str, ngf: int, norm: str, use_dropout: bool, input_nc: int, output_nc: int) -> dict:
+def generator_spec(netG: str, ngf: int, norm: str, use_dropout: bool, input_nc: int, output_nc: int,
+                   upsample: str = "transpose") -> dict:
     return {"netG": netG, "ngf": ngf, "norm": norm, "use_dropout": use_dropout,
-            "input_nc": input_nc, "output_nc": output_nc}
+            "input_nc": input_nc, "output_nc": output_nc, "upsample": upsample}
 
 
 def build_generator(spec: dict) -> nn.Module:
-    return create_generator(spec["netG"], input_nc=spec["input_nc"], output_nc=spec["output_nc"], ngf=spec["ngf"],
-                            norm=spec["norm"], use_dropout=spec["use_dropout"], init_type=None)
+    """Rebuild a generator, uninitialised, from its spec: ``{"netG": name, **its builder's keyword arguments}``."""
+    options = {k: v for k, v in spec.items() if k != "netG"}
+    # upsample="transpose" is every image builder's default (and what specs written before model.upsample meant):
+    # only another choice is passed on, so generators registered without an ``upsample`` argument keep loading.
+    if options.get("upsample") == "transpose":
+        del options["upsample"]
+    return create_generator(spec["netG"], **options, init_type=None)
 
 
 def save_pretrained(directory: str | Path, generators: dict[str, nn.Module], meta: dict) -> Path:
-    """Write the model directory atomically (temp dir, then rename); ``meta`` must hold ``generators`` specs and
+    """Write the model directory atomically (temp dir, then rename), readable as the umask allows (not 0700, which
+    would lock colleagues out of a shared model); ``meta`` must hold ``generators`` specs and
     ``directions`` ({"AtoB": "G_A", ...}); format and library versions are added here."""
     from translate import __version__
 
@@ -43,24 +48,12 @@ def save_pretrained(directory: str | Path, generators: dict[str, nn.Module], met
         raise ValueError(f"no architecture given for generators {sorted(missing)}")
     config = {"format_version": FORMAT_VERSION, "translate_version": __version__, "normalization": NORMALIZATION,
               **meta}
-    directory.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
-    try:
+    with atomic_directory(directory) as tmp:
         for name, net in generators.items():
             state = {k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}
-            save_file(state, tmp / f"{name}.safetensors", metadata={"format": "pt"})
+            # save() and a plain write: safetensors' save_file creates its files 0600, whatever the umask.
+            (tmp / f"{name}.safetensors").write_bytes(save(state, metadata={"format": "pt"}))
         (tmp / "config.json").write_text(json.dumps(config, indent=2) + "\n")
-        if directory.exists():
-            old = directory.with_name(f".{directory.name}.old")
-            shutil.rmtree(old, ignore_errors=True)
-            os.replace(directory, old)
-            os.replace(tmp, directory)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, directory)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return directory
 
 

@@ -1,0 +1,246 @@
+"""Plant named defects one at a time in a temporary copy of the repository and check that the tests catch each one.
+
+    python tools/mutation_check.py                 # every mutant, then a killed/survived table and the kill rate
+    python tools/mutation_check.py --list          # the mutants and the tests each one runs
+    python tools/mutation_check.py --only NAME ... # some of them (exact names)
+
+A mutant is data: (name, file, old snippet, new snippet, tests). The old snippet must occur exactly once in the file.
+Each mutant runs ``pytest -x -q`` on its tests in the copy (PYTHONPATH pointing there) with a time limit; it is
+killed when the tests fail, survived when they pass. The unmutated copy is tested first: a failing baseline would
+make every mutant look killed. See docs/testing.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@dataclass(frozen=True)
+class Mutant:
+    name: str
+    path: str  # relative to the repository root
+    old: str
+    new: str
+    tests: tuple[str, ...]  # pytest arguments: files or node ids
+
+
+LOSSES = ("tests/test_losses.py",)
+METRICS = ("tests/test_eval.py::test_psnr_by_hand", "tests/test_eval.py::test_ssim_matches_scikit_image",
+           "tests/test_eval.py::test_fid_matches_scipy_sqrtm",
+           "tests/test_eval.py::test_kid_matches_the_unbiased_estimate_by_hand",
+           "tests/test_eval.py::test_inception_score_by_hand",
+           "tests/test_eval.py::test_lpips_matches_the_formula_with_a_local_backbone")
+PIXELS = ("tests/test_tiling.py", "tests/test_convert_pixels.py")
+REPORT = ("tests/test_report.py::test_chart_points_land_where_their_values_say",
+          "tests/test_report.py::test_charts_of_several_series_share_one_scale_and_long_logs_keep_their_ends",
+          "tests/test_report.py::test_report_charts_plot_the_logged_values",
+          "tests/test_report.py::test_read_jsonl_skips_broken_lines_and_charts_handle_flat_and_single_points")
+DOWNLOAD = ("tests/test_download.py",)
+
+LOSS = "translate/losses.py"
+METRIC = "translate/evaluation/metrics.py"
+TILING = "translate/inference/tiling.py"
+IMAGEIO = "translate/imageio.py" if (ROOT / "translate/imageio.py").is_file() else "translate/inference/imageio.py"
+DL = "translate/data/download.py"
+
+MUTANTS = [
+    # losses.py
+    Mutant("loss-vanilla-targets-swapped", LOSS, "F.binary_cross_entropy_with_logits(prediction, target)",
+           "F.binary_cross_entropy_with_logits(prediction, 1 - target)", LOSSES),
+    Mutant("loss-lsgan-is-l1", LOSS, "F.mse_loss(prediction, target)", "F.l1_loss(prediction, target)", LOSSES),
+    Mutant("loss-wgan-signs-swapped", LOSS, "return -prediction.mean() if real else prediction.mean()",
+           "return prediction.mean() if real else -prediction.mean()", LOSSES),
+    Mutant("loss-hinge-without-relu", LOSS, "F.relu(1 - prediction).mean() if real",
+           "(1 - prediction).mean() if real", LOSSES),
+    Mutant("loss-hinge-generator-sign", LOSS, "return -prediction.mean()\n", "return prediction.mean()\n", LOSSES),
+    Mutant("loss-gp-no-create-graph", LOSS, "create_graph=True)\n    return ((grad",
+           "create_graph=False)\n    return ((grad", LOSSES),
+    Mutant("loss-gp-norm-over-batch", LOSS, "grad.flatten(1).norm(2, dim=1)", "grad.norm(2)", LOSSES),
+    Mutant("loss-gp-squared-norm", LOSS, "grad.flatten(1).norm(2, dim=1)", "grad.flatten(1).pow(2).sum(1)", LOSSES),
+    Mutant("loss-gp-one-alpha-per-batch", LOSS, "torch.rand(real.shape[0], 1, 1, 1,", "torch.rand(1, 1, 1, 1,",
+           LOSSES),
+    Mutant("loss-d-terms-not-halved", LOSS, "0.5 * adversarial_loss(discriminator(real)",
+           "adversarial_loss(discriminator(real)", LOSSES),
+    Mutant("loss-gp-weight-dropped", LOSS, "lambda_gp * gradient_penalty(", "gradient_penalty(", LOSSES),
+    Mutant("loss-l1-is-mse", LOSS, "return F.l1_loss(output, target)", "return F.mse_loss(output, target)", LOSSES),
+    # metrics.py
+    Mutant("fid-one-trace-twice", METRIC, "cov_a.trace() + cov_b.trace()", "2 * cov_a.trace()", METRICS),
+    Mutant("fid-mean-term-not-squared", METRIC, "(mu_a - mu_b).pow(2).sum()", "(mu_a - mu_b).abs().sum()", METRICS),
+    Mutant("fid-no-square-root", METRIC, "2 * eigenvalues.sqrt().sum()", "2 * eigenvalues.sum()", METRICS),
+    Mutant("fid-biased-covariance", METRIC, "torch.cov(a.T), torch.cov(b.T)",
+           "torch.cov(a.T, correction=0), torch.cov(b.T, correction=0)", METRICS),
+    Mutant("ssim-border-padded", METRIC, 'padding = "valid" if min(x.shape[-2:]) >= SSIM_WINDOW else "same"',
+           'padding = "same"', METRICS),
+    Mutant("ssim-window-7", METRIC, "SSIM_WINDOW = 11", "SSIM_WINDOW = 7", METRICS),
+    Mutant("psnr-20-log", METRIC, "10 * torch.log10(1.0 / mse", "20 * torch.log10(1.0 / mse", METRICS),
+    Mutant("psnr-batch-mse", METRIC, ".pow(2).flatten(1).mean(1)", ".pow(2).mean().expand(x.shape[0])", METRICS),
+    Mutant("kid-diagonal-kept", METRIC, "xx = (k_xx.sum() - k_xx.diagonal().sum()) / (m * (m - 1))",
+           "xx = k_xx.sum() / (m * m)", METRICS),
+    Mutant("is-mean-of-exponentials", METRIC, "scores.append(kl.mean().exp())", "scores.append(kl.exp().mean())",
+           METRICS),
+    Mutant("lpips-inputs-not-rescaled", METRIC, "self.net(x, y, normalize=True)", "self.net(x, y)", METRICS),
+    # tiling.py
+    Mutant("tiling-linear-ramp-over-overlap", TILING,
+           "t = (((d + 0.5) / width - 0.25) * 2).clamp(0, 1)\n    return t * t * (3 - 2 * t)",
+           "t = ((d + 0.5) / width).clamp(0, 1)\n    return t", PIXELS),
+    Mutant("tiling-smoothstep-over-whole-overlap", TILING, "t = (((d + 0.5) / width - 0.25) * 2).clamp(0, 1)",
+           "t = ((d + 0.5) / width).clamp(0, 1)", PIXELS),
+    Mutant("tiling-hard-seams", TILING, "out[0, :, y0:y0 + ch, x0:x0 + cw] += result[k, :, :ch, :cw] * weight",
+           "out[0, :, y0:y0 + ch, x0:x0 + cw] = result[k, :, :ch, :cw] * weight", PIXELS),
+    Mutant("tiling-one-axis-not-normalised", TILING, "    out /= sum_x\n", "", PIXELS),
+    Mutant("tiling-each-tile-own-statistics", TILING, 'hook.remove()\n    set_norm_mode(norms, "fixed")',
+           'hook.remove()\n    set_norm_mode(norms, "compute")', PIXELS),
+    Mutant("tiling-positions-off-the-stride-grid", TILING, "(n - 1)) // stride * stride for i in range(n)]",
+           "(n - 1)) for i in range(n)]", PIXELS),
+    Mutant("tiling-symmetric-padding", TILING, "(2 * (length - 1) - i)", "(2 * length - 1 - i)", PIXELS),
+    # the converter's output path
+    Mutant("convert-writes-black", "translate/inference/convert.py",
+           "write_image(job.dst, pixels.permute(1, 2, 0).numpy(),",
+           "write_image(job.dst, pixels.permute(1, 2, 0).numpy() * 0,", PIXELS),
+    Mutant("convert-tile-option-ignored", "translate/inference/convert.py",
+           "translate_pixels(pixels, name, batch_size=batch_size, tile=tile,",
+           "translate_pixels(pixels, name, batch_size=batch_size, tile=0,", PIXELS),
+    Mutant("jpeg-drops-red-not-alpha", IMAGEIO, "pixels = pixels[..., :-1]", "pixels = pixels[..., 1:]", PIXELS),
+    Mutant("png16-rows-not-differenced", IMAGEIO, "    filtered[1:, 1:] -= rows[:-1]\n", "", PIXELS),
+    Mutant("exif-orientation-not-applied", IMAGEIO, "_orient(pixels, orientation) if orientation in range(2, 9)",
+           "pixels if orientation in range(2, 9)", PIXELS),
+    # report charts
+    Mutant("chart-points-in-one-corner", "translate/evaluation/report.py", "(x - x0) / (x1 - x0) * w",
+           "(x - x0) // (x1 - x0) * w", REPORT),
+    Mutant("chart-y-axis-not-flipped", "translate/evaluation/report.py", "top + (1 - (y - y0) / (y1 - y0)) * h",
+           "top + (y - y0) / (y1 - y0) * h", REPORT),
+    Mutant("chart-thinning-drops-the-last-point", "translate/evaluation/report.py",
+           " + ([values[-1]] if (len(values) - 1) % step else [])", "", REPORT),
+    # archive safety and resumed downloads
+    Mutant("tar-member-checks-removed", DL, "problem = _tar_problem(member, out)", "problem = None", DOWNLOAD),
+    Mutant("tar-fifo-allowed", DL, "if not (member.isreg() or member.isdir() or member.issym() or member.islnk()):",
+           "if member.ischr() or member.isblk():", DOWNLOAD),
+    Mutant("tar-on-disk-check-skipped", DL, "return _check_on_disk(out, member.name, link, base)", "return None",
+           DOWNLOAD),
+    Mutant("inside-by-string-prefix", DL, "real.startswith(root_real + os.sep)", "real.startswith(root_real)",
+           DOWNLOAD),
+    Mutant("final-link-sweep-skipped", DL, "    _check_links(archive, out)\n", "", DOWNLOAD),
+    Mutant("zip-special-files-allowed", DL, "(0, stat.S_IFREG, stat.S_IFDIR, stat.S_IFLNK)",
+           "(0, stat.S_IFREG, stat.S_IFDIR, stat.S_IFLNK, stat.S_IFIFO, stat.S_IFCHR)", DOWNLOAD),
+    Mutant("tar-filter-error-unguarded", DL, "except filter_error as e:", "except tarfile.FilterError as e:",
+           DOWNLOAD),
+    Mutant("http-416-accepts-any-part", DL, 'get("Content-Range"))[1] == start:', 'get("Content-Range"))[1]:',
+           DOWNLOAD),
+    Mutant("http-206-offset-unchecked", DL, "if response.status == 206 and first != start:",
+           "if response.status == 206 and first is None:", DOWNLOAD),
+    # test-time preprocessing
+    Mutant("test-crop-not-centred", "translate/data/transforms.py", 'params["crop"] = (dx // 2, dy // 2)',
+           'params["crop"] = (0, 0)', ("tests/test_data_datasets.py::test_aligned_direction_channels_and_eval",)),
+]
+
+
+# Not copied: the virtual environment (gigabytes), git data, caches, runs and downloaded datasets.
+IGNORED = (".venv", ".git", "__pycache__", ".pytest_cache", ".ruff_cache", ".hypothesis", "*.egg-info", "runs",
+           ".cache", "build")
+
+
+def make_copy(root: Path) -> Path:
+    """The working tree in a temp folder (links kept as links)."""
+    copy = Path(tempfile.mkdtemp(prefix="mutants-")) / "repo"
+    shutil.copytree(root, copy, symlinks=True, ignore=shutil.ignore_patterns(*IGNORED))
+    return copy
+
+
+def check_snippets(mutants: list[Mutant], root: Path) -> list[str]:
+    """One line per mutant whose old snippet does not occur exactly once in its file."""
+    problems = []
+    for m in mutants:
+        path = root / m.path
+        count = path.read_text().count(m.old) if path.is_file() else -1
+        if count != 1:
+            where = "the file does not exist" if count < 0 else f"the old snippet occurs {count} times, not once"
+            problems.append(f"{m.name}: {m.path}: {where}")
+    return problems
+
+
+def run_tests(copy: Path, tests: tuple[str, ...], timeout: float) -> tuple[str, float]:
+    """'passed', 'failed', 'timeout' or 'error' (pytest could not run them: exit status above 1) and seconds."""
+    env = {**os.environ, "PYTHONPATH": str(copy), "PYTHONDONTWRITEBYTECODE": "1"}
+    start = time.perf_counter()
+    try:
+        done = subprocess.run([sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", *tests],
+                              cwd=copy, env=env, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return "timeout", time.perf_counter() - start
+    status = {0: "passed", 1: "failed"}.get(done.returncode, "error")
+    if status == "error":
+        print(done.stdout[-2000:] + done.stderr[-2000:], file=sys.stderr)
+    return status, time.perf_counter() - start
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--list", action="store_true", help="list the mutants and their tests, run nothing")
+    parser.add_argument("--only", nargs="+", metavar="NAME", help="run only these mutants")
+    parser.add_argument("--timeout", type=float, default=600, help="seconds per test run (default %(default)s)")
+    parser.add_argument("--repo", type=Path, default=ROOT, help="repository to copy (default: this checkout)")
+    parser.add_argument("--no-baseline", action="store_true", help="skip the run of the tests without mutants")
+    args = parser.parse_args(argv)
+
+    mutants = MUTANTS
+    if args.only:
+        unknown = sorted(set(args.only) - {m.name for m in MUTANTS})
+        if unknown:
+            parser.error(f"unknown mutant {', '.join(unknown)} (see --list)")
+        mutants = [m for m in MUTANTS if m.name in args.only]
+    if args.list:
+        for m in mutants:
+            files = dict.fromkeys(t.split("::")[0] for t in m.tests)
+            print(f"{m.name:40} {m.path:36} {' '.join(files)}")
+        return 0
+    problems = check_snippets(mutants, args.repo)
+    if problems:
+        print("error: mutants that do not apply:\n  " + "\n  ".join(problems), file=sys.stderr)
+        return 2
+
+    copy = make_copy(args.repo)
+    try:
+        if not args.no_baseline:
+            tests = tuple(dict.fromkeys(t for m in mutants for t in m.tests))
+            status, seconds = run_tests(copy, tests, args.timeout * 2)
+            print(f"baseline (no mutant): {status} in {seconds:.0f} s", flush=True)
+            if status != "passed":
+                print("error: the tests fail without any mutant; fix them first", file=sys.stderr)
+                return 2
+        results = []
+        for m in mutants:
+            path = copy / m.path
+            original = path.read_text()
+            path.write_text(original.replace(m.old, m.new))
+            try:
+                status, seconds = run_tests(copy, m.tests, args.timeout)
+            finally:
+                path.write_text(original)
+            outcome = {"failed": "killed", "timeout": "killed (timeout)", "passed": "SURVIVED"}.get(status, "error")
+            results.append((m, outcome))
+            print(f"{m.name:40} {outcome:17} {seconds:5.0f} s", flush=True)
+    finally:
+        shutil.rmtree(copy.parent, ignore_errors=True)
+
+    killed = sum(o.startswith("killed") for _, o in results)
+    counted = sum(o != "error" for _, o in results)
+    print(f"\nkilled {killed} of {counted} mutants ({100 * killed / max(counted, 1):.0f} %)"
+          + (f"; {len(results) - counted} could not run (error)" if counted < len(results) else ""))
+    for m, outcome in results:
+        if outcome in ("SURVIVED", "error"):
+            print(f"  {outcome.lower()}: {m.name} ({m.path})")
+    return 0 if killed == counted == len(results) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

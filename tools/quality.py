@@ -1,0 +1,269 @@
+#!/usr/bin/env python
+"""Quality against a known truth: train on the built-in photo2stylized data, translate its test photos, and score
+them (PSNR, SSIM, LPIPS where it runs offline) against their true stylisations, next to two baselines.
+
+    PYTHONPATH=. python tools/quality.py                                   # paper vs recommended, both recipes
+    PYTHONPATH=. python tools/quality.py --recipes cyclegan --levers diffaugment ema --seeds 0 1
+    PYTHONPATH=. python tools/quality.py --configs configs/cyclegan_recommended.yaml my.yaml --steps 800
+
+CycleGAN trains on the unpaired ``photo2stylized``, pix2pix on ``photo2stylized_paired`` (the same photos beside
+their stylisations); both are tested on the same 14 held-out photos. Baselines: "do nothing" (output = input) and
+per-channel histogram matching (the tone curves that map the pooled training photos onto their pooled
+stylisations, applied to each test photo; no test truth seen); and, as a bound for tone changes alone, each photo
+matched to its own truth.
+
+Every run gets the same budget: ``--steps`` optimizer steps, networks ``--width`` wide, ``--size`` px crops taken at
+the data's own scale (a config's load/crop ratio is kept). A config's lr schedule (n_epochs + n_epochs_decay) is
+compressed into the budget, keeping its proportions. A lever row toggles one option of a config (on if the config
+has it off, off if on). Runs are cached by their resolved config under ``--out``: rerunning reuses finished ones.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import hashlib
+import json
+import math
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from translate import Translator, load_config, train  # noqa: E402
+from translate.config import to_yaml  # noqa: E402
+from translate.data import build_dataset, ensure_builtin  # noqa: E402
+from translate.evaluation.metrics import LPIPS, psnr, ssim  # noqa: E402
+from translate.networks import GENERATORS  # noqa: E402
+
+NATIVE = 128  # side of the built-in photo2stylized images
+PAPER = {"cyclegan": "configs/cyclegan_horse2zebra.yaml", "pix2pix": "configs/pix2pix_facades.yaml"}
+RECOMMENDED = {"cyclegan": "configs/cyclegan_recommended.yaml", "pix2pix": "configs/pix2pix_recommended.yaml"}
+DATA = {
+    "cyclegan": ["data.builtin=photo2stylized", "data.dataset_mode=unaligned", "data.direction=AtoB"],
+    "pix2pix": ["data.builtin=photo2stylized_paired", "data.dataset_mode=aligned", "data.direction=AtoB"],
+}
+SHALLOWER = {"unet_256": "unet_128"}  # the same U-Net one level shallower, for the 128 px built-in images
+# name: (overrides that turn the lever on, overrides that turn it off)
+LEVERS = {
+    "diffaugment": (["train.diffaugment=color,translation,cutout"], ["train.diffaugment=''"]),
+    "augment": (["data.augment=[color_jitter,affine]"], ["data.augment=[]"]),
+    "resize_conv": (["model.upsample=resize_conv"], ["model.upsample=transpose"]),
+    "ema": (["train.ema=true"], ["train.ema=false"]),
+    "cosine": (["train.lr_policy=cosine"], ["train.lr_policy=linear"]),
+    "identity_5": (["model.lambda_identity=5.0"], ["model.lambda_identity=0.5"]),
+    "no_identity": (["model.lambda_identity=0.0"], ["model.lambda_identity=0.5"]),
+    "no_pool": (["model.pool_size=0"], ["model.pool_size=50"]),
+    "batch_norm": (["model.norm=batch"], ["model.norm=instance"]),
+    "instance_norm": (["model.norm=instance"], ["model.norm=batch"]),
+    "lr_1e-3": (["train.lr=0.001"], ["train.lr=0.0002"]),
+}
+
+
+def test_pairs() -> tuple[np.ndarray, np.ndarray]:
+    """The held-out photos and their true stylisations, uint8 (N, H, W, 3) each."""
+    folder = ensure_builtin("photo2stylized_paired") / "test"
+    pairs = np.stack([np.asarray(Image.open(p).convert("RGB")) for p in sorted(folder.glob("*.png"))])
+    return pairs[:, :, :NATIVE], pairs[:, :, NATIVE:]
+
+
+def histogram_matched(photos: np.ndarray) -> np.ndarray:
+    """Each channel through the tone curve that maps the pooled training photos' histogram onto the pooled histogram
+    of their stylisations (learnt from the training pairs only; the same curve for every test photo)."""
+    from skimage.exposure import match_histograms
+
+    folder = ensure_builtin("photo2stylized_paired") / "train"
+    pairs = np.concatenate([np.asarray(Image.open(p).convert("RGB")) for p in sorted(folder.glob("*.png"))])
+    train_A, train_B = pairs[:, :NATIVE], pairs[:, NATIVE:]
+    matched = match_histograms(train_A, train_B, channel_axis=-1)
+    # match_histograms maps equal values to equal values: read each channel's curve off the pooled images.
+    curves = np.zeros((3, 256))
+    for c in range(3):
+        values, first = np.unique(train_A[..., c], return_index=True)
+        curves[c] = np.interp(np.arange(256), values, matched[..., c].ravel()[first])
+    out = np.stack([curves[c][photos[..., c]] for c in range(3)], axis=-1)
+    return np.round(out).clip(0, 255).astype(np.uint8)
+
+
+def oracle_matched(photos: np.ndarray, truth: np.ndarray) -> np.ndarray:
+    """Each photo matched to its own truth's histograms: the best a tone curve alone can do (it peeks)."""
+    from skimage.exposure import match_histograms
+
+    return np.stack([np.round(match_histograms(p, t, channel_axis=-1)).clip(0, 255).astype(np.uint8)
+                     for p, t in zip(photos, truth)])
+
+
+def score(outputs: np.ndarray, truth: np.ndarray, lpips: LPIPS | None) -> dict[str, float]:
+    x, y = (torch.from_numpy(a).permute(0, 3, 1, 2).float() / 255 for a in (outputs, truth))
+    result = {"psnr": psnr(x, y).mean().item(), "ssim": ssim(x, y).mean().item()}
+    if lpips is not None:
+        result["lpips"] = lpips(x, y).mean().item()
+    return result
+
+
+def load_task_config(path: str, overrides: list[str] = ()):
+    # Configs for a user's own data may name no dataset yet; any built-in one lets them validate.
+    return load_config(path, ["data.builtin=photo2stylized", *overrides])
+
+
+def run_config(path: str, steps: int, size: int, width: int, seed: int, out: Path, extra: list[str]):
+    """The Config of one budgeted run of ``path`` with ``extra`` overrides."""
+    base = load_task_config(path)
+    recipe = base.model.recipe
+    if recipe not in DATA:
+        raise SystemExit(f"{path}: recipe {recipe!r} has no built-in quality task (known: {', '.join(DATA)})")
+    netG = SHALLOWER.get(base.model.netG, base.model.netG)
+    crop = max(size, GENERATORS[netG].min_size)
+    load_size = max(crop, round(NATIVE * base.data.load_size / base.data.crop_size))
+    budget = ["data.root=''", *DATA[recipe], f"model.netG={netG}", f"model.ngf={width}", f"model.ndf={width}",
+              f"data.crop_size={crop}", f"data.load_size={load_size}", "data.num_workers=0", f"train.seed={seed}",
+              f"train.max_steps={steps}", f"train.checkpoint_every={steps}", f"train.sample_every={steps}",
+              "train.progress=false", "train.report=false", "train.compile=false", "train.eval_every=0"]
+    config = load_config(path, budget + extra)
+    # The schedule, compressed into the budget: the epochs the run touches, split as the config splits them.
+    per_epoch = math.ceil(len(build_dataset(config)) / config.data.batch_size)
+    epochs = math.ceil(steps / per_epoch)
+    t = config.train
+    t.n_epochs = round(epochs * t.n_epochs / (t.n_epochs + t.n_epochs_decay))
+    t.n_epochs_decay = epochs - t.n_epochs
+    digest = hashlib.sha256(to_yaml(config).encode()).hexdigest()[:10]
+    t.output_dir = str(out / f"{Path(path).stem}-{digest}")
+    return config
+
+
+def train_once(config) -> float:
+    """Train (or reuse a finished run of the same resolved config); the training's wall time in seconds."""
+    run_dir = Path(config.train.output_dir)
+    timing = run_dir / "quality.json"
+    if timing.is_file() and (run_dir / "model" / "config.json").is_file():
+        return json.loads(timing.read_text())["seconds"]
+    if run_dir.exists():  # an interrupted run: start it again
+        import shutil
+
+        shutil.rmtree(run_dir)
+    start = time.perf_counter()
+    train(config)
+    seconds = time.perf_counter() - start
+    timing.write_text(json.dumps({"seconds": seconds}) + "\n")
+    return seconds
+
+
+def translate_all(model_dir: Path, photos: np.ndarray) -> np.ndarray:
+    translator = Translator.from_pretrained(model_dir, device="cpu")
+    return np.stack([translator(p, direction="AtoB") for p in photos])
+
+
+def lever_rows(path: str, names: list[str]) -> list[tuple[str, list[str]]]:
+    """(label, overrides) for the config itself and each lever toggled from its state in the config."""
+    rows = [(Path(path).stem, [])]
+    base = to_yaml(load_task_config(path))
+    for name in names:
+        on, off = LEVERS[name]
+        has_it = to_yaml(load_task_config(path, on)) == base
+        rows.append((f"{Path(path).stem} {'−' if has_it else '+'} {name}", off if has_it else on))
+    return rows
+
+
+def machine() -> str:
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), platform.machine()) if Path("/proc/cpuinfo").is_file() else \
+        platform.machine()
+    return f"{cpu} ({torch.get_num_threads()} threads)"
+
+
+def summarise(values: list[float]) -> str:
+    if len(values) == 1:
+        return f"{values[0]:.2f}"
+    return f"{statistics.mean(values):.2f} ({' / '.join(f'{v:.2f}' for v in values)})"
+
+
+def table(rows: list[dict], metrics: list[str]) -> str:
+    head = ["row", "recipe", "steps", "train s", *(m.upper() for m in metrics)]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for row in rows:
+        cells = [row["label"], row.get("recipe", "—"), str(row.get("steps", "—")),
+                 summarise(row["seconds"]) if row.get("seconds") else "—"]
+        cells += [summarise([s[m] for s in row["scores"]]) for m in metrics]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def picture(path: Path, columns: list[np.ndarray], count: int) -> None:
+    """``count`` test images, one per row; the columns side by side, 2 px apart."""
+    gap = np.full((NATIVE, 2, 3), 255, np.uint8)
+    rows = []
+    for i in range(count):
+        cells = [c[i] for c in columns]
+        rows.append(np.concatenate([x for cell in cells for x in (cell, gap)][:-1], axis=1))
+    grid = np.concatenate([x for r in rows for x in (r, np.full((2, r.shape[1], 3), 255, np.uint8))][:-1])
+    Image.fromarray(grid).save(path)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--recipes", nargs="+", default=list(DATA), choices=list(DATA),
+                        help="paper and recommended config of each (ignored with --configs)")
+    parser.add_argument("--configs", nargs="+", help="config files to compare instead")
+    parser.add_argument("--levers", nargs="*", default=[], help=f"one row per lever and config: {', '.join(LEVERS)}")
+    parser.add_argument("--steps", type=int, default=400)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0])
+    parser.add_argument("--size", type=int, default=64, help="training crop (U-Nets take at least their minimum)")
+    parser.add_argument("--width", type=int, default=16, help="model.ngf and model.ndf")
+    parser.add_argument("--out", type=Path, default=REPO / "runs" / "quality")
+    parser.add_argument("--json", type=Path, help="also write the rows here")
+    parser.add_argument("--picture", type=Path, help="save input | truth | each config's output (first seed)")
+    parser.add_argument("--picture-images", type=int, default=4)
+    args = parser.parse_args(argv)
+    unknown = [name for name in args.levers if name not in LEVERS]
+    if unknown:
+        parser.error(f"unknown lever {', '.join(unknown)}; known: {', '.join(LEVERS)}")
+    configs = args.configs or [p for r in args.recipes for p in (PAPER[r], RECOMMENDED[r]) if (REPO / p).is_file()]
+    missing = [p for p in configs if not Path(p).is_file()]
+    if missing:
+        parser.error(f"config file not found: {', '.join(missing)}")
+
+    photos, truth = test_pairs()
+    reason = LPIPS.unavailable()
+    lpips = None if reason else LPIPS()
+    metrics = ["psnr", "ssim"] + ([] if reason else ["lpips"])
+    matched = histogram_matched(photos)
+    rows = [{"label": "do nothing (output = input)", "scores": [score(photos, truth, lpips)]},
+            {"label": "histogram matching (train curves)", "scores": [score(matched, truth, lpips)]},
+            {"label": "histogram matching to each truth (oracle)",
+             "scores": [score(oracle_matched(photos, truth), truth, lpips)]}]
+    shown = [photos, truth, matched]
+    for path in configs:
+        for label, extra in lever_rows(path, args.levers):
+            row = {"label": label, "seconds": [], "scores": [], "steps": args.steps}
+            for seed in args.seeds:
+                config = run_config(path, args.steps, args.size, args.width, seed, args.out, extra)
+                row["recipe"] = config.model.recipe
+                row["seconds"].append(train_once(config))
+                outputs = translate_all(Path(config.train.output_dir) / "model", photos)
+                row["scores"].append(score(outputs, truth, lpips))
+                if seed == args.seeds[0] and not extra:
+                    shown.append(outputs)
+                print(f"{label} seed {seed}: {row['scores'][-1]} in {row['seconds'][-1]:.0f} s", flush=True)
+            rows.append(row)
+
+    print(f"\n{machine()}, torch {torch.__version__}, "
+          f"{datetime.date.today()}; {args.steps} steps, {args.width} wide, {args.size} px crops, seeds "
+          f"{args.seeds}; {len(photos)} test images" + (f"; LPIPS skipped: {reason}" if reason else ""))
+    print(table(rows, metrics))
+    if args.json:
+        args.json.write_text(json.dumps(rows, indent=1) + "\n")
+    if args.picture:
+        picture(args.picture, shown, min(args.picture_images, len(photos)))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

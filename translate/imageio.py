@@ -1,0 +1,433 @@
+"""Image files, the rules training and inference share: which files are images, how they decode (EXIF orientation,
+palette, CMYK, gray, 16-bit, alpha, decompression bombs, one ``BadImageError``) and how outputs are written so that
+Pillow, OpenCV and tifffile all read them back with the mode, size and bit depth they had. Imports no torch code.
+
+Training reads uint8 ``(H, W, 1 | 3)`` arrays with alpha composited (``read_image``); conversion reads everything a
+copy must keep (``read_image_file``): pixels as ``(H, W, C)`` uint8 or uint16, C = 1 gray, 2 gray + alpha, 3 RGB,
+4 RGBA, plus the ICC profile and EXIF.
+"""
+
+from __future__ import annotations
+
+import io
+import struct
+import threading
+import warnings
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from translate.fileio import write_bytes
+
+# The file extensions a folder scan picks up (compared in lower case): datasets, ``translate convert`` and downloads.
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".ppm", ".pgm")
+# The decoders PIL may try (JPEG also opens multi-picture MPO files): a short list keeps rarely used (and rarely
+# hardened) parsers away from untrusted files.
+DECODERS = ("JPEG", "PNG", "BMP", "DIB", "TIFF", "WEBP", "GIF", "PPM")
+DEFAULT_MAX_PIXELS = 178_956_970  # PIL's own refusal limit (2 × Image.MAX_IMAGE_PIXELS), = data.max_pixels default
+# --format choice → (PIL format, file suffix). "same" keeps the input's suffix, except the formats in _SAME_SUFFIX.
+OUTPUT_FORMATS = {"png": ("PNG", ".png"), "jpg": ("JPEG", ".jpg"), "webp": ("WEBP", ".webp")}
+# GIF is a 256-colour palette format and PPM/PGM are rarely read by other programs: their outputs are PNGs.
+_SAME_SUFFIX = {".gif": ".png", ".ppm": ".png", ".pgm": ".png"}
+_SUFFIX_FORMAT = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP", ".bmp": "BMP", ".tif": "TIFF",
+                  ".tiff": "TIFF"}
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+# Modes the decoders understand; everything else (LAB, HSV, ...) is reported as unsupported.
+_GRAY_MODES = {"1", "L", "LA", "La", "I", "I;16", "I;16B", "I;16L", "I;16N", "F"}
+_SUPPORTED_MODES = _GRAY_MODES | {"P", "PA", "RGB", "RGBA", "RGBa", "RGBX", "CMYK", "YCbCr"}
+_NAMED_COLORS = {"white": (255, 255, 255), "black": (0, 0, 0), "gray": (128, 128, 128), "grey": (128, 128, 128)}
+
+_ORIENTATION = 0x0112  # the EXIF tag
+# TIFF tags that describe a file's pixel layout. PIL's getexif() of a TIFF returns its whole first IFD: written
+# into another file they would override the new layout (a gray header on 3-sample strips that no reader opens).
+_LAYOUT_TAGS = {254, 255, 256, 257, 258, 259, 262, 263, 266, 273, 277, 278, 279, 284, 317, 320, 322, 323, 324, 325,
+                338, 339, 340, 341, 347, 529, 530, 531, 532, 34675}
+_pil_limit_lock = threading.Lock()
+
+
+class BadImageError(ValueError):
+    """A file that cannot be used as an image; ``str()`` names the file and the problem."""
+
+    def __init__(self, path: str | Path, reason: str = ""):
+        # ``reason`` is optional because DataLoader workers and pickle rebuild exceptions from one message argument.
+        super().__init__(f"{path}: {reason}" if reason else str(path))
+        self.path = str(path)
+        self.reason = reason
+
+
+def parse_color(value: str | tuple[int, int, int]) -> tuple[int, int, int]:
+    """``"white"``, ``"black"``, ``"gray"``, ``"#rrggbb"`` or an (r, g, b) tuple → (r, g, b) in 0..255."""
+    if isinstance(value, tuple | list):
+        rgb = tuple(int(v) for v in value)
+        if len(rgb) == 3 and all(0 <= v <= 255 for v in rgb):
+            return rgb
+    elif value.lower() in _NAMED_COLORS:
+        return _NAMED_COLORS[value.lower()]
+    elif len(value) == 7 and value.startswith("#"):
+        try:
+            return tuple(int(value[i : i + 2], 16) for i in (1, 3, 5))
+        except ValueError:
+            pass
+    raise ValueError(f"background colour {value!r} is not white, black, gray or #rrggbb")
+
+
+# ---- opening and checking -------------------------------------------------------------------------------------------
+
+
+def _open(path: Path) -> Image.Image:
+    # Image.open refuses anything above PIL's global MAX_IMAGE_PIXELS before we can apply our own max_pixels, which
+    # may be set higher; so the global is lifted while the header is parsed (a lock, because it is process-wide) and
+    # the caller checks the size itself right after.
+    with _pil_limit_lock:
+        saved, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
+        try:
+            return Image.open(path, formats=DECODERS)
+        finally:
+            Image.MAX_IMAGE_PIXELS = saved
+
+
+def _header_problem(im: Image.Image, max_pixels: int | None, setting: str = "data.max_pixels",
+                    option: str | None = None) -> str | None:
+    w, h = im.size
+    if w < 1 or h < 1:
+        return f"empty image ({w}×{h})"
+    if max_pixels is not None and w * h > max_pixels:
+        return (f"{w}×{h} = {w * h:,} pixels is more than {setting}={max_pixels:,} (a guard against decompression "
+                f"bombs); raise {option or setting} if you trust this file")
+    if im.mode not in _SUPPORTED_MODES:
+        return f"unsupported pixel mode {im.mode!r}"
+    return None
+
+
+def _describe(e: Exception) -> str:
+    if isinstance(e, FileNotFoundError):
+        return "file not found"
+    if isinstance(e, Image.UnidentifiedImageError):
+        return "not an image in a supported format (JPEG, PNG, BMP, TIFF, WebP, GIF, PPM)"
+    return f"cannot decode ({type(e).__name__}: {e})"
+
+
+def _warn_frames(im: Image.Image, path: Path) -> None:
+    if getattr(im, "n_frames", 1) > 1:
+        warnings.warn(f"{path}: has {im.n_frames} frames; using the first", stacklevel=3)
+
+
+def check_image(path: str | Path, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> str | None:
+    """Read only the header of ``path``: None if it looks usable, else the reason (without the path)."""
+    try:
+        with _open(Path(path)) as im:
+            return _header_problem(im, max_pixels)
+    except Exception as e:  # PIL's plugins raise many types (SyntaxError, struct.error, ...) on malformed headers
+        return _describe(e)
+
+
+def _orient(a: np.ndarray, orientation: int) -> np.ndarray:
+    """Apply an EXIF orientation (1..8) to an (H, W, C) array, as ``ImageOps.exif_transpose`` does to an image."""
+    if orientation in (5, 6, 7, 8):  # the four that swap width and height
+        a = a.transpose(1, 0, 2)
+    if orientation in (2, 3, 6, 7):
+        a = a[:, ::-1]
+    if orientation in (3, 4, 7, 8):
+        a = a[::-1]
+    return a
+
+
+# ---- decoding for training: uint8, alpha composited --------------------------------------------------------------
+
+
+def _gray_to_uint8(im: Image.Image) -> np.ndarray:
+    """A gray image of any bit depth → (H, W) uint8, scaling the full range instead of clipping it."""
+    if im.mode.startswith("I;16") or im.mode == "I":
+        # 16-bit data (32-bit "I" is how some decoders hand out 16-bit samples): 0..65535 → 0..255
+        a = np.asarray(im).astype(np.int64)
+        return ((np.clip(a, 0, 65535) * 255 + 32767) // 65535).astype(np.uint8)
+    if im.mode == "F":  # float TIFF: taken to be in [0, 1]
+        a = np.nan_to_num(np.asarray(im, dtype=np.float32), nan=0.0)
+        return np.round(np.clip(a, 0.0, 1.0) * 255).astype(np.uint8)
+    return np.asarray(im.convert("L"))
+
+
+def _luma(rgb: np.ndarray) -> np.ndarray:
+    """RGB uint8 → luma with PIL's exact integer ITU-R 601-2 weights (so results equal ``convert("L")``)."""
+    r, g, b = (rgb[..., i].astype(np.uint32) for i in range(3))
+    return ((r * 19595 + g * 38470 + b * 7471 + 32768) >> 16).astype(np.uint8)
+
+
+def to_mode(img: np.ndarray, mode: str) -> np.ndarray:
+    """Convert a uint8 (H, W, 1|3) array to ``mode`` "L" (1 channel, luma) or "RGB" (3 channels)."""
+    if mode == "RGB" and img.shape[2] == 1:
+        return np.repeat(img, 3, axis=2)
+    if mode == "L" and img.shape[2] == 3:
+        return _luma(img)[..., None]
+    return img
+
+
+def _composited(im: Image.Image, background: tuple[int, int, int]) -> np.ndarray:
+    """Any supported mode → (H, W, 1) gray or (H, W, 3) RGB uint8, alpha composited onto ``background``."""
+    mode = im.mode
+    if mode == "P":
+        mode = "RGBA" if "transparency" in im.info else "RGB"
+        im = im.convert(mode)
+    elif mode in ("PA", "RGBa"):
+        mode, im = "RGBA", im.convert("RGBA")
+    elif mode == "La":
+        mode, im = "LA", im.convert("LA")
+    if mode in ("LA", "RGBA"):
+        a = np.asarray(im)
+        color, alpha = a[..., :-1].astype(np.uint32), a[..., -1:].astype(np.uint32)
+        bg = np.array([_luma(np.array(background, np.uint8))] if mode == "LA" else background, np.uint32)
+        return ((color * alpha + bg * (255 - alpha) + 127) // 255).astype(np.uint8)
+    if mode in _GRAY_MODES:
+        return _gray_to_uint8(im)[..., None]
+    return np.asarray(im if mode == "RGB" else im.convert("RGB"))
+
+
+def read_image(path: str | Path, *, mode: str | None = "RGB",
+               background: str | tuple[int, int, int] = (255, 255, 255),
+               max_pixels: int | None = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """Decode ``path`` into a uint8 array of shape (H, W, C), upright (EXIF orientation applied), for training.
+
+    ``mode``: "RGB" → C = 3, "L" → C = 1 (ITU-R 601-2 luma), None → C = 1 for gray sources and 3 for the rest.
+    Transparent pixels are composited onto ``background`` (a colour name, "#rrggbb" or an (r, g, b) tuple); 16-bit
+    samples are scaled to 8 bits; an animated file gives its first frame and a warning. Raises ``BadImageError``
+    (naming the file) for a missing, truncated, unsupported or too large (> ``max_pixels``) file.
+    """
+    if mode not in ("RGB", "L", None):
+        raise ValueError(f"mode must be 'RGB', 'L' or None, not {mode!r}")
+    background = parse_color(background)
+    path = Path(path)
+    try:
+        with _open(path) as im:
+            problem = _header_problem(im, max_pixels)
+            if problem:
+                raise BadImageError(path, problem)
+            _warn_frames(im, path)
+            im.load()
+            arr = _orient(_composited(im, background), im.getexif().get(_ORIENTATION, 1))
+    except BadImageError:
+        raise
+    except Exception as e:  # truncated data and malformed files surface as many exception types from PIL
+        raise BadImageError(path, _describe(e)) from e
+    return np.ascontiguousarray(to_mode(arr, mode) if mode else arr)
+
+
+# ---- decoding for conversion: alpha, 16 bits and metadata kept ---------------------------------------------------
+
+
+@dataclass
+class ImageFile:
+    """A decoded file: upright ``pixels`` and the metadata a converted copy keeps."""
+
+    pixels: np.ndarray
+    icc_profile: bytes | None = None
+    exif: bytes | None = None  # orientation already applied to ``pixels`` and reset to 1 here
+
+
+def pil_to_array(im: Image.Image) -> np.ndarray:
+    """A PIL image of any supported mode → (H, W, C) uint8 or uint16 array, alpha kept, 16-bit kept."""
+    mode = im.mode
+    if mode == "P":
+        im = im.convert("RGBA" if "transparency" in im.info else "RGB")
+    elif mode in ("PA", "RGBa"):
+        im = im.convert("RGBA")
+    elif mode == "La":
+        im = im.convert("LA")
+    elif mode == "1":
+        im = im.convert("L")
+    elif mode.startswith("I") or mode == "F":
+        a = np.asarray(im)
+        if mode == "F":  # float samples: taken to be in [0, 1], as for training
+            a = np.round(np.clip(np.nan_to_num(a.astype(np.float32)), 0, 1) * 65535)
+        return np.clip(a, 0, 65535).astype(np.uint16)[..., None]
+    elif mode not in ("L", "LA", "RGB", "RGBA"):
+        im = im.convert("RGB")  # CMYK, YCbCr, RGBX without colour management (see _colour_managed)
+    a = np.array(im)  # a writable copy (np.asarray of a PIL image is read-only, which torch.from_numpy warns about)
+    return a[..., None] if a.ndim == 2 else a
+
+
+def array_to_pil(a: np.ndarray) -> Image.Image:
+    """(H, W, C) uint8 → PIL L/LA/RGB/RGBA; uint16 gray → PIL "I;16" (PIL has no 16-bit colour modes: colour
+    uint16 is reduced to 8 bits)."""
+    if a.dtype == np.uint16 and a.shape[2] > 1:
+        a = to_uint8(a)
+    # PIL infers L / LA / RGB / RGBA / I;16 from the shape and dtype.
+    return Image.fromarray(np.ascontiguousarray(a if a.shape[2] > 1 else a[..., 0]))
+
+
+def to_uint8(a: np.ndarray) -> np.ndarray:
+    if a.dtype == np.uint8:
+        return a
+    return ((a.astype(np.uint32) * 255 + 32767) // 65535).astype(np.uint8)
+
+
+def _png_16bit(path: Path) -> bool:
+    # PIL silently reduces 16-bit colour PNGs to 8 bits (16-bit gray it keeps): those go to torchvision.
+    with open(path, "rb") as f:
+        head = f.read(26)
+    return head[:8] == _PNG_SIGNATURE and head[24] == 16 and head[25] in (2, 4, 6)
+
+
+def _tiff_16bit_colour(im: Image.Image) -> bool:
+    # PIL reads 16-bit RGB(A) TIFFs as 8-bit RGB(A): tifffile keeps the samples.
+    return im.format == "TIFF" and im.mode in ("RGB", "RGBA") and im.tag_v2.get(258, (8,))[0] == 16
+
+
+def _colour_managed(im: Image.Image, icc: bytes | None) -> tuple[Image.Image, bytes | None]:
+    """CMYK with an embedded profile → sRGB through that profile (and an sRGB profile to go with it); without one,
+    PIL's naive conversion happens in ``pil_to_array`` and the profile (of the wrong colour space) is dropped."""
+    if im.mode != "CMYK":
+        return im, icc
+    if icc:
+        try:
+            from PIL import ImageCms
+
+            srgb = ImageCms.createProfile("sRGB")
+            im = ImageCms.profileToProfile(im, ImageCms.ImageCmsProfile(io.BytesIO(icc)), srgb, outputMode="RGB")
+            return im, ImageCms.ImageCmsProfile(srgb).tobytes()
+        except Exception:  # no littlecms, or a broken profile: fall back to the naive conversion
+            pass
+    return im.convert("RGB"), None
+
+
+def _decode_pixels(im: Image.Image, path: Path, icc: bytes | None) -> tuple[np.ndarray, bytes | None]:
+    if im.format == "PNG" and _png_16bit(path):
+        from torchvision.io import ImageReadMode, decode_png, read_file  # late: torchvision is a heavy import
+
+        return decode_png(read_file(str(path)), mode=ImageReadMode.UNCHANGED).permute(1, 2, 0).numpy(), icc
+    if _tiff_16bit_colour(im):
+        import tifffile
+
+        return tifffile.imread(path, key=0), icc
+    im, icc = _colour_managed(im, icc)
+    return pil_to_array(im), icc
+
+
+def read_image_file(path: str | Path, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> ImageFile:
+    """Decode ``path`` upright with alpha, 16-bit samples, ICC profile and EXIF, for conversion; an animated file
+    (GIF) gives its first frame and a warning. ``BadImageError`` names the file for anything unusable (missing,
+    corrupt, not an image, more than ``max_pixels``)."""
+    path = Path(path)
+    try:
+        with _open(path) as im:
+            problem = _header_problem(im, max_pixels, setting="max_pixels", option="--max-pixels")
+            if problem:
+                raise BadImageError(path, problem)
+            _warn_frames(im, path)
+            im.load()
+            exif = im.getexif()
+            orientation = exif.get(_ORIENTATION, 1)
+            pixels, icc = _decode_pixels(im, path, im.info.get("icc_profile") or None)
+    except BadImageError:
+        raise
+    except Exception as e:  # truncated data and malformed files surface as many exception types from PIL
+        raise BadImageError(path, _describe(e)) from e
+    for tag in _LAYOUT_TAGS & set(exif):
+        del exif[tag]
+    if orientation != 1:
+        exif[_ORIENTATION] = 1
+    if pixels.ndim == 2:
+        pixels = pixels[..., None]
+    if icc and not icc_fits(icc, pixels.shape[2]):
+        icc = None
+    pixels = np.ascontiguousarray(_orient(pixels, orientation) if orientation in range(2, 9) else pixels)
+    return ImageFile(pixels, icc, exif.tobytes() if len(exif) else None)
+
+
+def icc_fits(icc: bytes, channels: int) -> bool:
+    """Whether an ICC profile describes images with this many colour channels (its header's colour space field)."""
+    space = icc[16:20]
+    return (space == b"GRAY" and channels in (1, 2)) or (space == b"RGB " and channels in (3, 4))
+
+
+# ---- writing ---------------------------------------------------------------------------------------------------------
+
+
+def output_suffix(src: Path, fmt: str) -> str:
+    """The output file's suffix for ``--format`` ``fmt`` ("same", "png", "jpg", "webp")."""
+    if fmt == "same":
+        suffix = src.suffix
+        return _SAME_SUFFIX.get(suffix.lower(), suffix)
+    return OUTPUT_FORMATS[fmt][1]
+
+
+def _png_chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+
+def encode_png16(a: np.ndarray, icc_profile: bytes | None = None, exif: bytes | None = None) -> bytes:
+    """A 16-bit PNG of an (H, W, C) uint16 array (PIL cannot write 16-bit colour), with iCCP and eXIf chunks."""
+    h, w, c = a.shape
+    rows = a.astype(">u2").reshape(h, w * c).view(np.uint8)
+    # Filter type 2 ("Up", each byte minus the one above): photos compress far better than unfiltered.
+    filtered = np.empty((h, rows.shape[1] + 1), np.uint8)
+    filtered[:, 0] = 2
+    filtered[:, 1:] = rows
+    filtered[1:, 1:] -= rows[:-1]
+    color_type = {1: 0, 2: 4, 3: 2, 4: 6}[c]
+    chunks = [_png_chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 16, color_type, 0, 0, 0))]
+    if icc_profile:
+        chunks.append(_png_chunk(b"iCCP", b"icc\x00\x00" + zlib.compress(icc_profile)))
+    if exif:
+        chunks.append(_png_chunk(b"eXIf", exif[6:] if exif.startswith(b"Exif\x00\x00") else exif))
+    chunks += [_png_chunk(b"IDAT", zlib.compress(filtered.tobytes(), 6)), _png_chunk(b"IEND", b"")]
+    return _PNG_SIGNATURE + b"".join(chunks)
+
+
+def _encode_tiff16(a: np.ndarray, icc_profile: bytes | None) -> bytes:
+    """A 16-bit RGB or RGBA TIFF (PIL has no such modes), deflate-compressed: libtiff (OpenCV) and tifffile decode
+    deflate on their own, where LZW needs tifffile's optional imagecodecs."""
+    import tifffile  # late: only 16-bit colour TIFFs need it
+
+    buffer = io.BytesIO()
+    tifffile.imwrite(buffer, a, photometric="rgb", compression="zlib",
+                     extrasamples=("unassalpha",) if a.shape[2] == 4 else None, iccprofile=icc_profile, metadata=None)
+    return buffer.getvalue()
+
+
+def encode_image(pixels: np.ndarray, fmt: str, *, quality: int = 95, icc_profile: bytes | None = None,
+                 exif: bytes | None = None) -> bytes:
+    """The bytes of ``pixels`` ((H, W, C) uint8 or uint16) in PIL format ``fmt``, by one rule for every format:
+    gray stays gray, alpha stays and 16 bits stay 16 where the format can hold them: JPEG and BMP (for the readers
+    of BMP) drop alpha, WebP stores gray as RGB, only PNG and TIFF keep 16 bits; a 16-bit gray + alpha TIFF becomes
+    RGBA (Pillow and OpenCV cannot read the 2-sample kind), and 16-bit colour TIFFs (written by tifffile) keep the
+    ICC profile but not the EXIF. A profile that does not fit the output's colour channels is dropped."""
+    if fmt in ("JPEG", "BMP") and pixels.shape[2] in (2, 4):
+        pixels = pixels[..., :-1]
+    if pixels.dtype == np.uint16 and fmt not in ("PNG", "TIFF"):
+        pixels = to_uint8(pixels)
+    if fmt == "TIFF" and pixels.dtype == np.uint16 and pixels.shape[2] == 2:
+        pixels = pixels[..., [0, 0, 0, 1]]
+    if icc_profile and not icc_fits(icc_profile, pixels.shape[2]):
+        icc_profile = None
+    if pixels.dtype == np.uint16 and pixels.shape[2] > 1:
+        return encode_png16(pixels, icc_profile, exif) if fmt == "PNG" else _encode_tiff16(pixels, icc_profile)
+    options = {}
+    if icc_profile:
+        options["icc_profile"] = icc_profile
+    if exif and fmt != "BMP":
+        options["exif"] = exif
+    if fmt == "JPEG":
+        # 4:4:4 chroma at high quality: the default 4:2:0 halves colour resolution, visible on translated edges.
+        options.update(quality=quality, subsampling=0 if quality >= 90 else 2)
+    elif fmt == "WEBP":
+        options.update(quality=quality)
+    elif fmt == "TIFF":
+        options.update(compression="tiff_adobe_deflate")
+    buffer = io.BytesIO()
+    array_to_pil(pixels).save(buffer, fmt, **options)
+    return buffer.getvalue()
+
+
+def write_image(path: str | Path, pixels: np.ndarray, *, quality: int = 95, icc_profile: bytes | None = None,
+                exif: bytes | None = None) -> None:
+    """Write ``pixels`` in the format of ``path``'s suffix (see ``encode_image``), atomically: the path never holds
+    half a file."""
+    path = Path(path)
+    fmt = _SUFFIX_FORMAT.get(path.suffix.lower())
+    if fmt is None:
+        raise ValueError(f"cannot write {path}: unknown suffix (png, jpg, webp, bmp, tif)")
+    write_bytes(path, encode_image(pixels, fmt, quality=quality, icc_profile=icc_profile, exif=exif))

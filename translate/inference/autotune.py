@@ -1,0 +1,260 @@
+"""``dtype="auto"`` and ``backend="auto"`` of the Translator, decided by measuring the model once per machine on a
+fixed probe image and cached in ``MODEL_DIR/.probe.json`` (``$TRANSLATE_CACHE/probe/`` where that is read-only).
+
+dtype: bf16 where the device runs it natively (``translate.devices``) and the model's bf16 output stays within
+``MIN_PSNR_DB`` of fp32 on the probe, fp32 elsewhere. backend: onnxruntime where it runs the probe faster than
+torch, using the model's ONNX export or one built and cached here; torch otherwise.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import os
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from translate.devices import cpu_model, resolve_mixed_precision
+from translate.networks import GENERATORS
+from translate.networks.pretrained import read_config
+
+log = logging.getLogger(__name__)
+MIN_PSNR_DB = 40.0  # bf16 is used where its output is at least this close to fp32's (8-bit images: ±0.5 is 54 dB)
+PROBE_NAME = ".probe.json"
+PROBE_SIDE = 256  # the images the paper models are trained on
+TIMING_ROUNDS = 3
+
+
+@dataclass
+class Choice:
+    backend: str  # "torch" | "onnxruntime"
+    dtype: torch.dtype  # of the torch backend
+    onnx: dict[str, Path] | None  # onnxruntime: the file of each generator
+    reason: str  # one line, e.g. "bf16: this CPU has AMX; bf16 output 42.3 dB from fp32 on the probe"
+
+
+def cache_dir() -> Path:
+    """``$TRANSLATE_CACHE`` or ``~/.cache/translate``, as ``translate.data.builtin`` (which inference does not
+    import)."""
+    return Path(os.environ.get("TRANSLATE_CACHE") or "~/.cache/translate").expanduser()
+
+
+def fallback_dir(model_dir: Path) -> Path:
+    """Where the probe results and ONNX files of a read-only ``model_dir`` go."""
+    return cache_dir() / "probe" / hashlib.sha256(str(model_dir.resolve()).encode()).hexdigest()[:16]
+
+
+def fingerprint(model_dir: Path, config: dict) -> dict[str, list[int]]:
+    """Size and mtime of the files the model is made of: a re-exported model is measured again."""
+    files = ["config.json", *(f"{name}.safetensors" for name in config["generators"])]
+    return {f: [(s := (model_dir / f).stat()).st_size, s.st_mtime_ns] for f in files if (model_dir / f).is_file()}
+
+
+def hardware_key(device: torch.device) -> str:
+    """The machine a measurement belongs to: a model directory may be copied to another."""
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_model()
+    return f"{device.type}: {name}, torch {torch.__version__}"
+
+
+class ProbeCache:
+    """The measurements of one model directory, by machine; they are dropped when the model's files change."""
+
+    def __init__(self, model_dir: Path, config: dict):
+        self.paths = [model_dir / PROBE_NAME, fallback_dir(model_dir) / "probe.json"]
+        self.fingerprint = fingerprint(model_dir, config)
+        self.data = {"fingerprint": self.fingerprint}
+        for path in self.paths:
+            try:
+                data = json.loads(path.read_text())
+            except (OSError, ValueError):
+                continue
+            if data.get("fingerprint") == self.fingerprint:
+                self.data = data
+                break
+
+    def get(self, machine: str, key: str):
+        return self.data.get(machine, {}).get(key)
+
+    def put(self, machine: str, key: str, value) -> None:
+        """Store and write the whole file atomically: next to the model where that is writable, else in the cache
+        directory."""
+        self.data.setdefault(machine, {})[key] = value
+        for path in self.paths:
+            tmp = _temp_in(path.parent, ".json")
+            if tmp is not None:
+                tmp.write_text(json.dumps(self.data, indent=1) + "\n")
+                os.replace(tmp, path)
+                return
+        log.warning("could not write the probe results to %s", " or ".join(map(str, self.paths)))
+
+
+def _temp_in(directory: Path, suffix: str) -> Path | None:
+    """A new empty temp file in ``directory`` (made if missing), to be renamed over the real one once written;
+    None where the directory cannot be written."""
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=suffix)
+    except OSError:
+        return None
+    os.close(fd)
+    return Path(tmp)
+
+
+def probe_pixels(channels: int, side: int) -> torch.Tensor:
+    """The fixed probe: a photo-like CHW image in [0, 1] (a smooth random colour field plus fine noise), seeded."""
+    g = torch.Generator().manual_seed(0)
+    smooth = F.interpolate(torch.rand(1, channels, 6, 6, generator=g), size=(side, side), mode="bicubic")[0]
+    return (smooth + 0.03 * torch.randn(channels, side, side, generator=g)).clamp(0, 1)
+
+
+def probe_side(spec: dict) -> int:
+    entry = GENERATORS[spec["netG"]]
+    return max(math.ceil(PROBE_SIDE / entry.stride), math.ceil(entry.min_size / entry.stride)) * entry.stride
+
+
+def psnr_db(a: torch.Tensor, b: torch.Tensor) -> float:
+    """PSNR of two images in [0, 1], in dB (inf where equal)."""
+    mse = torch.mean((a.double() - b.double()) ** 2).item()
+    return math.inf if mse == 0 else 10 * math.log10(1 / mse)
+
+
+def measure_bf16_psnr(model_dir: Path, device: torch.device) -> dict[str, float]:
+    """PSNR of each generator's bf16 output against its fp32 output on the probe, in dB."""
+    from translate.inference.translator import Translator
+
+    fp32, bf16 = (Translator.from_pretrained(model_dir, device=device, dtype=d, tile=0) for d in ("fp32", "bf16"))
+    result = {}
+    for name, spec in fp32.specs.items():
+        x = probe_pixels(spec["input_nc"], probe_side(spec))
+        result[name] = psnr_db(*(t.translate_pixels([x], name, tile=0)[0] for t in (fp32, bf16)))
+    return result
+
+
+def choose_dtype(model_dir: Path, device: torch.device, cache: ProbeCache) -> tuple[torch.dtype, str]:
+    precision, reason = resolve_mixed_precision("auto", device)
+    if precision != "bf16":
+        return torch.float32, reason
+    machine = hardware_key(device)
+    psnr = cache.get(machine, "bf16_psnr_db")
+    if psnr is None:
+        psnr = measure_bf16_psnr(model_dir, device)
+        cache.put(machine, "bf16_psnr_db", psnr)
+    worst = min(psnr.values())
+    if worst >= MIN_PSNR_DB:
+        return torch.bfloat16, f"{reason}; bf16 output {worst:.1f} dB from fp32 on the probe"
+    return torch.float32, f"fp32: bf16 output only {worst:.1f} dB from fp32 on the probe (< {MIN_PSNR_DB:g})"
+
+
+def _fresh(paths: dict[str, Path], model_dir: Path) -> bool:
+    """Every file exists and is at least as new as its generator's weights."""
+    return all(p.is_file() and p.stat().st_mtime_ns >= (model_dir / f"{n}.safetensors").stat().st_mtime_ns
+               for n, p in paths.items())
+
+
+def _export_to(model_dir: Path, paths: dict[str, Path]) -> bool:
+    """Export each generator to its path (atomically: concurrent conversions may read it); False where the folder
+    cannot be written."""
+    from translate.inference.export import export_onnx
+
+    for name, path in paths.items():
+        tmp = _temp_in(path.parent, ".onnx")
+        if tmp is None:
+            return False
+        try:
+            export_onnx(model_dir, tmp, direction=name, log=log.info)
+            os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
+    return True
+
+
+def onnx_files(model_dir: Path, config: dict) -> dict[str, Path]:
+    """The model's ONNX files: its own export (``translate export``'s names) where it is as new as the weights,
+    else one built there or, where the model directory is read-only, in the cache directory."""
+    from translate.inference.export import onnx_paths
+
+    candidates = (onnx_paths(model_dir), {n: fallback_dir(model_dir) / f"{n}.onnx" for n in config["generators"]})
+    for paths in candidates:
+        if _fresh(paths, model_dir):
+            return paths
+    for paths in candidates:
+        if _export_to(model_dir, paths):
+            return paths
+    raise OSError(f"cannot write an ONNX export of {model_dir}, nor in {fallback_dir(model_dir)}")
+
+
+def measure_seconds(model_dir: Path, device: torch.device, dtype: torch.dtype, files: dict[str, Path],
+                    config: dict) -> dict[str, float]:
+    """Best-of-``TIMING_ROUNDS`` seconds of the first generator on the probe, torch and onnxruntime alternating
+    round by round (so the machine's drift hits both alike), after one untimed call each."""
+    from translate.inference.translator import Translator
+
+    translators = {"torch": Translator.from_pretrained(model_dir, device=device, dtype=dtype, tile=0),
+                   "onnxruntime": Translator(files, config, backend="onnxruntime")}
+    name, spec = next(iter(config["generators"].items()))
+    x = probe_pixels(spec["input_nc"], probe_side(spec))
+    times = {backend: [] for backend in translators}
+    for round_ in range(TIMING_ROUNDS + 1):
+        for backend, t in translators.items():
+            start = time.perf_counter()
+            t.translate_pixels([x], name, tile=0)
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            if round_:
+                times[backend].append(time.perf_counter() - start)
+    return {backend: min(t) for backend, t in times.items()}
+
+
+def choose_backend(model_dir: Path, device: torch.device, dtype: torch.dtype, config: dict,
+                   cache: ProbeCache) -> tuple[str, dict[str, Path] | None, str]:
+    try:
+        import onnx  # noqa: F401
+        import onnxruntime  # noqa: F401
+    except ImportError:
+        return "torch", None, "torch: onnxruntime is not installed"
+    if config.get("norm_mode") == "train" or any(s.get("norm") == "instance" for s in config["generators"].values()):
+        # onnxruntime normalises each tile of a large image by itself; the torch backend shares the statistics.
+        return "torch", None, "torch: onnxruntime would normalise the tiles of large images each on its own"
+    try:
+        files = onnx_files(model_dir, config)
+    except (RuntimeError, OSError) as e:  # ExportError included: the file did not reproduce the model
+        return "torch", None, f"torch: no ONNX export ({e})"
+    machine, key = hardware_key(device), f"seconds {str(dtype).removeprefix('torch.')}"
+    seconds = cache.get(machine, key)
+    if seconds is None:
+        seconds = measure_seconds(model_dir, device, dtype, files, config)
+        cache.put(machine, key, seconds)
+    timing = f"probe {seconds['onnxruntime']:.3g} s with onnxruntime, {seconds['torch']:.3g} s with torch"
+    if seconds["onnxruntime"] < seconds["torch"]:
+        return "onnxruntime", files, f"onnxruntime: {timing}"
+    return "torch", None, f"torch: {timing}"
+
+
+def choose(model_dir: str | Path, device: torch.device, dtype: str | torch.dtype = "auto",
+           backend: str = "auto") -> Choice:
+    """Resolve ``dtype``/``backend`` "auto" for ``model_dir`` on ``device`` (measured on first use, then read
+    from the cache). An explicit dtype or backend is kept."""
+    from translate.inference.translator import resolve_dtype
+
+    model_dir = Path(model_dir)
+    if backend == "onnxruntime":
+        return Choice(backend, torch.float32, None, "onnxruntime: as set")
+    config = read_config(model_dir)
+    cache = ProbeCache(model_dir, config)
+    if dtype == "auto":
+        dtype, reason = choose_dtype(model_dir, device, cache)
+    else:
+        dtype, reason = resolve_dtype(dtype, device), "dtype as set"
+    files = None
+    if backend == "auto":
+        backend, files, why = choose_backend(model_dir, device, dtype, config, cache)
+        reason = f"{reason}; {why}"
+    log.info("%s: %s", model_dir, reason)
+    return Choice(backend, dtype, files, reason)
