@@ -23,4 +23,5 @@ except TrainingInterrupted:
     (out / f"stopped{rank}.json").write_text(json.dumps({"step": trainer.state.step}))
     sys.exit(INTERRUPTED_EXIT_CODE)
 params = {f"{n}.{k}": v.detach().cpu() for n, net in trainer.nets.items() for k, v in net.state_dict().items()}
-torch.save({"params": params, "num_processes": trainer.accelerator.num_processes}, out / f"rank{rank}.pt")
+torch.save({"params": params, "num_processes": trainer.accelerator.num_processes,
+            "recipe_state": trainer.recipe.state_dict()}, out / f"rank{rank}.pt")

@@ -95,7 +95,7 @@ def test_a_builtin_config_trains_on_the_users_folder(unpaired_root, tmp_path):
     explicit = cli(*args, "data.builtin=none", "train.output_dir=run2", cwd=tmp_path, env=env)
     assert explicit.returncode == 0, explicit.stderr[-2000:]
     assert "holds images of your own" not in explicit.stderr
-    assert not (tmp_path / "cache").exists() and not (unpaired_root / ".builtin").exists()  # nothing generated
+    assert not (tmp_path / "cache" / "builtin").exists() and not (unpaired_root / ".builtin").exists()  # none made
 
 
 @pytest.fixture

@@ -1,4 +1,5 @@
-"""Preprocessing semantics (the reference's get_params/get_transform) and the seeded, shared parameters."""
+"""Preprocessing semantics (the reference's get_params/get_transform) and the seeded, shared parameters, including the
+albumentations augmentations (data.augment)."""
 
 from __future__ import annotations
 
@@ -71,6 +72,45 @@ def test_augmentations_are_off_outside_training_and_unknown_names_fail():
     assert "rotate" not in t.sample((300, 300), rng())
     with pytest.raises(ValueError, match="unknown augmentation blur"):
         Transform(augment=("blur",))
+
+
+@pytest.mark.parametrize("name", ["rotate", "affine", "vflip"])
+def test_geometric_augmentations_move_gray_and_colour_partners_alike(name):
+    # A gray A and a colour B of one pair share the parameters: the gray result is the colour result's channel.
+    t = Transform("crop", crop_size=24, augment=(name,))
+    rgb = np.random.default_rng(1).integers(0, 256, (24, 24, 3), dtype=np.uint8)
+    for i in range(4):
+        params = t.sample((24, 24), rng(i))
+        assert np.array_equal(t.apply(rgb[..., :1].copy(), params), t.apply(rgb, params)[..., :1])
+
+
+def test_augmentations_follow_the_item_seed():
+    # Item i of epoch e draws from default_rng((seed, e, i)): the same (epoch, index) gives the same pixels (an
+    # interrupted and resumed run sees what an uninterrupted one saw), another index other pixels.
+    t = Transform("crop", crop_size=24, flip=False, augment=("color_jitter", "affine"))
+    img = np.random.default_rng(2).integers(0, 256, (24, 24, 3), dtype=np.uint8)
+
+    def item(epoch, index):
+        return t.apply(img, t.sample((24, 24), np.random.default_rng((0, epoch, index))))
+
+    assert np.array_equal(item(3, 5), item(3, 5))
+    assert not np.array_equal(item(3, 5), item(3, 6)) and not np.array_equal(item(3, 5), item(4, 5))
+
+
+def test_vflip_flips_half_the_images_upside_down():
+    t = Transform("crop", crop_size=8, flip=False, augment=("vflip",))
+    img = np.arange(64, dtype=np.uint8).reshape(8, 8, 1)
+    outs = [t.apply(img, t.sample((8, 8), rng(i))) for i in range(40)]
+    flipped = sum(np.array_equal(o, img[::-1]) for o in outs)
+    assert all(np.array_equal(o, img) or np.array_equal(o, img[::-1]) for o in outs) and 10 < flipped < 30
+
+
+def test_color_jitter_stays_within_its_ranges():
+    # ±20 % brightness and contrast cannot move a mid-gray image's mean by more than ~20 % of its level.
+    t = Transform("crop", crop_size=16, flip=False, augment=("color_jitter",))
+    img = np.full((16, 16, 3), 128, np.uint8)
+    means = [t.apply(img, t.sample((16, 16), rng(i))).mean() for i in range(20)]
+    assert all(128 * 0.75 <= m <= 128 * 1.25 for m in means) and np.std(means) > 1
 
 
 def test_to_tensor_range():

@@ -104,3 +104,22 @@ def test_a_signal_to_one_rank_stops_every_rank_at_the_same_step_with_one_checkpo
     stops = [json.loads((out / f"stopped{rank}.json").read_text())["step"] for rank in (0, 1)]
     assert stops[0] == stops[1] >= 1, output[-3000:]
     assert [p.name for p in list_checkpoints(run_dir)] == [f"step_{stops[0]:06d}"]
+
+
+def test_each_process_resumes_with_its_own_image_pools(tiny_config, tmp_path):
+    # Accelerate saves registered state from rank 0 only; the pools are per process (each saw its own fakes).
+    run_dir = tmp_path / "pools"
+    config = as_file(tiny_config("cyclegan", "model.cyclegan.pool_size=4", "train.max_steps=3",
+                                 f"train.output_dir={run_dir}"), tmp_path)
+    before = torchrun(tmp_path, [config])
+    checkpoint = list_checkpoints(run_dir)[-1]
+    after = torchrun(tmp_path, [config, f"--resume-from={checkpoint}"])
+
+    def pools(rank):
+        state = rank["recipe_state"]
+        return [image for pool in ("fake_A_pool", "fake_B_pool") for image in state[pool]["images"]]
+
+    assert len(pools(before[0])) == 2 * 3  # 3 steps of batch 1: the pools are not full yet
+    assert not all(torch.equal(a, b) for a, b in zip(pools(before[0]), pools(before[1])))  # ranks differ
+    for r in range(2):
+        assert all(torch.equal(a, b) for a, b in zip(pools(before[r]), pools(after[r]), strict=True))

@@ -219,3 +219,17 @@ def test_a_collapsed_discriminator_is_warned_about(tiny_config, capsys):
     assert "discriminator's loss has stayed below" in capsys.readouterr().out
     trainer._watch_collapse({"loss_D_real": 0.3, "loss_D_fake": 0.3})
     assert trainer.state.weak_d_windows == 0
+
+
+def test_progress_to_a_file_is_plain_lines_not_carriage_returns(tiny_config, capsys):
+    # Under pytest stderr is not a terminal: one line per log window instead of a bar's \r updates.
+    train(tiny_config("pix2pix", "train.progress=true", "train.max_steps=4"))
+    captured = capsys.readouterr()
+    lines = [ln for ln in captured.out.splitlines() if ln.startswith("run step ")]
+    assert [ln.split()[2] for ln in lines] == ["2/4", "4/4"] and "loss_G_L1"[5:] in lines[0]
+    assert "\r" not in captured.err
+
+
+def test_resume_without_a_checkpoint_says_it_starts_from_scratch(tiny_config, capsys):
+    trainer = Trainer(tiny_config("pix2pix", "train.max_steps=1"), resume=True)
+    assert trainer.state.step == 0 and "no checkpoint in" in capsys.readouterr().out

@@ -4,6 +4,8 @@ import pytest
 import torch
 
 from translate.networks import DISCRIMINATORS, GENERATORS, create_discriminator, create_generator, init_weights
+from translate.networks.generators import ResizeConv2d, up_conv
+from translate.networks.pretrained import build_generator, generator_spec, load_pretrained, save_pretrained
 
 # Measured from the reference implementation at ngf = ndf = 64.
 GENERATOR_PARAMS = {
@@ -101,3 +103,67 @@ def test_user_registered_generator_is_buildable():
         assert create_generator("tiny_test_net", ngf=1)(torch.zeros(1, 3, 5, 5)).shape == (1, 3, 5, 5)
     finally:
         del GENERATORS["tiny_test_net"]
+
+
+# ---- model.upsample=resize_conv (Odena et al. 2016) --------------------------------------------------------------
+
+def up_convs(net):
+    return [m for m in net.modules() if isinstance(m, torch.nn.ConvTranspose2d | ResizeConv2d)]
+
+
+@pytest.mark.parametrize("name", ["resnet_6blocks", "resnet_9blocks", "unet_128", "unet_256"])
+def test_resize_conv_replaces_every_transposed_convolution(name):
+    size = max(GENERATORS[name].min_size, 32)
+    kwargs = {"input_nc": 1, "output_nc": 3, "ngf": 4, "norm": "instance"}
+    reference, resized = create_generator(name, **kwargs), create_generator(name, upsample="resize_conv", **kwargs)
+    assert not any(isinstance(m, torch.nn.ConvTranspose2d) for m in resized.modules())
+    assert [type(m) for m in up_convs(resized)] == [ResizeConv2d] * len(up_convs(reference))
+    # The same place in the module tree: keys are the reference's, only the up-convolutions' shapes differ.
+    assert list(resized.state_dict()) == list(reference.state_dict())
+    # Each k×k transposed convolution (in→out) becomes a 3×3 convolution (in→out): k² − 9 fewer weights per pair.
+    saved = sum(m.in_channels * m.out_channels * (m.kernel_size[0] ** 2 - 9) for m in up_convs(reference))
+    assert n_params(reference) - n_params(resized) == saved
+    x = torch.rand(2, 1, size, size) * 2 - 1
+    y = resized(x)
+    assert y.shape == (2, 3, size, size) and torch.isfinite(y).all()
+    y.mean().backward()
+    assert all(p.grad is not None for p in resized.parameters())
+
+
+def test_resize_conv_is_nearest_upsampling_then_a_reflect_padded_convolution():
+    torch.manual_seed(0)
+    conv = ResizeConv2d(4, 2)
+    x = torch.randn(1, 4, 5, 6)
+    up = x.repeat_interleave(2, 2).repeat_interleave(2, 3)  # nearest ×2 by hand
+    expected = torch.nn.functional.conv2d(torch.nn.functional.pad(up, (1, 1, 1, 1), mode="reflect"), conv.weight,
+                                          conv.bias)
+    assert torch.allclose(conv(x), expected, atol=1e-6)
+
+
+def test_resize_conv_has_no_checkerboard_on_a_flat_input():
+    # A transposed convolution with stride 2 gives the four output phases different kernel taps, so a flat input
+    # comes out as a periodic 2×2 pattern; resize + convolution gives every phase the same taps.
+    torch.manual_seed(0)
+    transposed = up_conv(3, 3, 3, "transpose", padding=1, output_padding=1)
+    resized = up_conv(3, 3, 3, "resize_conv")
+    x = torch.ones(1, 3, 8, 8)
+    inner = (slice(None), slice(None), slice(2, -2), slice(2, -2))  # away from the borders
+    assert transposed(x)[inner].std((2, 3)).min() > 1e-3  # per channel
+    assert resized(x)[inner].std((2, 3)).max() < 1e-6
+
+
+@pytest.mark.parametrize("upsample", ["transpose", "resize_conv"])
+def test_upsample_survives_the_export(tmp_path, upsample):
+    net = create_generator("resnet_6blocks", ngf=4, norm="instance", upsample=upsample).eval()
+    spec = generator_spec("resnet_6blocks", 4, "instance", False, 3, 3, upsample)
+    save_pretrained(tmp_path / "model", {"G": net}, {"generators": {"G": spec}, "directions": {"AtoB": "G"}})
+    _, loaded = load_pretrained(tmp_path / "model")
+    assert (tmp_path / "model" / "config.json").read_text().count(f'"upsample": "{upsample}"') == 1
+    x = torch.rand(1, 3, 16, 16)
+    assert torch.equal(loaded["G"](x), net(x))
+
+
+def test_specs_without_upsample_build_transposed_convolutions():
+    spec = generator_spec("unet_128", 4, "batch", False, 3, 3)
+    del spec["upsample"]  # a model exported before the option existed
+    assert all(isinstance(m, torch.nn.ConvTranspose2d) for m in up_convs(build_generator(spec)))

@@ -207,3 +207,29 @@ def test_a_recipe_file_that_fails_to_import_is_one_line(tiny_config, tmp_path):
     bad.write_text("import not_a_module_anywhere\n")
     with pytest.raises(ConfigError, match=r"importing .*bad.py failed: ModuleNotFoundError"):
         tiny_config("pix2pix", f"model.recipe={bad}:bad")
+
+
+def test_penalties_under_a_loss_scale_equal_the_unscaled_ones():
+    # fp16's grad scaler multiplies D's output before the input gradient is taken, then divides it back out.
+    from translate.losses import gradient_penalty, penalty_scale
+
+    torch.manual_seed(0)
+    D = nn.Sequential(nn.Conv2d(3, 4, 3), nn.LeakyReLU(0.2), nn.Conv2d(4, 1, 3))
+    real, fake = torch.randn(2, 3, 8, 8), torch.randn(2, 3, 8, 8)
+    torch.manual_seed(1)
+    plain = gradient_penalty(D, real, fake), r1_penalty(D, real)
+    torch.manual_seed(1)
+    with penalty_scale(2.0**16):
+        scaled = gradient_penalty(D, real, fake), r1_penalty(D, real)
+    for a, b in zip(plain, scaled):
+        assert a.item() == pytest.approx(b.item(), rel=1e-5)
+    # ...and the backward through D really ran at the scale (what keeps fp16 gradients from underflowing).
+    seen = []
+
+    def watch(module, args, out):
+        out.register_hook(lambda g: seen.append(g.max().item()))
+
+    D[2].register_forward_hook(watch)
+    with penalty_scale(2.0**16):
+        r1_penalty(D, real)
+    assert seen == [2.0**16]

@@ -161,3 +161,17 @@ def test_cli_end_to_end(tmp_path):
 
     result = run_cli("import-reference", str(DATA / "unet_128_batch.pth"), "--netG", "unet_256", str(tmp_path / "x"))
     assert result.returncode == 2 and "looks like unet_128" in result.stderr
+
+
+def test_direction_btoa_checkpoint(tmp_path):
+    # pix2pix trained by the reference with --direction BtoA: its G translates B into A.
+    out = tmp_path / "model"
+    result = run_cli("import-reference", str(DATA / "unet_256_batch.pth"), "--netG", "unet_256", "--ngf", "8",
+                     "--no-dropout", "--direction", "BtoA", str(out))
+    assert result.returncode == 0, result.stderr
+    assert "G (BtoA)" in result.stdout and read_config(out)["directions"] == {"BtoA": "G"}
+    pair = import_reference(DATA / "resnet_9blocks_instance.pth", tmp_path / "pair", netG="resnet_9blocks", ngf=8,
+                            G_B=DATA / "resnet_9blocks_instance.pth", direction="BtoA")
+    assert read_config(pair)["directions"] == {"BtoA": "G_A", "AtoB": "G_B"}
+    with pytest.raises(ValueError, match="direction must be"):
+        import_reference(DATA / "unet_256_batch.pth", tmp_path / "x", netG="unet_256", ngf=8, direction="AtoC")

@@ -1,6 +1,7 @@
 """Reliability: faults injected into real training runs, and what the toolkit must do about each.
 
-Signals and kills hit a real ``python -m translate.cli train`` process; full disks, unwritable run directories,
+Signals and kills hit a real ``python -m translate.cli train`` process (also signalled as a whole process group, with
+DataLoader workers, and under torchrun), as do files cut during training; full disks, unwritable run directories,
 bad configs and NaN losses go through the CLI entry point in this process. After every interruption,
 ``--resume`` must give the same final weights as a run that was never interrupted (CPU, fp32, fixed seed).
 docs/reliability.md lists these faults with those injected by the other test files.
@@ -555,7 +556,10 @@ def assert_stopped_once(run: Run, run_dir: Path, reference: Path, sig: signal.Si
     assert set(file_names(reference / "checkpoints" / "step_000004")) <= set(file_names(checkpoint))
     assert {f"random_states_{rank}.pkl" for rank in range(processes)} <= set(file_names(checkpoint))
     assert torch.load(checkpoint / "custom_checkpoint_0.pkl", weights_only=True)["step"] == stopped
-    assert "DataLoader worker" not in run.stderr and "Traceback" not in run.stderr, output
+    # torchrun itself ends with a traceback of the signal it got (SignalException), after the processes it forwarded
+    # the signal to have ended: the only traceback allowed.
+    launcher = run.stderr.count("torch.distributed.elastic.multiprocessing.api.SignalException: Process")
+    assert "DataLoader worker" not in run.stderr and run.stderr.count("Traceback") == launcher, output
     with pytest.raises(ProcessLookupError):  # nothing of the job is left running: no orphaned workers
         os.killpg(run.process.pid, 0)
     return stopped
@@ -615,9 +619,10 @@ def test_file_truncated_during_training_is_skipped_with_a_warning_naming_it(imag
 
 
 @pytest.mark.slow
+@pytest.mark.xfail(strict=True, reason="waits for the engine to catch BadFileDuringTraining (remove this mark then)")
 def test_file_truncated_during_training_stops_with_one_line_naming_it_and_a_checkpoint(images, tmp_path):
-    # Waits for the engine: it must catch translate.data.base.BadFileDuringTraining, save a checkpoint and exit 1
-    # with one `error:` line naming the file (and the checkpoint), instead of a DataLoader worker traceback.
+    # The engine catches translate.data.base.BadFileDuringTraining, saves a checkpoint and exits 1 with one `error:`
+    # line naming the file and the checkpoint, instead of a DataLoader worker traceback.
     run, run_dir, victim = truncate_during_training(images, tmp_path, "train.checkpoint_every=1000")
     assert run.wait() == 1, run.output()
     naming = [line for line in run.stderr.splitlines() if str(victim) in line]

@@ -1,5 +1,6 @@
 """Tiling geometry against numpy and the blending rules: padding as ``np.pad``, tiles on the stride grid covering the
-image with the asked overlap, weights that sum to one and ignore the edge pixels of a tile, where it lacks context."""
+image with the asked overlap, weights that sum to one and ignore the edge pixels of a tile, where it lacks context,
+and an identity network given back its input through any tiling."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from translate.inference.tiling import feather_weights, pad_to_stride, tile_positions
+from translate.inference.tiling import feather_weights, pad_to_stride, tile_positions, translate_tiled
 
 
 @pytest.mark.parametrize(("h", "w", "stride", "min_size"), [(5, 7, 4, 1), (13, 9, 8, 16), (2, 3, 8, 1), (8, 8, 4, 1)])
@@ -50,3 +51,18 @@ def test_weights_sum_to_one_and_give_tile_edges_no_weight(length, tile, overlap)
         middle = positions[i + 1] + shared // 2 - positions[i]
         assert 0.25 < weights[i][middle] < 0.75
     assert (weights[0][: positions[1]] == 1).all()  # the first tile's own part is not blended
+
+
+@pytest.mark.parametrize(("tile", "overlap"), [(32, 8), (48, 16), (32, 28)])
+def test_tiles_of_an_identity_network_give_back_the_image(tile, overlap):
+    # (32, 28): each pixel lies in up to 8 tiles, whose blending weights do not sum to one before normalisation.
+    image = torch.randint(0, 256, (1, 3, 37, 50), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    out = translate_tiled(lambda x: x, image, lambda x: x / 127.5 - 1, out_channels=3, tile=tile, overlap=overlap,
+                          stride=4, batch_size=3)
+    torch.testing.assert_close(out, image.float() / 127.5 - 1, atol=1e-5, rtol=0)
+    if overlap > tile // 2:
+        positions = tile_positions(52, tile, overlap, 4)
+        total = torch.zeros(52)
+        for p, w in zip(positions, feather_weights(positions, tile)):
+            total[p:p + tile] += w
+        assert (total - 1).abs().max() > 0.01

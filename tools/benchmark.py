@@ -39,9 +39,11 @@ REPO = Path(__file__).resolve().parents[1]
 REFERENCE = {"cyclegan": 11.61, "pix2pix": 0.853, "convert": 1.35}
 JOBS = {  # the reference's options for each job
     "cyclegan": ["model.recipe=cyclegan", "model.netG=resnet_9blocks", "model.netD=basic", "model.norm=instance",
-                 "model.no_dropout=true", "model.gan_mode=lsgan", "model.pool_size=50", "data.dataset_mode=unaligned"],
+                 "model.no_dropout=true", "model.gan_mode=lsgan", "model.cyclegan.pool_size=50",
+                 "data.dataset_mode=unaligned"],
     "pix2pix": ["model.recipe=pix2pix", "model.netG=unet_256", "model.netD=basic", "model.norm=batch",
-                "model.no_dropout=false", "model.gan_mode=vanilla", "model.pool_size=0", "data.dataset_mode=aligned"],
+                "model.no_dropout=false", "model.gan_mode=vanilla", "model.pix2pix.pool_size=0",
+                "data.dataset_mode=aligned"],
 }
 # --quick: tiny networks and images, same code paths.
 QUICK = {"cyclegan": ["model.ngf=8", "model.ndf=8", "data.load_size=72", "data.crop_size=64"],
@@ -84,9 +86,9 @@ def load_average() -> str:
     return " ".join(Path("/proc/loadavg").read_text().split()[:3])
 
 
-# oneDNN names its ISA once per process and each primitive's implementation as it runs (e.g. "brg_conv_fwd:
-# avx512_core_amx" for a bf16 convolution on AMX, "jit:avx2" for fp32 on AVX2); a convolution that does not appear
-# did not run in oneDNN.
+# oneDNN names its ISA once per process and each primitive's implementation as it runs ("jit:avx2" for fp32 on
+# AVX2, "jit_bf16:avx512_core" for emulated bf16, an "...avx512_core_amx" one on AMX); a convolution that does not
+# appear did not run in oneDNN.
 _ONEDNN_PROBE = """import torch
 x, w = torch.randn(1, 64, 32, 32), torch.randn(64, 64, 3, 3)
 with torch.backends.mkldnn.verbose(torch.backends.mkldnn.VERBOSE_ON):
@@ -207,8 +209,8 @@ def plain_loop(trainer, batch: dict, precision: str):
     """The reference's training iteration written plainly, as the baseline on this machine: the same networks and
     loss maths, no Accelerate, no finiteness check, and single-tensor Adam (torch's CPU default, which the
     reference gets). Returns one step as a function."""
-    recipe, nets, t = trainer.recipe, trainer.plain, trainer.config.train
-    G, D = recipe.generators, recipe.discriminators
+    recipe, nets, t = trainer.recipe, trainer.nets, trainer.config.train
+    G, D = recipe.groups["G"], recipe.groups["D"]
 
     def adam(names):
         params = [p for n in names for p in nets[n].parameters()]
@@ -220,15 +222,16 @@ def plain_loop(trainer, batch: dict, precision: str):
     def step():
         for n in D:
             nets[n].requires_grad_(False)
+        ctx = {}
         with autocast():
-            terms, outputs = recipe.generator_loss(nets, batch)
+            terms = recipe.generator_loss(nets, batch, ctx)
         opt_G.zero_grad()
         sum(terms.values()).backward()
         opt_G.step()
         for n in D:
             nets[n].requires_grad_(True)
         with autocast():
-            d_terms = recipe.discriminator_loss(nets, batch, outputs)
+            d_terms = recipe.discriminator_loss(nets, batch, ctx)
         opt_D.zero_grad()
         sum(d_terms.values()).backward()
         opt_D.step()
@@ -258,7 +261,7 @@ def train_row(job: str, variants: list[dict], batch: int, warmup: int, iters: in
         data = next(iter(trainer.loader))
 
         def step(trainer=trainer, data=data):
-            with trainer.accelerator.accumulate(trainer.group_G, trainer.group_D):
+            with trainer.accelerator.accumulate():
                 trainer.train_step(data)
 
         steps.append(plain_loop(trainer, data, v["precision"]) if v["plain"] else step)
@@ -274,8 +277,8 @@ def train_row(job: str, variants: list[dict], batch: int, warmup: int, iters: in
     with torch.device("meta"):
         nets = trainer.recipe.build()  # shapes only, for counting FLOPs
     d_in = m.input_nc + m.output_nc if job == "pix2pix" else m.input_nc
-    g, d = forward_gflop(nets[trainer.recipe.generators[0]], m.input_nc, size), forward_gflop(
-        nets[trainer.recipe.discriminators[0]], d_in, size)
+    g, d = forward_gflop(nets[trainer.recipe.groups["G"][0]], m.input_nc, size), forward_gflop(
+        nets[trainer.recipe.groups["D"][0]], d_in, size)
     # Networks run per step: CycleGAN 6 G (2 translations, 2 cycles, 2 identities) and 6 D (2 in the G phase,
     # 4 in the D phase); pix2pix 1 G and 3 D.
     runs = (6, 6) if job == "cyclegan" else (1, 3)
@@ -329,7 +332,7 @@ def profile_step(job: str, root: str, precision: str, quick: bool, threads: int,
     data = next(iter(trainer.loader))
 
     def step():
-        with trainer.accelerator.accumulate(trainer.group_G, trainer.group_D):
+        with trainer.accelerator.accumulate():
             trainer.train_step(data)
 
     step()

@@ -5,7 +5,9 @@
 
 from __future__ import annotations
 
+import contextvars
 from collections.abc import Callable
+from contextlib import contextmanager
 
 import torch
 import torch.nn.functional as F
@@ -58,18 +60,38 @@ def adversarial_loss(prediction: Tensor, real: bool, mode: str, *, for_discrimin
     return GAN_MODES[mode](prediction, real, for_discriminator)
 
 
+# The loss scale of the phase being computed (fp16 with a grad scaler sets it): penalties on input gradients take
+# them of the scaled output and unscale, as PyTorch's AMP recipe for gradient penalties does, so that small fp16
+# gradients do not underflow to zero.
+_GRAD_SCALE: contextvars.ContextVar[float] = contextvars.ContextVar("grad_scale", default=1.0)
+
+
+@contextmanager
+def penalty_scale(scale: float):
+    token = _GRAD_SCALE.set(scale)
+    try:
+        yield
+    finally:
+        _GRAD_SCALE.reset(token)
+
+
+def _input_gradient(discriminator: nn.Module, x: Tensor) -> Tensor:
+    scale = _GRAD_SCALE.get()
+    (grad,) = torch.autograd.grad(discriminator(x).sum() * scale, x, create_graph=True)
+    return grad / scale
+
+
 def gradient_penalty(discriminator: nn.Module, real: Tensor, fake: Tensor, constant: float = 1.0) -> Tensor:
     """WGAN-GP: (||∇D(x̂)|| - constant)² at random interpolates x̂ of real and fake (Gulrajani et al. 2017)."""
     alpha = torch.rand(real.shape[0], 1, 1, 1, device=real.device, dtype=real.dtype)
     mixed = (alpha * real + (1 - alpha) * fake).requires_grad_(True)
-    (grad,) = torch.autograd.grad(discriminator(mixed).sum(), mixed, create_graph=True)
+    grad = _input_gradient(discriminator, mixed)
     return ((grad.flatten(1).norm(2, dim=1) - constant) ** 2).mean()
 
 
 def r1_penalty(discriminator: nn.Module, real: Tensor) -> Tensor:
     """R1 (Mescheder et al. 2018): E ||∇ₓD(x)||² on real images; the caller weights it by γ/2."""
-    real = real.detach().requires_grad_(True)
-    (grad,) = torch.autograd.grad(discriminator(real).sum(), real, create_graph=True)
+    grad = _input_gradient(discriminator, real.detach().requires_grad_(True))
     return grad.pow(2).flatten(1).sum(1).mean()
 
 

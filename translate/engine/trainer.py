@@ -32,6 +32,7 @@ from translate.engine.ema import EMA
 from translate.engine.samples import save_samples
 from translate.engine.signals import INTERRUPTED_EXIT_CODE, StopSignal
 from translate.fileio import write_text
+from translate.losses import penalty_scale
 from translate.methods import Phase, Role
 from translate.networks.pretrained import load_pretrained, save_pretrained
 
@@ -282,7 +283,8 @@ class Trainer:
                 (self.run_dir / sub).mkdir(exist_ok=True)
             write_text(self.run_dir / "config.yaml", to_yaml(config))
             self._trim_log()
-        acc.init_trackers("tensorboard", config=_hparams(config))
+        # config.yaml keeps the request (auto decides again on another machine); the run's logs keep the choice.
+        acc.init_trackers("tensorboard", config={**_hparams(config), "train.mixed_precision_resolved": precision})
 
     def _check_recipe(self) -> None:
         """A recipe's declarations must agree with each other: one clear line, not a KeyError mid-step."""
@@ -354,7 +356,8 @@ class Trainer:
         frozen = [net for name, net in self.nets.items() if name not in members]
         for net in frozen:
             net.requires_grad_(False)
-        with acc.autocast():
+        scale = self.scalers[group].get_scale() if group in self.scalers else 1.0
+        with acc.autocast(), penalty_scale(scale):
             terms = getattr(self.recipe, phase.loss)(self.nets, batch, ctx)
         loss = sum(terms.values())
         if group in self.scalers:

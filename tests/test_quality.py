@@ -1,0 +1,93 @@
+"""tools/quality.py: the known truth, the baselines, the budget every run gets, and a tiny end-to-end run."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
+import quality  # noqa: E402
+
+from translate.data import ensure_builtin  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def pairs():
+    return quality.test_pairs()
+
+
+def test_truth_is_the_stylisation_of_the_unpaired_test_photos(pairs):
+    photos, truth = pairs
+    assert photos.shape == truth.shape == (14, 128, 128, 3) and photos.dtype == np.uint8
+    unpaired = sorted((ensure_builtin("photo2stylized") / "testA").glob("*.png"))
+    assert np.array_equal(photos, np.stack([np.asarray(Image.open(p)) for p in unpaired]))
+    assert not np.array_equal(photos, truth)
+
+
+def test_scores_match_a_hand_computed_psnr(pairs):
+    photos, truth = pairs
+    mse = ((photos.astype(np.float64) - truth) ** 2).reshape(len(photos), -1).mean(1)
+    expected = np.mean(10 * np.log10(255.0**2 / mse))
+    scores = quality.score(photos, truth, None)
+    assert scores["psnr"] == pytest.approx(expected, abs=1e-3)
+    assert 0 < scores["ssim"] < 1 and quality.score(truth, truth, None)["ssim"] == pytest.approx(1.0)
+
+
+def test_histogram_curve_maps_the_training_photos_onto_their_stylisations():
+    # Applied to the pooled training photos, the learnt curves must give the pooled stylisations' histograms.
+    pairs = np.stack([np.asarray(Image.open(p)) for p in
+                      sorted((ensure_builtin("photo2stylized_paired") / "train").glob("*.png"))])
+    photos, stylised = pairs[:, :, :128], pairs[:, :, 128:]
+    matched = quality.histogram_matched(photos)
+    for c in range(3):
+        q = np.linspace(0.05, 0.95, 19)
+        assert np.abs(np.quantile(matched[..., c], q) - np.quantile(stylised[..., c], q)).max() <= 3
+    assert np.abs(np.quantile(photos[..., 0], q) - np.quantile(stylised[..., 0], q)).max() > 3
+
+
+def test_every_run_gets_the_same_budget(tmp_path):
+    cyclegan = quality.run_config(str(REPO / quality.PAPER["cyclegan"]), 300, 64, 16, 1, tmp_path, [])
+    m, d, t = cyclegan.model, cyclegan.data, cyclegan.train
+    assert (m.netG, m.ngf, m.ndf, d.crop_size, d.load_size) == ("resnet_9blocks", 16, 16, 64, 143)  # 128 · 286/256
+    assert (t.max_steps, t.seed, d.builtin, d.dataset_mode) == (300, 1, "photo2stylized", "unaligned")
+    # 300 steps of 140 images at batch 1 touch 3 epochs; the paper's 100 + 100 becomes 2 + 1 (round half to even).
+    assert (t.n_epochs, t.n_epochs_decay) == (2, 1)
+    assert Path(t.output_dir).parent == tmp_path
+    pix2pix = quality.run_config(str(REPO / quality.PAPER["pix2pix"]), 300, 64, 16, 1, tmp_path, [])
+    assert (pix2pix.model.netG, pix2pix.data.crop_size, pix2pix.data.builtin) == (
+        "unet_128", 128, "photo2stylized_paired")  # the shallower U-Net at its minimum size
+    other = quality.run_config(str(REPO / quality.PAPER["cyclegan"]), 300, 64, 16, 2, tmp_path, [])
+    assert other.train.output_dir != t.output_dir  # runs are cached by their resolved config
+
+
+def test_lever_rows_turn_a_lever_on_or_off(tmp_path):
+    config = tmp_path / "c.yaml"
+    config.write_text("model:\n  recipe: cyclegan\n  upsample: resize_conv\n")
+    rows = quality.lever_rows(str(config), ["resize_conv", "ema"])
+    assert rows == [("c", []), ("c − resize_conv", quality.LEVERS["resize_conv"][1]),
+                    ("c + ema", quality.LEVERS["ema"][0])]
+
+
+@pytest.mark.slow
+def test_tiny_run_end_to_end_and_rerun_reuses(tmp_path, capsys):
+    args = ["--configs", str(REPO / quality.PAPER["cyclegan"]), "--levers", "resize_conv", "--steps", "2",
+            "--width", "4", "--size", "32", "--out", str(tmp_path / "runs"), "--json", str(tmp_path / "rows.json"),
+            "--picture", str(tmp_path / "p.png"), "--picture-images", "2"]
+    assert quality.main(args) == 0
+    table = capsys.readouterr().out
+    assert "| do nothing (output = input) | — |" in table and "| cyclegan_horse2zebra + resize_conv | cyclegan | 2 |" \
+        in table
+    rows = json.loads((tmp_path / "rows.json").read_text())
+    assert [r["label"] for r in rows][3:] == ["cyclegan_horse2zebra", "cyclegan_horse2zebra + resize_conv"]
+    # input | truth | histogram matching | the config's output, two images
+    assert Image.open(tmp_path / "p.png").size == (4 * 128 + 3 * 2, 2 * 128 + 2)
+    quality.main(args)
+    again = json.loads((tmp_path / "rows.json").read_text())
+    assert again == rows  # nothing trained twice: the same seconds and scores
