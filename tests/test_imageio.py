@@ -150,10 +150,20 @@ def test_tiff_layout_tags_are_not_copied_into_the_output(tmp_path):
     assert tifffile.imread(tmp_path / "rgb.tif").shape == (H, W, 3)
 
 
-def test_16_bit_colour_tiff_keeps_its_samples(tmp_path):
+def test_16_bit_colour_tiff_keeps_its_samples(tmp_path, monkeypatch):
     a = pixels("RGB16")
     tifffile.imwrite(tmp_path / "c.tif", a, photometric="rgb")
     np.testing.assert_array_equal(read_image_file(tmp_path / "c.tif").pixels, a)
+    tifffile.imwrite(tmp_path / "planes.tif", np.moveaxis(a, -1, 0), photometric="rgb", planarconfig="separate")
+    np.testing.assert_array_equal(read_image_file(tmp_path / "planes.tif").pixels, a)
+
+    def needs_imagecodecs(*args, **kwargs):  # as for LZW without tifffile's optional codecs
+        raise ValueError("<COMPRESSION.LZW: 5> requires the 'imagecodecs' package")
+
+    monkeypatch.setattr(tifffile, "TiffFile", needs_imagecodecs)
+    with pytest.warns(UserWarning, match="c.tif: read at 8 bits"):
+        eight = read_image_file(tmp_path / "c.tif").pixels
+    assert eight.dtype == np.uint8 and np.abs(eight.astype(int) - a // 257).max() <= 1
 
 
 def _animated_gif(path) -> None:

@@ -112,22 +112,40 @@ def up_convs(net):
 
 
 @pytest.mark.parametrize("name", ["resnet_6blocks", "resnet_9blocks", "unet_128", "unet_256"])
-def test_resize_conv_replaces_every_transposed_convolution(name):
+def test_resize_conv_replaces_the_transposed_convolutions(name):
     size = max(GENERATORS[name].min_size, 32)
     kwargs = {"input_nc": 1, "output_nc": 3, "ngf": 4, "norm": "instance"}
     reference, resized = create_generator(name, **kwargs), create_generator(name, upsample="resize_conv", **kwargs)
-    assert not any(isinstance(m, torch.nn.ConvTranspose2d) for m in resized.modules())
-    assert [type(m) for m in up_convs(resized)] == [ResizeConv2d] * len(up_convs(reference))
+    # Every one, except the U-Net's innermost (the first met): its input is one pixel, whose resize would be flat.
+    kept = 1 if name.startswith("unet") else 0
+    n = len(up_convs(reference))
+    assert [type(m) for m in up_convs(resized)] == [torch.nn.ConvTranspose2d] * kept + [ResizeConv2d] * (n - kept)
     # The same place in the module tree: keys are the reference's, only the up-convolutions' shapes differ.
     assert list(resized.state_dict()) == list(reference.state_dict())
     # Each k×k transposed convolution (in→out) becomes a 3×3 convolution (in→out): k² − 9 fewer weights per pair.
-    saved = sum(m.in_channels * m.out_channels * (m.kernel_size[0] ** 2 - 9) for m in up_convs(reference))
+    saved = sum(m.in_channels * m.out_channels * (m.kernel_size[0] ** 2 - 9) for m in up_convs(reference)[kept:])
     assert n_params(reference) - n_params(resized) == saved
     x = torch.rand(2, 1, size, size) * 2 - 1
     y = resized(x)
     assert y.shape == (2, 3, size, size) and torch.isfinite(y).all()
     y.mean().backward()
-    assert all(p.grad is not None for p in resized.parameters())
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in resized.parameters())
+
+
+@pytest.mark.parametrize("norm", ["batch", "instance"])
+def test_resize_conv_unet_still_uses_its_bottleneck(norm):
+    # A flat 2×2 map out of the innermost level would be zeroed by the norm after it: the bottleneck's weights
+    # would then change nothing.
+    from translate.networks.generators import UnetSkipConnectionBlock
+
+    torch.manual_seed(0)
+    net = create_generator("unet_128", ngf=4, norm=norm, upsample="resize_conv")
+    x = torch.rand(1, 3, 128, 128) * 2 - 1
+    before = net(x)
+    innermost = [m for m in net.modules() if isinstance(m, UnetSkipConnectionBlock)][-1]
+    with torch.no_grad():
+        innermost.model[1].weight.normal_(0, 1)
+    assert (net(x) - before).abs().max() > 1e-3
 
 
 def test_resize_conv_is_nearest_upsampling_then_a_reflect_padded_convolution():

@@ -25,8 +25,8 @@ def read_log(run_dir):
 
 def cut_config(tiny_config, recipe="cut", *overrides):
     # The paper's layer ids need resnet_9blocks' 19 layers; tiny widths, 4 patches.
-    return tiny_config(recipe, "model.netG=resnet_9blocks",
-                       f"model.{recipe}.num_patches=4", f"model.{recipe}.netF_nc=8", "train.max_steps=3", "train.report=false", *overrides)
+    return tiny_config(recipe, "model.netG=resnet_9blocks", f"model.{recipe}.num_patches=4",
+                       f"model.{recipe}.netF_nc=8", "train.max_steps=3", "train.report=false", *overrides)
 
 
 # -- losses on hand-worked values -------------------------------------------------------------------------------

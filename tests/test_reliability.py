@@ -619,7 +619,6 @@ def test_file_truncated_during_training_is_skipped_with_a_warning_naming_it(imag
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason="waits for the engine to catch BadFileDuringTraining (remove this mark then)")
 def test_file_truncated_during_training_stops_with_one_line_naming_it_and_a_checkpoint(images, tmp_path):
     # The engine catches translate.data.base.BadFileDuringTraining, saves a checkpoint and exits 1 with one `error:`
     # line naming the file and the checkpoint, instead of a DataLoader worker traceback.

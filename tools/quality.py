@@ -60,12 +60,13 @@ LEVERS = {
     "unet": (["model.netG=unet_256"], ["model.netG=resnet_9blocks"]),
     "ema": (["train.ema=true", "train.ema_decay=0.99"], ["train.ema=false"]),
     "cosine": (["train.lr_policy=cosine"], ["train.lr_policy=linear"]),
-    "identity_5": (["model.lambda_identity=5.0"], ["model.lambda_identity=0.5"]),
-    "no_identity": (["model.lambda_identity=0.0"], ["model.lambda_identity=0.5"]),
-    "no_pool": (["model.pool_size=0"], ["model.pool_size=50"]),
-    "batch_norm": (["model.norm=batch"], ["model.norm=instance"]),
-    "instance_norm": (["model.norm=instance"], ["model.norm=batch"]),
     "lr_1e-3": (["train.lr=0.001"], ["train.lr=0.0002"]),
+    "ttur": (["train.optimizers.D.lr=0.0001"], ["train.optimizers.D.lr=null"]),  # D at half G's lr
+    "instance_norm": (["model.norm=instance"], ["model.norm=batch"]),
+    "spectral_norm": (["model.spectral_norm=true"], ["model.spectral_norm=false"]),
+    "r1": (["model.r1_gamma=1.0"], ["model.r1_gamma=0.0"]),
+    "identity_5": (["model.cyclegan.lambda_identity=5.0"], ["model.cyclegan.lambda_identity=0.5"]),
+    "no_pool": (["model.cyclegan.pool_size=0"], ["model.cyclegan.pool_size=50"]),
 }
 
 
@@ -117,7 +118,7 @@ def load_task_config(path: str, overrides: list[str] = ()):
 
 def run_config(path: str, steps: int, size: int, width: int, seed: int, out: Path, extra: list[str]):
     """The Config of one budgeted run of ``path`` with ``extra`` overrides."""
-    base = load_task_config(path)
+    base = load_task_config(path, extra)
     recipe = base.model.recipe
     if recipe not in DATA:
         raise SystemExit(f"{path}: recipe {recipe!r} has no built-in quality task (known: {', '.join(DATA)})")
@@ -127,8 +128,9 @@ def run_config(path: str, steps: int, size: int, width: int, seed: int, out: Pat
     budget = ["data.root=''", *DATA[recipe], f"model.netG={netG}", f"model.ngf={width}", f"model.ndf={width}",
               f"data.crop_size={crop}", f"data.load_size={load_size}", "data.num_workers=0", f"train.seed={seed}",
               f"train.max_steps={steps}", f"train.checkpoint_every={steps}", f"train.sample_every={steps}",
-              "train.progress=false", "train.report=false", "train.compile=false", "train.eval_every=0"]
-    config = load_config(path, budget + extra)
+              "train.progress=false", "train.report=false", "train.compile=false", "train.eval_every=0",
+              "train.mixed_precision=no"]  # fp32: the same numbers on every CPU
+    config = load_config(path, extra + budget)  # the budget last: it already holds what the levers changed
     # The schedule, compressed into the budget: the epochs the run touches, split as the config splits them.
     per_epoch = math.ceil(len(build_dataset(config)) / config.data.batch_size)
     epochs = math.ceil(steps / per_epoch)

@@ -273,7 +273,25 @@ def _png_16bit(path: Path) -> bool:
 
 def _tiff_16bit_colour(im: Image.Image) -> bool:
     # PIL reads 16-bit RGB(A) TIFFs as 8-bit RGB(A): tifffile keeps the samples.
-    return im.format == "TIFF" and im.mode in ("RGB", "RGBA") and im.tag_v2.get(258, (8,))[0] == 16
+    if im.format != "TIFF" or im.mode not in ("RGB", "RGBA"):
+        return False
+    bits = im.tag_v2.get(258, 8)
+    return (bits[0] if isinstance(bits, tuple) else bits) == 16
+
+
+def _read_tiff16(path: Path) -> np.ndarray | None:
+    """The first page's (H, W, C) uint16 samples, or None (with a warning) where tifffile cannot decode them: LZW,
+    JPEG and other codecs need its optional imagecodecs package, while PIL reads them, if only at 8 bits."""
+    import tifffile  # late: only 16-bit colour TIFFs need it
+
+    try:
+        with tifffile.TiffFile(path) as tif:
+            page = tif.pages[0]
+            a = page.asarray()
+            return np.moveaxis(a, 0, -1) if page.planarconfig == tifffile.PLANARCONFIG.SEPARATE else a
+    except Exception as e:
+        warnings.warn(f"{path}: read at 8 bits, tifffile cannot decode its 16 bits ({e})", stacklevel=4)
+        return None
 
 
 def _colour_managed(im: Image.Image, icc: bytes | None) -> tuple[Image.Image, bytes | None]:
@@ -298,10 +316,8 @@ def _decode_pixels(im: Image.Image, path: Path, icc: bytes | None) -> tuple[np.n
         from torchvision.io import ImageReadMode, decode_png, read_file  # late: torchvision is a heavy import
 
         return decode_png(read_file(str(path)), mode=ImageReadMode.UNCHANGED).permute(1, 2, 0).numpy(), icc
-    if _tiff_16bit_colour(im):
-        import tifffile
-
-        return tifffile.imread(path, key=0), icc
+    if _tiff_16bit_colour(im) and (pixels := _read_tiff16(path)) is not None:
+        return pixels, icc
     im, icc = _colour_managed(im, icc)
     return pil_to_array(im), icc
 

@@ -10,7 +10,16 @@ EPILOG = """\
 Re-running the same command converts only what is missing (outputs are written to a temp file and renamed, so
 a killed run leaves no half-written file). Unreadable files are reported and skipped; the exit status is 1 when
 any file failed, 2 on a usage error. Converted files keep the input's ICC profile and EXIF (orientation applied
-and reset), alpha channel and, in PNG, 16-bit depth. A summary is written to OUTPUT_DIR/convert_summary.json.
+and reset), alpha channel and, in PNG, 16-bit depth. A summary is written to OUTPUT_DIR/convert_summary.json,
+with the files left out for their extension; a folder without images is an error (exit status 2).
+
+Several processes (one per GPU, or CPU processes) share the work under a launcher, each converting its share of
+the outputs still missing; rank 0 shows the progress and writes one summary:
+  torchrun --nproc_per_node 4 -m translate.cli convert MODEL INPUT_DIR OUTPUT_DIR
+  accelerate launch --multi_gpu --num_processes 4 -m translate.cli convert MODEL INPUT_DIR OUTPUT_DIR
+Jobs of a cluster array split a folder with --shard I/N (e.g. --shard $SLURM_ARRAY_TASK_ID/8 with --array=0-7):
+each writes OUTPUT_DIR/convert_summary.shard-I-of-N.json, and the last to finish merges them into
+OUTPUT_DIR/convert_summary.json.
 """
 
 

@@ -37,6 +37,7 @@ def run(args) -> int:
     from translate.data import DatasetError
     from translate.engine.trainer import (
         INTERRUPTED_EXIT_CODE,
+        BadFileStop,
         TrainingDiverged,
         TrainingInterrupted,
         run_directory,
@@ -57,7 +58,7 @@ def run(args) -> int:
     except TrainingInterrupted as e:
         print(str(e), file=sys.stderr)
         return INTERRUPTED_EXIT_CODE
-    except TrainingDiverged as e:
+    except (TrainingDiverged, BadFileStop) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
     except OSError as e:  # disk full, permissions... at a write during training

@@ -9,6 +9,7 @@ averaged across processes by hand before each step (as in stylegan3), so recipes
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -36,7 +37,8 @@ from translate.losses import penalty_scale
 from translate.methods import Phase, Role
 from translate.networks.pretrained import load_pretrained, save_pretrained
 
-__all__ = ["INTERRUPTED_EXIT_CODE", "Trainer", "TrainingDiverged", "TrainingInterrupted", "run_directory", "train"]
+__all__ = ["INTERRUPTED_EXIT_CODE", "BadFileStop", "Trainer", "TrainingDiverged", "TrainingInterrupted",
+           "run_directory", "train"]
 
 COLLAPSE_D_LOSS = 0.01  # total D loss below this (per log window) is a sign of a collapsed game...
 COLLAPSE_WINDOWS = 5  # ...when it lasts this many log windows
@@ -50,6 +52,10 @@ class TrainingInterrupted(RuntimeError):
 
 class TrainingDiverged(RuntimeError):
     """Raised after too many consecutive steps with non-finite losses or gradients."""
+
+
+class BadFileStop(RuntimeError):
+    """Raised after a file that passed the scan failed to load (data.on_bad_file=error) and a checkpoint was saved."""
 
 
 @dataclass
@@ -219,8 +225,10 @@ class Trainer:
             torch.backends.cudnn.benchmark = True
         set_seed(t.seed)
 
-        # Data first: a broken dataset fails before anything is written.
-        self.dataset = build_dataset(config, "train")
+        # Data first: a broken dataset fails before anything is written. The main process scans (and fills the
+        # verification cache) first; the others then read the cache.
+        with acc.main_process_first():
+            self.dataset = build_dataset(config, "train")
         loader = build_loader(self.dataset, config, acc.device.type)
 
         self.recipe = recipe = recipe_class(config.model.recipe)(config)
@@ -418,7 +426,7 @@ class Trainer:
         sums: dict[str, torch.Tensor] = {}
         count = 0
         batch = ctx = None
-        with StopSignal() as stop:
+        with StopSignal() as stop, self._stop_on_bad_file(bar):
             while state.step < max_steps and state.epoch < epochs:
                 self.dataset.set_epoch(state.epoch)
                 self.loader.set_epoch(state.epoch)
@@ -480,6 +488,26 @@ class Trainer:
         return self.run_dir
 
     # -- side jobs at step boundaries ------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def _stop_on_bad_file(self, bar):
+        """A file that changed on disk after the scan: save what was trained (at the last complete step) and stop
+        with one line naming the file. With several processes only the failing one knows, so it stops alone and
+        the launcher ends the others; the periodic checkpoints are what is kept then."""
+        from translate.data.base import BadFileDuringTraining
+
+        try:
+            yield
+        except BadFileDuringTraining as e:
+            bar.close()
+            if self.accelerator.num_processes > 1:
+                raise BadFileStop(f"{e}; training stopped at step {self.state.step}; the last checkpoint is "
+                                  f"{latest_checkpoint(self.run_dir) or 'none'}") from None
+            self._read_skips()
+            path = self._checkpoint()
+            self.accelerator.end_training()
+            raise BadFileStop(f"{e}; training stopped at step {self.state.step}; checkpoint saved to {path}; fix or "
+                              "remove the file (or set data.on_bad_file=skip), then --resume") from None
+
     def _checkpoint(self) -> Path:
         return save_checkpoint(self.accelerator, self.run_dir, self.state.step, self.config.train.keep_checkpoints,
                                self.recipe.state_dict())

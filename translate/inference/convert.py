@@ -228,9 +228,11 @@ def merge_shards(output_dir: Path, count: int, digest: str) -> list[int]:
     (the last shard to finish does it); return the shards still missing."""
     parts, missing = [], []
     for index in range(count):
-        path = output_dir / shard_summary_name(index, count)
-        part = json.loads(path.read_text()) if path.is_file() else None
-        if part and part.get("images_sha256") == digest:
+        try:
+            part = json.loads((output_dir / shard_summary_name(index, count)).read_text())
+        except (OSError, ValueError):  # not written yet (or not by us): that shard counts as not finished
+            part = None
+        if isinstance(part, dict) and part.get("images_sha256") == digest:
             parts.append(part)
         else:
             missing.append(index)

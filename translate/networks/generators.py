@@ -1,8 +1,9 @@
 """Generators of the reference implementation: ResNet (CycleGAN) and U-Net (pix2pix).
 
 Layer order and module nesting follow the reference exactly, so its ``state_dict`` keys load unchanged. With
-``upsample="resize_conv"`` every transposed convolution becomes a nearest-neighbour ×2 resize followed by a 3×3
-convolution (Odena et al. 2016, "Deconvolution and Checkerboard Artifacts"), at the same place in the module tree.
+``upsample="resize_conv"`` every transposed convolution (but the U-Net's innermost, see there) becomes a
+nearest-neighbour ×2 resize followed by a 3×3 convolution (Odena et al. 2016, "Deconvolution and Checkerboard
+Artifacts"), at the same place in the module tree.
 """
 
 from __future__ import annotations
@@ -94,7 +95,10 @@ class UnetSkipConnectionBlock(nn.Module):
             up = [up_relu, up_conv(inner_nc * 2, outer_nc, 4, upsample, padding=1), nn.Tanh()]
             layers = [down_conv, submodule, *up]
         elif innermost:
-            up = up_conv(inner_nc, outer_nc, 4, upsample, bias, padding=1)
+            # Always transposed here: at the bottleneck the input is a single pixel (at the network's minimum size),
+            # whose ×2 resize is flat, so a resize + convolution would give a constant 2×2 map that batch or instance
+            # norm then zeroes. A transposed convolution of one pixel places each tap once: no checkerboard to avoid.
+            up = nn.ConvTranspose2d(inner_nc, outer_nc, 4, stride=2, padding=1, bias=bias)
             layers = [down_relu, down_conv, up_relu, up, make_norm(outer_nc)]
         else:
             up = up_conv(inner_nc * 2, outer_nc, 4, upsample, bias, padding=1)
