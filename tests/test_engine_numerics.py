@@ -358,7 +358,7 @@ def test_compiled_training_matches_eager_after_two_steps(tiny_config, tmp_path, 
         pytest.skip("no C compiler: torch.compile cannot build its kernels here")
     import torch._dynamo
 
-    monkeypatch.setattr(torch._dynamo.config, "suppress_errors", False)  # the trainer sets it; restore afterwards
+    monkeypatch.setattr(torch._dynamo.config, "suppress_errors", False)  # a compile error raises, not eager
     # No norm layers: no gradient is structurally zero (a conv bias before a norm is), so Adam's ±lr first steps
     # do not flip sign on rounding noise. A pixel D keeps compilation short.
     common = ["model.norm=none", "model.no_dropout=true", "model.netD=pixel", "train.max_steps=2",

@@ -50,7 +50,7 @@ DOWNLOAD = ("tests/test_download.py",)
 LOSS = "translate/losses.py"
 METRIC = "translate/evaluation/metrics.py"
 TILING = "translate/inference/tiling.py"
-IMAGEIO = "translate/imageio.py" if (ROOT / "translate/imageio.py").is_file() else "translate/inference/imageio.py"
+IMAGEIO = "translate/imageio.py"
 DL = "translate/data/download.py"
 
 MUTANTS = [
@@ -63,8 +63,7 @@ MUTANTS = [
     Mutant("loss-hinge-without-relu", LOSS, "F.relu(1 - prediction).mean() if real",
            "(1 - prediction).mean() if real", LOSSES),
     Mutant("loss-hinge-generator-sign", LOSS, "return -prediction.mean()\n", "return prediction.mean()\n", LOSSES),
-    Mutant("loss-gp-no-create-graph", LOSS, "create_graph=True)\n    return ((grad",
-           "create_graph=False)\n    return ((grad", LOSSES),
+    Mutant("loss-gp-no-create-graph", LOSS, "create_graph=True)", "create_graph=False)", LOSSES),
     Mutant("loss-gp-norm-over-batch", LOSS, "grad.flatten(1).norm(2, dim=1)", "grad.norm(2)", LOSSES),
     Mutant("loss-gp-squared-norm", LOSS, "grad.flatten(1).norm(2, dim=1)", "grad.flatten(1).pow(2).sum(1)", LOSSES),
     Mutant("loss-gp-one-alpha-per-batch", LOSS, "torch.rand(real.shape[0], 1, 1, 1,", "torch.rand(1, 1, 1, 1,",
