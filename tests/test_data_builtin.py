@@ -20,7 +20,7 @@ def digest(folder: Path) -> dict[str, str]:
 
 
 # The photo-based ones take a few seconds each (OpenCV's stylization mostly).
-SLOW = ("edges2photos", "photo2stylized")
+SLOW = ("edges2photos", "photo2stylized", "photo2stylized_paired")
 
 
 @pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n in SLOW else n for n in BUILTINS])

@@ -80,8 +80,8 @@ def main() -> None:
     print(f"{'':12}{'L1 ↓':>10}{'PSNR dB ↑':>12}{'SSIM ↑':>10}")
     print(f"{'untrained':12}{b['l1']:>10.4f}{b['psnr']:>12.2f}{b['ssim']:>10.3f}")
     print(f"{'trained':12}{a['l1']:>10.4f}{a['psnr']:>12.2f}{a['ssim']:>10.3f}   ({p2p['minutes']:.1f} min)")
-    print(f"(the numbers of `translate eval {p2p['run_dir']} --metrics psnr,ssim,l1`; the report's metric history "
-          "is measured at the config's test-time size, so it differs)")
+    print(f"(full-size test images, exported weights: what `translate eval {p2p['run_dir']} --metrics psnr,ssim,l1` "
+          "prints)")
     for name, result in (("Pix2Pix", p2p), ("CycleGAN", cyc)):
         run_dir = result["run_dir"]
         print(f"\n{name}: {run_dir}  ({result['minutes']:.1f} min of training)")

@@ -47,8 +47,9 @@ from translate.networks import GENERATORS  # noqa: E402
 NATIVE = 128  # side of the built-in photo2stylized images
 PAPER = {"cyclegan": "configs/cyclegan_horse2zebra.yaml", "pix2pix": "configs/pix2pix_facades.yaml"}
 RECOMMENDED = {"cyclegan": "configs/cyclegan_recommended.yaml", "pix2pix": "configs/pix2pix_recommended.yaml"}
+UNPAIRED = ["data.builtin=photo2stylized", "data.dataset_mode=unaligned", "data.direction=AtoB"]
 DATA = {
-    "cyclegan": ["data.builtin=photo2stylized", "data.dataset_mode=unaligned", "data.direction=AtoB"],
+    "cyclegan": UNPAIRED, "cut": UNPAIRED, "fastcut": UNPAIRED,
     "pix2pix": ["data.builtin=photo2stylized_paired", "data.dataset_mode=aligned", "data.direction=AtoB"],
 }
 SHALLOWER = {"unet_256": "unet_128"}  # the same U-Net one level shallower, for the 128 px built-in images

@@ -392,7 +392,7 @@ def validate(config: Config) -> None:
         problems.append(f"train.best_metric={t.best_metric!r} is not among train.eval_metrics={t.eval_metrics}")
     if t.best_metric and t.eval_every < 1:
         problems.append("train.best_metric needs train.eval_every (steps between evaluations)")
-    if not d.root and not d.builtin:
+    if not d.root and d.builtin.lower() in ("", "none"):
         problems.append("data.root is empty: give the dataset folder, e.g. data.root=/path/to/facades")
     if problems:
         raise ConfigError("invalid config:\n  - " + "\n  - ".join(problems))

@@ -48,7 +48,7 @@ def _shard(value: str) -> tuple[int, int]:
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """The options of ``translate convert``, shared with ``tools/convert_folder.py``."""
-    from translate.inference.imageio import DEFAULT_MAX_PIXELS
+    from translate.imageio import DEFAULT_MAX_PIXELS
 
     p.add_argument("model", metavar="MODEL", help="model directory (config.json + safetensors), e.g. runs/NAME/model")
     p.add_argument("input_dir", metavar="INPUT_DIR", help="folder of images (searched recursively)")

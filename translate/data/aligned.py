@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from translate.data.base import ImageDataset
-from translate.data.decode import to_mode
 from translate.data.transforms import to_tensor
+from translate.imageio import to_mode
 
 
 class AlignedDataset(ImageDataset):

@@ -13,9 +13,9 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from translate.data.decode import BadImageError, parse_color, read_image
 from translate.data.scan import DatasetError, check_files, find_images
 from translate.data.transforms import Transform
+from translate.imageio import BadImageError, parse_color, read_image
 from translate.networks import GENERATORS
 
 log = logging.getLogger(__name__)

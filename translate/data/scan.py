@@ -9,7 +9,6 @@ import json
 import logging
 import os
 import signal
-import tempfile
 import warnings
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -18,7 +17,8 @@ import PIL
 from tqdm import tqdm
 
 from translate.data.builtin import cache_dir
-from translate.data.decode import IMAGE_EXTENSIONS, BadImageError, check_image, read_image
+from translate.fileio import write_text
+from translate.imageio import IMAGE_EXTENSIONS, BadImageError, check_image, read_image
 
 log = logging.getLogger(__name__)
 _MAX_LISTED = 50
@@ -95,9 +95,7 @@ def _write_cache(path: Path, files: dict[str, list]) -> None:
     The cache only saves time, so a cache directory that cannot be written is a warning, not an error."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile("w", dir=path.parent, prefix=".", suffix=".tmp", delete=False) as f:
-            json.dump({"version": _CACHE_VERSION, "files": files}, f)
-        os.replace(f.name, path)
+        write_text(path, json.dumps({"version": _CACHE_VERSION, "files": files}))
     except OSError as e:
         log.warning("cannot write the dataset scan cache %s (%s): the next start decodes every file again", path, e)
 

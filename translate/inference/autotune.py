@@ -13,7 +13,6 @@ import json
 import logging
 import math
 import os
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from translate.devices import cpu_model, resolve_mixed_precision
+from translate.fileio import temp_path, write_text
 from translate.networks import GENERATORS
 from translate.networks.pretrained import read_config
 
@@ -87,24 +87,25 @@ class ProbeCache:
         directory."""
         self.data.setdefault(machine, {})[key] = value
         for path in self.paths:
-            tmp = _temp_in(path.parent, ".json")
-            if tmp is not None:
-                tmp.write_text(json.dumps(self.data, indent=1) + "\n")
-                os.replace(tmp, path)
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                write_text(path, json.dumps(self.data, indent=1) + "\n")
                 return
+            except OSError:
+                continue
         log.warning("could not write the probe results to %s", " or ".join(map(str, self.paths)))
 
 
 def _temp_in(directory: Path, suffix: str) -> Path | None:
-    """A new empty temp file in ``directory`` (made if missing), to be renamed over the real one once written;
-    None where the directory cannot be written."""
+    """A fresh temp name in ``directory`` (made if missing), to be renamed over the real file once written (the
+    umask decides its mode); None where the directory cannot be written."""
     try:
         directory.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=suffix)
+        tmp = temp_path(directory / f"probe{suffix}")
+        os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
     except OSError:
         return None
-    os.close(fd)
-    return Path(tmp)
+    return tmp
 
 
 def probe_pixels(channels: int, side: int) -> torch.Tensor:
