@@ -47,6 +47,28 @@ REPORT = ("tests/test_report.py::test_chart_points_land_where_their_values_say",
           "tests/test_report.py::test_read_jsonl_skips_broken_lines_and_charts_handle_flat_and_single_points")
 DOWNLOAD = ("tests/test_download.py",)
 
+ENGINE = "tests/test_engine_numerics.py"
+ENGINE_EMA = (f"{ENGINE}::test_ema_after_k_updates_equals_the_closed_form_and_copies_buffers",
+              f"{ENGINE}::test_training_exports_the_ema_of_the_weights_after_each_step")
+ENGINE_POOL = tuple(f"{ENGINE}::test_{name}" for name in (
+    "image_pool_returns_its_first_images_as_they_are", "image_pool_of_size_zero_returns_the_input_and_stores_nothing",
+    "full_image_pool_swaps_in_a_stored_image_half_of_the_time", "image_pool_swaps_images_one_by_one_within_a_batch"))
+ENGINE_FREEZE = (f"{ENGINE}::test_discriminators_get_no_gradient_from_the_generator_phase",)
+ENGINE_SKIP = (f"{ENGINE}::test_a_non_finite_loss_leaves_its_group_and_optimizer_state_untouched",
+               f"{ENGINE}::test_fused_adam_on_the_cpu_honours_found_inf")
+ENGINE_LR = (f"{ENGINE}::test_lr_schedule_follows_the_formula_epoch_by_epoch",)
+ENGINE_BF16 = (f"{ENGINE}::test_bf16_mixed_precision_runs_bf16_kernels_on_the_cpu",)
+ENGINE_BEST = (f"{ENGINE}::test_best_model_follows_the_lowest_l1",)
+PHASES = ("tests/test_recipes.py::test_n_critic_and_lazy_r1_run_as_often_as_asked",
+          "tests/test_recipes.py::test_lazy_r1_is_scaled_by_its_interval_and_eager_r1_is_not",
+          "tests/test_recipes.py::test_ttur_gives_each_group_its_own_learning_rate",
+          "tests/test_recipes.py::test_r1_penalty_of_a_linear_discriminator_is_its_squared_weight_norm")
+CUT = ("tests/test_recipes.py::test_patch_nce_matches_a_hand_worked_case",
+       "tests/test_recipes.py::test_cut_feature_mlp_has_the_reference_sizes_at_ngf_64")
+TRAINER = "translate/engine/trainer.py"
+EMA = "translate/engine/ema.py"
+POOL = "translate/methods/image_pool.py"
+RECIPE = "translate/methods/__init__.py"
 LOSS = "translate/losses.py"
 METRIC = "translate/evaluation/metrics.py"
 TILING = "translate/inference/tiling.py"
@@ -137,6 +159,60 @@ MUTANTS = [
            DOWNLOAD),
     Mutant("http-206-offset-unchecked", DL, "if response.status == 206 and first != start:",
            "if response.status == 206 and first is None:", DOWNLOAD),
+    # the engine (translate/engine, translate/methods): step, skip, freeze, EMA, pool, schedules, phases
+    Mutant("ema-update-does-nothing", EMA, "torch._foreach_lerp_(ema_params, params, 1 - self.decay)", "pass",
+           ENGINE_EMA),
+    Mutant("ema-decay-direction", EMA, "torch._foreach_lerp_(ema_params, params, 1 - self.decay)",
+           "torch._foreach_lerp_(ema_params, params, self.decay)", ENGINE_EMA),
+    Mutant("ema-buffers-not-copied", EMA, "b_ema.copy_(b)", "b_ema.copy_(b_ema)", ENGINE_EMA),
+    Mutant("ema-never-updated", TRAINER, "ema.update(self.nets[name])", "pass", ENGINE_EMA),
+    Mutant("pool-returns-its-input", POOL, "        if self.size == 0:", "        if True:", ENGINE_POOL),
+    Mutant("pool-grows-past-size", POOL, "len(self.images) < self.size", "len(self.images) <= self.size",
+           ENGINE_POOL),
+    Mutant("pool-swap-probability", POOL, "> 0.5:", "> 0.3:", ENGINE_POOL),
+    Mutant("pool-stored-image-not-replaced", POOL, "self.images[i] = image", "pass", ENGINE_POOL),
+    Mutant("d-trainable-in-g-phase", TRAINER, "            net.requires_grad_(False)",
+           '            net.requires_grad_(group == "G")', ENGINE_FREEZE),
+    Mutant("frozen-never-unfrozen", TRAINER, "            net.requires_grad_(True)", "            pass",
+           ENGINE_SKIP),
+    Mutant("skip-by-zeroing-grads", TRAINER, "                    inner.found_inf = skipped\n",
+           "                    [p.grad.zero_() for p in params if p.grad is not None and skipped]\n"
+           "                    inner.found_inf = torch.zeros_like(skipped)\n", ENGINE_SKIP),
+    Mutant("no-check-in-d-phase", TRAINER, "skipped = _found_inf(params, acc.device)",
+           'skipped = _found_inf(params, acc.device) * (group == "G")', ENGINE_SKIP),
+    Mutant("found-inf-never-set", TRAINER, "inner.found_inf = skipped", "inner.found_inf = torch.zeros_like(skipped)",
+           ENGINE_SKIP),
+    Mutant("lr-constant-instead-of-linear", TRAINER,
+           "return lambda epoch: 1.0 - max(0, epoch + 1 - t.n_epochs) / float(t.n_epochs_decay + 1)",
+           "return lambda epoch: 1.0", ENGINE_LR),
+    Mutant("lr-linear-off-by-one", TRAINER, "max(0, epoch + 1 - t.n_epochs)", "max(0, epoch - t.n_epochs)",
+           ENGINE_LR),
+    Mutant("lr-step-never-runs", TRAINER, 'if t.lr_policy == "step":', 'if t.lr_policy == "steps":', ENGINE_LR),
+    Mutant("lr-cosine-over-n-epochs", TRAINER, "math.pi * min(epoch, total) / total",
+           "math.pi * min(epoch, t.n_epochs) / t.n_epochs", ENGINE_LR),
+    Mutant("lr-schedulers-never-stepped", TRAINER, "                        scheduler.step()",
+           "                        pass", ENGINE_LR),
+    Mutant("bf16-ignored", TRAINER, "mixed_precision=precision,", 'mixed_precision="no",', ENGINE_BF16),
+    Mutant("best-model-always-latest", TRAINER, "if value is not None and self._is_better(value):",
+           "if value is not None:", ENGINE_BEST),
+    Mutant("lower-is-better-flipped", TRAINER, "return value < self.state.best if lower_is_better",
+           "return value > self.state.best if lower_is_better", ENGINE_BEST),
+    Mutant("phase-every-ignored", TRAINER, "            if self.state.step % phase.every:",
+           "            if False:", PHASES),
+    Mutant("phase-repeat-ignored", TRAINER, "for _ in range(phase.repeat):", "for _ in range(1):", PHASES),
+    Mutant("group-lr-ignored", TRAINER, "lr = o.lr if o and o.lr is not None else t.lr", "lr = t.lr", PHASES),
+    Mutant("lazy-r1-not-scaled", RECIPE, "(m.r1_every if m.r1_every > 1 else 1)", "1", PHASES),
+    Mutant("r1-not-squared", LOSS, "grad.pow(2).flatten(1).sum(1).mean()", "grad.abs().flatten(1).sum(1).mean()",
+           PHASES),
+    Mutant("process-state-not-restored", TRAINER, "            self.recipe.load_state_dict(process_state)",
+           "            pass", ("tests/test_engine.py::test_resume_is_exact",)),
+    # CUT
+    Mutant("nce-keys-not-detached", LOSS, "    key = key.detach()\n", "", CUT),
+    Mutant("nce-temperature-ignored", LOSS, "/ temperature", "/ 1.0", CUT),
+    Mutant("nce-wrong-positive", LOSS, "target = torch.arange(query.shape[1], device=query.device)",
+           "target = torch.zeros(query.shape[1], dtype=torch.long, device=query.device)", CUT),
+    Mutant("cut-mlp-width-ignored", "translate/methods/cut.py", "nn.Linear(c, nc), nn.ReLU(), nn.Linear(nc, nc)",
+           "nn.Linear(c, 256), nn.ReLU(), nn.Linear(256, nc)", CUT),
     # test-time preprocessing
     Mutant("test-crop-not-centred", "translate/data/transforms.py", 'params["crop"] = (dx // 2, dy // 2)',
            'params["crop"] = (0, 0)', ("tests/test_data_datasets.py::test_aligned_direction_channels_and_eval",)),
@@ -151,7 +227,11 @@ IGNORED = (".venv", ".git", "__pycache__", ".pytest_cache", ".ruff_cache", ".hyp
 def make_copy(root: Path) -> Path:
     """The working tree in a temp folder (links kept as links)."""
     copy = Path(tempfile.mkdtemp(prefix="mutants-")) / "repo"
-    shutil.copytree(root, copy, symlinks=True, ignore=shutil.ignore_patterns(*IGNORED))
+    try:
+        shutil.copytree(root, copy, symlinks=True, ignore=shutil.ignore_patterns(*IGNORED))
+    except BaseException:
+        shutil.rmtree(copy.parent, ignore_errors=True)
+        raise
     return copy
 
 
