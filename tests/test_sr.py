@@ -86,8 +86,6 @@ def test_tile_smaller_than_the_receptive_field_is_refused(sr_dir, tmp_path, caps
         t(torch.rand(3, 8, 8), tile=8)
 
 
-@pytest.mark.xfail(strict=True, reason="convert_folder passes --tile per call, not to Translator.from_pretrained, so "
-                                       "the refusal is reported per file (exit 1), not as one line")
 def test_convert_refuses_a_tile_below_the_receptive_field_in_one_line(sr_dir, tmp_path, capsys):
     from translate.cli import main
 

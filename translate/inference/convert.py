@@ -249,12 +249,13 @@ def _cores() -> int:
 
 
 def _load_in_turn(model: str | Path, device: str, dtype: str, backend: str, whole_pixels: int | None,
-                  local_rank: int, world: int) -> Translator:
+                  local_rank: int, world: int, tile: int | str, tile_overlap: int | str) -> Translator:
     """Load the model, first in each machine's local rank 0: "auto" dtype and backend are measured there once and
     cached, and the other processes read that choice instead of timing each other's load."""
     def load() -> Translator:
-        return Translator.from_pretrained(model, device=device, dtype=dtype, backend=backend,
-                                          whole_pixels=whole_pixels)
+        # The tile settings too, so that one the model cannot use is refused once, before any file.
+        return Translator.from_pretrained(model, device=device, dtype=dtype, backend=backend, tile=tile,
+                                          tile_overlap=tile_overlap, whole_pixels=whole_pixels)
 
     translator = load() if local_rank == 0 else None
     if world > 1:
@@ -318,7 +319,7 @@ def convert_folder(model: str | Path | Translator, input_dir: str | Path, output
             translator = model
         else:
             translator = _load_in_turn(model, _rank_device(device, local_rank) if world > 1 else device, dtype,
-                                       backend, whole_pixels, local_rank, world)
+                                       backend, whole_pixels, local_rank, world, tile, tile_overlap)
         if world > 1 and translator.device.type == "cpu":
             # Launchers start each process with 1 thread; the machine's cores shared out is faster.
             torch.set_num_threads(max(1, _cores() // local_world))

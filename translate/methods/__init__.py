@@ -135,13 +135,20 @@ class Recipe:
 
 
 def build_discriminator(config, input_nc: int) -> nn.Module:
-    """``model.netD`` with the D options every recipe shares: spectral norm, a minibatch-stddev layer."""
+    """``model.netD`` with the D options every recipe shares (see ``with_d_options``)."""
     from translate.networks import create_discriminator
+
+    m = config.model
+    return with_d_options(config, create_discriminator(m.netD, input_nc=input_nc, ndf=m.ndf, n_layers=m.n_layers_D,
+                                                       norm=m.norm, init_type=m.init_type, init_gain=m.init_gain))
+
+
+def with_d_options(config, net: nn.Module) -> nn.Module:
+    """Any discriminator with ``model.minibatch_stddev`` (a stddev channel before its last layer) and
+    ``model.spectral_norm`` (on its convolutions)."""
     from translate.networks.layers import add_minibatch_stddev, apply_spectral_norm
 
     m = config.model
-    net = create_discriminator(m.netD, input_nc=input_nc, ndf=m.ndf, n_layers=m.n_layers_D, norm=m.norm,
-                               init_type=m.init_type, init_gain=m.init_gain)
     if m.minibatch_stddev:
         net = add_minibatch_stddev(net)
     if m.spectral_norm:
@@ -168,4 +175,4 @@ def image_spec(config, input_nc: int, output_nc: int) -> dict:
 
 
 # Register the built-in recipes.
-from translate.methods import cut, cyclegan, pix2pix  # noqa: E402, F401
+from translate.methods import cut, cyclegan, dcgan, pix2pix, sr  # noqa: E402, F401

@@ -15,10 +15,9 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from translate.methods import Recipe, Role, register_recipe
+from translate.methods import Recipe, Role, register_recipe, with_d_options
 from translate.networks import create_generator, init_weights
 from translate.networks.dcgan import DCGANDiscriminator
-from translate.networks.layers import add_minibatch_stddev, apply_spectral_norm
 
 
 @dataclass
@@ -55,11 +54,7 @@ class DCGAN(Recipe):
         # The gradient penalty is per sample: batch norm, which mixes the samples of a batch, breaks it.
         norm = "none" if m.gan_mode == "wgangp" else m.norm
         D = init_weights(DCGANDiscriminator(m.output_nc, m.ndf, size, norm), m.init_type, m.init_gain)
-        if m.minibatch_stddev:
-            D = add_minibatch_stddev(D)
-        if m.spectral_norm:
-            D = apply_spectral_norm(D)
-        return {"G": G, "D": D}
+        return {"G": G, "D": with_d_options(self.config, D)}
 
     def latents(self, n: int, device: torch.device) -> Tensor:
         return torch.randn(n, self.opt.nz, device=device)
