@@ -118,3 +118,14 @@ def test_any_override_loads_or_raises_config_error(key, value):
     if hint is str and value.isidentifier() and yaml.safe_load(value) == value:  # a plain word YAML keeps as is
         assert getattr(owner, name) == value
     assert from_dict(yaml.safe_load(to_yaml(config))) == config
+
+
+def test_every_mistyped_key_of_a_file_is_reported_at_once(tmp_path):
+    path = tmp_path / "two_typos.yaml"
+    path.write_text("model:\n  ngff: 8\n  recipe: pix2pix\n  pix2pix:\n    lambda_l2: 3\ndata:\n  root: /x\n"
+                    "train:\n  lr: 0.001\n")
+    with pytest.raises(ConfigError) as e:
+        load_config(path)
+    message = str(e.value)
+    assert "unknown key 'model.ngff'; did you mean 'model.ngf'?" in message
+    assert "unknown key 'model.pix2pix.lambda_l2'" in message and "model.pix2pix.lambda_L1" in message

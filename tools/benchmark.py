@@ -45,8 +45,13 @@ JOBS = {  # the reference's options for each job
                 "model.no_dropout=false", "model.gan_mode=vanilla", "model.pix2pix.pool_size=0",
                 "data.dataset_mode=aligned"],
 }
+JOBS["cut"] = ["model.recipe=cut", "model.netD=basic", "data.dataset_mode=unaligned"]  # the paper's defaults
+JOBS["fastcut"] = ["model.recipe=fastcut", "model.netD=basic", "data.dataset_mode=unaligned"]
+DATA_OF = {"cut": "cyclegan", "fastcut": "cyclegan"}  # the unpaired images
 # --quick: tiny networks and images, same code paths.
 QUICK = {"cyclegan": ["model.ngf=8", "model.ndf=8", "data.load_size=72", "data.crop_size=64"],
+         "cut": ["model.ngf=8", "model.ndf=8", "data.load_size=72", "data.crop_size=64"],
+         "fastcut": ["model.ngf=8", "model.ndf=8", "data.load_size=72", "data.crop_size=64"],
          "pix2pix": ["model.ngf=8", "model.ndf=8", "model.netG=unet_128", "data.load_size=143", "data.crop_size=128"]}
 RESULT = "BENCH_RESULT "
 MIXED_PRECISION = {"fp32": "no", "bf16": "bf16"}  # always given: the default, auto, differs between machines
@@ -166,7 +171,7 @@ def make_datasets(root: Path, n: int, size: int) -> None:
 
 
 def job_overrides(job: str, root: Path, quick: bool) -> list[str]:
-    return [*JOBS[job], f"data.root={root / job}", *(QUICK[job] if quick else [])]
+    return [*JOBS[job], f"data.root={root / DATA_OF.get(job, job)}", *(QUICK[job] if quick else [])]
 
 
 def median_times(step, warmup: int, iters: int) -> tuple[list[float], list[float]]:
@@ -280,8 +285,9 @@ def train_row(job: str, variants: list[dict], batch: int, warmup: int, iters: in
     g, d = forward_gflop(nets[trainer.recipe.groups["G"][0]], m.input_nc, size), forward_gflop(
         nets[trainer.recipe.groups["D"][0]], d_in, size)
     # Networks run per step: CycleGAN 6 G (2 translations, 2 cycles, 2 identities) and 6 D (2 in the G phase,
-    # 4 in the D phase); pix2pix 1 G and 3 D.
-    runs = (6, 6) if job == "cyclegan" else (1, 3)
+    # 4 in the D phase); pix2pix 1 G and 3 D; CUT G on 2 images + 4 encoder passes (counted as half a G each) and
+    # 3 D; FastCUT 1 G + 2 encoder passes and 3 D.
+    runs = {"cyclegan": (6, 6), "pix2pix": (1, 3), "cut": (4, 3), "fastcut": (2, 3)}[job]
     gflop = 3 * batch * (runs[0] * g + runs[1] * d)
     return {"rows": [{"s_iter": statistics.median(t), "min_s": min(t), "max_s": max(t), "first_s": first,
                       "images_s": batch / statistics.median(t), "peak_gib": peak, "gflop": gflop}
@@ -486,7 +492,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--rows", help="comma list of train,convert,data,tiled (default all)")
-    p.add_argument("--jobs", help="training jobs: cyclegan,pix2pix (default both)")
+    p.add_argument("--jobs", help="training jobs: cyclegan,pix2pix,cut,fastcut (default cyclegan,pix2pix)")
     p.add_argument("--precisions", help="fp32,bf16 for training and conversion (default both)")
     p.add_argument("--batch", type=int, default=1, help="training batch size (default 1, as the reference)")
     p.add_argument("--compile", action="store_true", help="also train with train.compile=true (first step = compile)")
@@ -563,7 +569,7 @@ def train_rows(args, data_root: Path, gflops: dict, add) -> None:
                 ", channels_last" if v["channels_last"] else "") + (", tiny" if q else ", 256²")
             r.update(kind="train", job=f"{'plain loop' if v['plain'] else 'train'} {job}", settings=settings,
                      batch=args.batch, gflops=gflops.get(f"{v['precision']}_train"),
-                     reference=None if q else REFERENCE[job])
+                     reference=None if q else REFERENCE.get(job))
             if "error" not in r:
                 r["notes"] = (f"median of {n} after {args.warmup} warm-up"
                               + (", interleaved" if args.interleave else "")

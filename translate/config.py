@@ -213,7 +213,8 @@ def all_keys(cfg: DictConfig | None = None, prefix: str = "") -> list[str]:
 def _closest(key: str, cfg: DictConfig) -> str:
     keys = all_keys(cfg)
     parts = key.split(".")
-    if len(parts) >= 2 and parts[0] == "model" and recipe_class(parts[1]) is not None:
+    other = recipe_class(parts[1]) if len(parts) >= 2 and parts[0] == "model" else None
+    if other is not None and other is not recipe_class(str(cfg.model.recipe)):
         return (f" (model.{parts[1]}.* are options of recipe {parts[1]}, but this config has "
                 f"model.recipe={cfg.model.recipe})")
     leaf = parts[-1].lower()
