@@ -103,14 +103,14 @@ def test_bf16_is_used_only_at_40_db_or_more(model_dir, bf16_cpu, monkeypatch, ps
 
 
 def test_read_only_model_dir_keeps_the_probe_in_the_cache_dir(model_dir, tmp_path, bf16_cpu, monkeypatch):
-    real = autotune.tempfile.mkstemp
+    real = autotune.write_text
 
-    def mkstemp(*args, dir=None, **kwargs):  # what a read-only mount (or another user's folder) does
-        if os.path.samefile(dir, model_dir):
-            raise PermissionError(30, "Read-only file system", str(dir))
-        return real(*args, dir=dir, **kwargs)
+    def write_text(path, text):  # what a read-only mount (or another user's folder) does
+        if os.path.samefile(path.parent, model_dir):
+            raise PermissionError(30, "Read-only file system", str(path))
+        return real(path, text)
 
-    monkeypatch.setattr(autotune.tempfile, "mkstemp", mkstemp)
+    monkeypatch.setattr(autotune, "write_text", write_text)
     calls = count_calls(monkeypatch, "measure_bf16_psnr", lambda model_dir, device: {"G": 45.0})
     assert autotune.choose(model_dir, torch.device("cpu")).dtype == torch.bfloat16
     cached = autotune.fallback_dir(model_dir) / "probe.json"

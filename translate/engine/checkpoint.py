@@ -47,8 +47,8 @@ def save_checkpoint(accelerator, run_dir: Path, step: int, keep: int, process_st
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
     accelerator.wait_for_everyone()
-    accelerator.save_state(str(tmp), safe_serialization=True)
     torch.save(process_state or {}, tmp / f"process_{accelerator.process_index}.pt")
+    accelerator.save_state(str(tmp), safe_serialization=True)
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         _fsync_tree(tmp)
