@@ -18,7 +18,8 @@ from translate.networks.pretrained import generator_spec, save_pretrained
 
 ROOT = Path(__file__).parent.parent
 TINY_DEMO = ["model.netG=resnet_6blocks", "model.ngf=8", "model.ndf=8", "data.load_size=32", "data.crop_size=32",
-             "data.num_workers=0", "train.max_steps=1", "train.progress=false", "train.mixed_precision=no", "train.report=false"]
+             "data.num_workers=0", "train.max_steps=1", "train.progress=false", "train.mixed_precision=no",
+             "train.report=false"]
 
 
 def cli(*args, cwd=None, env=None):
