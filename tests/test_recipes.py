@@ -233,3 +233,55 @@ def test_penalties_under_a_loss_scale_equal_the_unscaled_ones():
     with penalty_scale(2.0**16):
         r1_penalty(D, real)
     assert seen == [2.0**16]
+
+
+class FakeScaler:
+    """What torch's GradScaler does, on the CPU: scale the loss, unscale the gradients at the step, then change the
+    scale (halved at every update here, as after an overflow, so that a scale shared between groups shows)."""
+
+    def __init__(self, scale: float):
+        self.value = scale
+
+    def scale(self, loss):
+        return loss * self.value
+
+    def get_scale(self):
+        return self.value
+
+    def step(self, optimizer, closure=None):
+        for group in optimizer.param_groups:
+            for p in group["params"]:
+                if p.grad is not None:
+                    p.grad /= self.value
+        optimizer.step()
+
+    def update(self):
+        self.value /= 2
+
+
+def test_each_optimizer_group_has_its_own_grad_scaler_under_accumulation(tiny_config):
+    # fp16 needs a GPU; the scaler logic is the same with a fake scaler. With one scaler shared by G and D, G's
+    # step (which updates the scale) would come between D's two accumulated backward passes and mix two scales
+    # in D's gradient. Powers of two: scaling and unscaling are exact, so the weights must equal an unscaled run's.
+    from accelerate.optimizer import patch_optimizer_step
+
+    def run(scalers):
+        trainer = Trainer(tiny_config("pix2pix", "train.gradient_accumulation_steps=2", "model.no_dropout=true",
+                                      "model.norm=instance"))
+        for group, scaler in scalers.items():
+            opt = trainer.optimizers[group]
+            opt.scaler, opt._accelerate_step_called = scaler, False
+            opt._optimizer_original_step_method = opt.optimizer.step
+            opt._optimizer_patched_step_method = patch_optimizer_step(opt, opt.optimizer.step)
+        trainer.scalers = scalers
+        batches = iter(trainer.loader)
+        for _ in range(2):
+            with trainer.accelerator.accumulate():
+                trainer.train_step(next(batches))
+        return {f"{n}.{k}": v.clone() for n, net in trainer.nets.items() for k, v in net.state_dict().items()}
+
+    plain, scaled = run({}), run({"G": FakeScaler(8.0), "D": FakeScaler(4.0)})
+    assert all(torch.equal(plain[k], scaled[k]) for k in plain)
+    shared = FakeScaler(8.0)
+    mixed = run({"G": shared, "D": shared})
+    assert any(not torch.equal(plain[k], mixed[k]) for k in plain if k.startswith("D."))
