@@ -75,6 +75,10 @@ def test_cut_feature_mlp_has_the_reference_sizes_at_ngf_64():
     assert [mlp[0].in_features for mlp in F.mlps] == [3, 128, 256, 256, 256]
     per_layer = [c * 256 + 256 + 256 * 256 + 256 for c in (3, 128, 256, 256, 256)]
     assert sum(p.numel() for p in F.parameters()) == sum(per_layer) == 560_384
+    narrow = CUT(load_config(None, ["model.recipe=cut", "data.root=/x", "model.ngf=8", "model.cut.netF_nc=32"]))
+    F = narrow.build_after_first_batch(narrow.build(), {"A": torch.zeros(1, 3, 64, 64)})["F"]
+    assert [(m[0].in_features, m[0].out_features, m[2].out_features) for m in F.mlps] == [
+        (3, 32, 32), (16, 32, 32), (32, 32, 32), (32, 32, 32), (32, 32, 32)]
 
 
 def test_cut_and_fastcut_defaults_are_the_papers():
