@@ -225,3 +225,21 @@ def test_progress_to_a_file_is_plain_lines_not_carriage_returns(tiny_config, cap
 def test_resume_without_a_checkpoint_says_it_starts_from_scratch(tiny_config, capsys):
     trainer = Trainer(tiny_config("pix2pix", "train.max_steps=1"), resume=True)
     assert trainer.state.step == 0 and "no checkpoint in" in capsys.readouterr().out
+
+
+def test_a_runs_files_get_the_umasks_modes(tiny_config):
+    # Checkpoints, config.yaml (once written through mkstemp: 0600), logs and the model: readable by the group and
+    # others under the usual umask 022, as plain writes would be.
+    import os
+    import stat
+
+    old = os.umask(0o022)
+    try:
+        run_dir = train(tiny_config("pix2pix", "train.max_steps=2", "train.report=false"))
+    finally:
+        os.umask(old)
+    modes = {p.relative_to(run_dir).as_posix(): stat.S_IMODE(p.stat().st_mode)
+             for p in run_dir.rglob("*") if p.is_file() and "logs/events" not in p.as_posix()}
+    assert any(k.startswith("checkpoints/") for k in modes)
+    assert "config.yaml" in modes and "model/G.safetensors" in modes
+    assert {k: m for k, m in modes.items() if m != 0o644} == {}
