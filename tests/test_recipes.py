@@ -289,3 +289,22 @@ def test_each_optimizer_group_has_its_own_grad_scaler_under_accumulation(tiny_co
     shared = FakeScaler(8.0)
     mixed = run({"G": shared, "D": shared})
     assert any(not torch.equal(plain[k], mixed[k]) for k in plain if k.startswith("D."))
+
+
+def test_a_phase_of_an_unknown_group_is_one_line_before_training(tiny_config):
+    from translate.methods import RECIPES, Phase, register_recipe
+    from translate.methods.pix2pix import Pix2Pix
+
+    @register_recipe("bad_phase")
+    class BadPhase(Pix2Pix):
+        options = Pix2Pix.options
+
+        def phases(self):
+            return [Phase("Q", "generator_loss")]
+
+    try:
+        with pytest.raises(ConfigError, match="phase 'generator_loss' steps optimizer group 'Q', which is not among "
+                                              r"its groups \(G, D\)"):
+            Trainer(tiny_config("pix2pix", "model.recipe=bad_phase"))
+    finally:
+        del RECIPES["bad_phase"]
