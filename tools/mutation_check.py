@@ -201,7 +201,7 @@ MUTANTS = [
            "            if False:", PHASES),
     Mutant("phase-repeat-ignored", TRAINER, "for _ in range(phase.repeat):", "for _ in range(1):", PHASES),
     Mutant("group-lr-ignored", TRAINER, "lr = o.lr if o and o.lr is not None else t.lr", "lr = t.lr", PHASES),
-    Mutant("lazy-r1-not-scaled", RECIPE, "(m.r1_every if m.r1_every > 1 else 1)", "1", PHASES),
+    Mutant("lazy-r1-not-scaled", RECIPE, "m.r1_gamma / 2 * m.r1_every", "m.r1_gamma / 2", PHASES),
     Mutant("r1-not-squared", LOSS, "grad.pow(2).flatten(1).sum(1).mean()", "grad.abs().flatten(1).sum(1).mean()",
            PHASES),
     Mutant("process-state-not-restored", TRAINER, "            self.recipe.load_state_dict(process_state)",

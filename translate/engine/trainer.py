@@ -527,13 +527,9 @@ class Trainer:
     def _evaluate(self) -> None:
         """Metrics on the held-out split, logged next to doing nothing (output = input); ``model_best/`` follows
         train.best_metric. Main process only."""
-        from translate.evaluation import evaluate
-
         acc, t = self.accelerator, self.config.train
         if acc.is_main_process:
-            metrics = evaluate(self.exported_networks(), self.config, split=t.eval_split, metrics=t.eval_metrics,
-                               max_images=t.eval_max_images)
-            metrics = {k: v for k, v in metrics.items() if isinstance(v, int | float)}
+            metrics = self._held_out_metrics(self.exported_networks())
             if self._baseline is None:
                 self._baseline = self._do_nothing_metrics()
             metrics.update({f"{k}_do_nothing": v for k, v in self._baseline.items()})
@@ -549,15 +545,19 @@ class Trainer:
 
     def _do_nothing_metrics(self) -> dict:
         """The held-out metrics of returning the input unchanged: the baseline a translation must beat."""
-        from translate.evaluation import evaluate
-
-        m, t = self.config.model, self.config.train
+        m = self.config.model
         if m.input_nc != m.output_nc:
             return {}
         identity = nn.Conv2d(m.input_nc, m.output_nc, 1, bias=False)
         nn.init.dirac_(identity.weight)
-        metrics = evaluate({"G": identity}, self.config, split=t.eval_split, metrics=t.eval_metrics,
-                           max_images=t.eval_max_images)
+        return self._held_out_metrics({"G": identity})
+
+    def _held_out_metrics(self, nets: dict[str, nn.Module]) -> dict:
+        """train.eval_metrics of ``nets`` on train.eval_split, the numbers only."""
+        from translate.evaluation import evaluate
+
+        t = self.config.train
+        metrics = evaluate(nets, self.config, split=t.eval_split, metrics=t.eval_metrics, max_images=t.eval_max_images)
         return {k: v for k, v in metrics.items() if isinstance(v, int | float)}
 
     def _watch_quality(self, metrics: dict) -> None:

@@ -105,7 +105,7 @@ class Recipe:
     def r1_loss(self, nets, batch, ctx) -> dict[str, Tensor]:
         """γ/2 · R1 on every discriminator's reals; lazy (every k steps) runs scale it by k (Karras et al. 2020)."""
         m = self.config.model
-        scale = m.r1_gamma / 2 * (m.r1_every if m.r1_every > 1 else 1)
+        scale = m.r1_gamma / 2 * m.r1_every
         reals = self.real_images(batch)
         return {f"loss_{name}_r1": scale * r1_penalty(nets[name], real) for name, real in reals.items()}
 
