@@ -190,3 +190,51 @@ def test_specs_without_upsample_build_transposed_convolutions():
     spec = generator_spec("unet_128", 4, "batch", False, 3, 3)
     del spec["upsample"]  # a model exported before the option existed
     assert all(isinstance(m, torch.nn.ConvTranspose2d) for m in up_convs(build_generator(spec)))
+
+
+# ---- model.residual: a generator that starts as the identity ------------------------------------------------------
+
+@pytest.mark.parametrize("name,upsample", [("resnet_6blocks", "transpose"), ("unet_128", "resize_conv"),
+                                           ("unet_128", "transpose")])
+def test_residual_generator_starts_as_the_identity_with_the_reference_keys(name, upsample):
+    torch.manual_seed(0)
+    kwargs = {"ngf": 4, "norm": "instance", "upsample": upsample}
+    net, reference = create_generator(name, residual=True, **kwargs), create_generator(name, **kwargs)
+    assert list(net.state_dict()) == list(reference.state_dict())
+    x = torch.randint(0, 256, (2, 3, 128, 128)).float() / 127.5 - 1  # 8-bit images, the ends included
+    # Every 8-bit value comes back as itself once quantised, though init_weights ran over the whole network.
+    assert torch.equal(((net(x) + 1) * 127.5).round(), ((x + 1) * 127.5).round())
+    # One Adam step on a loss that wants every pixel darker moves every pixel down: the change is learnt.
+    optimizer = torch.optim.Adam(net.parameters(), 1e-3)
+    net(x).mean().backward()
+    optimizer.step()
+    assert (net(x) < x - 1e-4).float().mean() > 0.99
+
+
+def test_residual_output_is_tanh_of_the_input_s_atanh_plus_the_change():
+    from translate.networks.generators import residual_output
+
+    x = torch.tensor([-1.0, -0.5, 0.0, 0.5, 1.0])
+    r = torch.tensor([0.3, -0.2, 1.0, 0.0, -2.0])
+    # By hand: atanh(0.5) = 0.549306; ±1 enter as ±0.999, atanh(0.999) = 3.800201.
+    expected = torch.tanh(torch.tensor([-3.800201 + 0.3, -0.549306 - 0.2, 1.0, 0.549306, 3.800201 - 2.0]))
+    assert torch.allclose(residual_output(x, r), expected, atol=1e-5)
+
+
+def test_residual_generator_survives_the_export(tmp_path):
+    torch.manual_seed(0)
+    net = create_generator("unet_128", ngf=4, norm="instance", residual=True)
+    with torch.no_grad():  # away from the identity, so a loaded plain U-Net would differ
+        for p in net.parameters():
+            p.add_(torch.randn_like(p) * 0.05)
+    spec = generator_spec("unet_128", 4, "instance", False, 3, 3, residual=True)
+    save_pretrained(tmp_path / "model", {"G": net.eval()}, {"generators": {"G": spec}, "directions": {"AtoB": "G"}})
+    _, loaded = load_pretrained(tmp_path / "model")
+    x = torch.rand(1, 3, 128, 128) * 2 - 1
+    assert torch.equal(loaded["G"](x), net(x))
+    assert "residual" not in generator_spec("unet_128", 4, "instance", False, 3, 3)  # old specs stay as they were
+
+
+def test_residual_generator_needs_as_many_outputs_as_inputs():
+    with pytest.raises(ValueError, match="residual needs as many output channels as input channels, not 1 -> 3"):
+        create_generator("resnet_6blocks", input_nc=1, output_nc=3, ngf=4, residual=True)

@@ -68,6 +68,7 @@ LEVERS = {
     "r1": (["model.r1_gamma=1.0"], ["model.r1_gamma=0.0"]),
     "identity_5": (["model.cyclegan.lambda_identity=5.0"], ["model.cyclegan.lambda_identity=0.5"]),
     "no_pool": (["model.cyclegan.pool_size=0"], ["model.cyclegan.pool_size=50"]),
+    "residual": (["model.residual=true"], ["model.residual=false"]),
 }
 
 

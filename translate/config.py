@@ -49,6 +49,9 @@ class ModelConfig:
     # Generator upsampling: the reference's transposed convolutions, or resize + convolution (Odena et al. 2016),
     # which avoids checkerboard artefacts.
     upsample: str = "transpose"
+    # A generator that starts as the identity and learns a change to its input (translate.networks.generators.
+    # residual_output): for tasks whose output keeps most of the input (styles, seasons, colour, restoration).
+    residual: bool = False
     sync_bn: bool = False
 
 

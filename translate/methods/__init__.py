@@ -161,7 +161,10 @@ def build_generator(config, input_nc: int, output_nc: int) -> nn.Module:
     from translate.networks import create_generator
 
     m = config.model
-    options = {} if m.upsample == "transpose" else {"upsample": m.upsample}  # generators without the option load
+    # Only options away from their defaults are passed, so generators registered without them still build.
+    options = {} if m.upsample == "transpose" else {"upsample": m.upsample}
+    if m.residual:
+        options["residual"] = True
     return create_generator(m.netG, input_nc=input_nc, output_nc=output_nc, ngf=m.ngf, norm=m.norm,
                             use_dropout=not m.no_dropout, init_type=m.init_type, init_gain=m.init_gain, **options)
 
@@ -171,7 +174,7 @@ def image_spec(config, input_nc: int, output_nc: int) -> dict:
     from translate.networks.pretrained import generator_spec
 
     m = config.model
-    return generator_spec(m.netG, m.ngf, m.norm, not m.no_dropout, input_nc, output_nc, m.upsample)
+    return generator_spec(m.netG, m.ngf, m.norm, not m.no_dropout, input_nc, output_nc, m.upsample, m.residual)
 
 
 # Register the built-in recipes.

@@ -101,6 +101,8 @@ def create_discriminator(
 def init_weights(net: nn.Module, init_type: str = "normal", gain: float = 0.02) -> nn.Module:
     """The reference's initialisation: conv/linear weights by ``init_type``, biases 0, batch-norm weights N(1, gain)."""
     for m in net.modules():
+        if getattr(m, "starts_at_zero", False):  # see generators.zero_start
+            continue
         if isinstance(m, nn.Conv2d | nn.ConvTranspose2d | nn.Linear):
             if init_type == "normal":
                 nn.init.normal_(m.weight, 0.0, gain)

@@ -3,7 +3,8 @@
 Layer order and module nesting follow the reference exactly, so its ``state_dict`` keys load unchanged. With
 ``upsample="resize_conv"`` every transposed convolution (but the U-Net's innermost, see there) becomes a
 nearest-neighbour ×2 resize followed by a 3×3 convolution (Odena et al. 2016, "Deconvolution and Checkerboard
-Artifacts"), at the same place in the module tree.
+Artifacts"), at the same place in the module tree. With ``residual=True`` the generator starts as the identity and
+learns a change to its input (``residual_output``), with the reference's keys.
 """
 
 from __future__ import annotations
@@ -29,6 +30,18 @@ class ResizeConv2d(nn.Conv2d):
         return super().forward(F.interpolate(x, scale_factor=2, mode="nearest"))
 
 
+def check_residual(residual: bool, input_nc: int, output_nc: int) -> None:
+    if residual and input_nc != output_nc:
+        raise ValueError(f"model.residual needs as many output channels as input channels, not {input_nc} -> "
+                         f"{output_nc}: a residual generator adds its change to the input")
+
+
+def residual_forward(net: nn.Module, x):
+    """``net.model(x)``, added to ``x`` by ``residual_output`` when ``net.residual``."""
+    y = net.model(x)
+    return residual_output(x, y) if net.residual else y
+
+
 def up_conv(in_channels: int, out_channels: int, kernel_size: int, upsample: str, bias: bool = True,
             **transpose) -> nn.Module:
     """A ×2 upsampling convolution: the reference's ``ConvTranspose2d`` or a ``ResizeConv2d``."""
@@ -37,6 +50,32 @@ def up_conv(in_channels: int, out_channels: int, kernel_size: int, upsample: str
     if upsample == "resize_conv":
         return ResizeConv2d(in_channels, out_channels, bias=bias)
     raise ValueError(f"unknown upsample {upsample!r} ({', '.join(UPSAMPLE)})")
+
+
+def residual_output(x, r):
+    """``tanh(atanh(x) + r)``: the input ``x`` changed by the last layer's ``r``, in place of the reference's
+    ``tanh(r)``. The last layer starts at zero (``zero_start``), so at initialisation the generator returns its input
+    (to 8 bits) and a short run starts from "do nothing" instead of from noise; training moves it only as far as
+    the losses ask. The change is added before the tanh, so outputs stay in (-1, 1) with a smooth gradient
+    everywhere (a clamp of ``x + r`` would give none at the ends)."""
+    eps = 1e-3  # atanh(±1) is infinite; ±(1 - eps) maps back within 1/2000, below an 8-bit step
+    return torch.tanh(torch.atanh(x.clamp(eps - 1, 1 - eps)) + r)
+
+
+def zero_start(layer: nn.Module) -> nn.Module:
+    """Weights and bias at zero, kept so by ``init_weights`` (ControlNet's "zero convolution", Zhang et al. 2023):
+    a residual generator's last layer, whose zero output leaves the input unchanged."""
+    layer.starts_at_zero = True
+    for param in layer.parameters():
+        nn.init.zeros_(param)
+    return layer
+
+
+def last_layer(layer: nn.Module, residual: bool) -> list[nn.Module]:
+    """A generator's last convolution and its output module: tanh (the reference), or, for a residual generator,
+    the convolution started at zero and a pass-through (``residual_output`` then adds it to the input). Neither
+    module has parameters, so the module tree and its keys stay the reference's."""
+    return [zero_start(layer), nn.Identity()] if residual else [layer, nn.Tanh()]
 
 
 class ResnetBlock(nn.Module):
@@ -57,8 +96,9 @@ class ResnetGenerator(nn.Module):
     """c7s1-ngf, two stride-2 downsamplings, ``n_blocks`` residual blocks, two upsamplings, c7s1-output_nc, tanh."""
 
     def __init__(self, input_nc: int, output_nc: int, ngf: int, norm: str, use_dropout: bool, n_blocks: int,
-                 upsample: str = "transpose"):
+                 upsample: str = "transpose", residual: bool = False):
         super().__init__()
+        check_residual(residual, input_nc, output_nc)
         make_norm, bias = norm_layer(norm), conv_bias(norm)
         layers = [nn.ReflectionPad2d(3), nn.Conv2d(input_nc, ngf, 7, bias=bias), make_norm(ngf), nn.ReLU(True)]
         for i in range(2):
@@ -72,18 +112,19 @@ class ResnetGenerator(nn.Module):
                 make_norm(c // 2),
                 nn.ReLU(True),
             ]
-        layers += [nn.ReflectionPad2d(3), nn.Conv2d(ngf, output_nc, 7), nn.Tanh()]
+        layers += [nn.ReflectionPad2d(3), *last_layer(nn.Conv2d(ngf, output_nc, 7), residual)]
         self.model = nn.Sequential(*layers)
+        self.residual = residual
 
     def forward(self, x):
-        return self.model(x)
+        return residual_forward(self, x)
 
 
 class UnetSkipConnectionBlock(nn.Module):
     """One U-Net level: down, the inner levels, up; its input is concatenated to its output (except outermost)."""
 
     def __init__(self, outer_nc, inner_nc, input_nc=None, submodule=None, *, outermost=False, innermost=False,
-                 norm="batch", use_dropout=False, upsample="transpose"):
+                 norm="batch", use_dropout=False, upsample="transpose", residual=False):
         super().__init__()
         self.outermost = outermost
         make_norm, bias = norm_layer(norm), conv_bias(norm)
@@ -92,7 +133,7 @@ class UnetSkipConnectionBlock(nn.Module):
         # released checkpoints were trained with.
         down_relu, up_relu = nn.LeakyReLU(0.2, True), nn.ReLU(True)
         if outermost:
-            up = [up_relu, up_conv(inner_nc * 2, outer_nc, 4, upsample, padding=1), nn.Tanh()]
+            up = [up_relu, *last_layer(up_conv(inner_nc * 2, outer_nc, 4, upsample, padding=1), residual)]
             layers = [down_conv, submodule, *up]
         elif innermost:
             # Always transposed here: at the bottleneck the input is a single pixel (at the network's minimum size),
@@ -117,35 +158,40 @@ class UnetGenerator(nn.Module):
     """U-Net with ``num_downs`` halvings: a 2**num_downs input reaches 1×1 at the bottleneck."""
 
     def __init__(self, input_nc: int, output_nc: int, num_downs: int, ngf: int, norm: str, use_dropout: bool,
-                 upsample: str = "transpose"):
+                 upsample: str = "transpose", residual: bool = False):
         super().__init__()
+        check_residual(residual, input_nc, output_nc)
         level = {"norm": norm, "upsample": upsample}
         block = UnetSkipConnectionBlock(ngf * 8, ngf * 8, innermost=True, **level)
         for _ in range(num_downs - 5):
             block = UnetSkipConnectionBlock(ngf * 8, ngf * 8, submodule=block, use_dropout=use_dropout, **level)
         for mult in (4, 2, 1):
             block = UnetSkipConnectionBlock(ngf * mult, ngf * mult * 2, submodule=block, **level)
-        self.model = UnetSkipConnectionBlock(output_nc, ngf, input_nc, block, outermost=True, **level)
+        self.model = UnetSkipConnectionBlock(output_nc, ngf, input_nc, block, outermost=True, residual=residual,
+                                             **level)
+        self.residual = residual
 
     def forward(self, x):
-        return self.model(x)
+        return residual_forward(self, x)
 
 
 @register_generator("resnet_9blocks", stride=4, min_size=8)
-def resnet_9blocks(input_nc, output_nc, ngf, norm, use_dropout, upsample="transpose"):
-    return ResnetGenerator(input_nc, output_nc, ngf, norm, use_dropout, n_blocks=9, upsample=upsample)
+def resnet_9blocks(input_nc, output_nc, ngf, norm, use_dropout, upsample="transpose", residual=False):
+    return ResnetGenerator(input_nc, output_nc, ngf, norm, use_dropout, n_blocks=9, upsample=upsample,
+                           residual=residual)
 
 
 @register_generator("resnet_6blocks", stride=4, min_size=8)
-def resnet_6blocks(input_nc, output_nc, ngf, norm, use_dropout, upsample="transpose"):
-    return ResnetGenerator(input_nc, output_nc, ngf, norm, use_dropout, n_blocks=6, upsample=upsample)
+def resnet_6blocks(input_nc, output_nc, ngf, norm, use_dropout, upsample="transpose", residual=False):
+    return ResnetGenerator(input_nc, output_nc, ngf, norm, use_dropout, n_blocks=6, upsample=upsample,
+                           residual=residual)
 
 
 @register_generator("unet_256", stride=256)
-def unet_256(input_nc, output_nc, ngf, norm, use_dropout, upsample="transpose"):
-    return UnetGenerator(input_nc, output_nc, 8, ngf, norm, use_dropout, upsample=upsample)
+def unet_256(input_nc, output_nc, ngf, norm, use_dropout, upsample="transpose", residual=False):
+    return UnetGenerator(input_nc, output_nc, 8, ngf, norm, use_dropout, upsample=upsample, residual=residual)
 
 
 @register_generator("unet_128", stride=128)
-def unet_128(input_nc, output_nc, ngf, norm, use_dropout, upsample="transpose"):
-    return UnetGenerator(input_nc, output_nc, 7, ngf, norm, use_dropout, upsample=upsample)
+def unet_128(input_nc, output_nc, ngf, norm, use_dropout, upsample="transpose", residual=False):
+    return UnetGenerator(input_nc, output_nc, 7, ngf, norm, use_dropout, upsample=upsample, residual=residual)

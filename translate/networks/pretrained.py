@@ -21,9 +21,12 @@ NORMALIZATION = {"mean": 0.5, "std": 0.5}
 
 
 def generator_spec(netG: str, ngf: int, norm: str, use_dropout: bool, input_nc: int, output_nc: int,
-                   upsample: str = "transpose") -> dict:
-    return {"netG": netG, "ngf": ngf, "norm": norm, "use_dropout": use_dropout,
+                   upsample: str = "transpose", residual: bool = False) -> dict:
+    spec = {"netG": netG, "ngf": ngf, "norm": norm, "use_dropout": use_dropout,
             "input_nc": input_nc, "output_nc": output_nc, "upsample": upsample}
+    if residual:  # only then: an older translate, which cannot build it, refuses the spec instead of ignoring it
+        spec["residual"] = True
+    return spec
 
 
 def build_generator(spec: dict) -> nn.Module:
