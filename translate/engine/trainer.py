@@ -32,6 +32,7 @@ from translate.engine.checkpoint import latest_checkpoint, list_checkpoints, loa
 from translate.engine.ema import EMA
 from translate.engine.samples import save_samples
 from translate.engine.signals import INTERRUPTED_EXIT_CODE, StopSignal
+from translate.engine.watch import WATCH_IMAGES, collapse_warning, real_diversity, sample_diversity
 from translate.fileio import write_text
 from translate.losses import penalty_scale
 from translate.methods import Phase, Role
@@ -71,6 +72,8 @@ class TrainState:
     weak_d_windows: int = 0  # consecutive log windows in which D's loss was near zero
     global_batch: int = 0  # images per batch over all processes when saved: batch_in_epoch counts such batches
     worse_evals: int = 0  # consecutive evaluations worse than doing nothing
+    diversity_real: float | None = None  # the real images' diversity (noise recipes), measured once
+    collapse_warned: bool = False  # "samples have collapsed" was printed (once per run)
 
     def state_dict(self) -> dict:
         return asdict(self)
@@ -456,6 +459,8 @@ class Trainer:
                         self._save_samples(batch, ctx)
                     if t.eval_every and state.step % t.eval_every == 0:
                         self._evaluate()
+                    elif not t.eval_every and acc.is_main_process and state.step % t.sample_every == 0:
+                        self._log_metrics(self._watch_samples())  # no evaluation asked: with each sample grid
                     if state.step % t.checkpoint_every == 0 and state.step < max_steps:
                         self._checkpoint()
                     if self._stop_requested(stop):
@@ -526,22 +531,47 @@ class Trainer:
 
     def _evaluate(self) -> None:
         """Metrics on the held-out split, logged next to doing nothing (output = input); ``model_best/`` follows
-        train.best_metric. Main process only."""
+        train.best_metric. A recipe with nothing to translate (no directions: noise → image) has the diversity of
+        its samples watched instead. Main process only."""
         acc, t = self.accelerator, self.config.train
-        if acc.is_main_process:
+        if acc.is_main_process and not self.recipe.directions:  # a noise recipe: nothing to translate
+            self._log_metrics(self._watch_samples())
+        elif acc.is_main_process:
             metrics = self._held_out_metrics(self.exported_networks())
             if self._baseline is None:
                 self._baseline = self._do_nothing_metrics()
             metrics.update({f"{k}_do_nothing": v for k, v in self._baseline.items()})
-            acc.log({f"eval/{k}": v for k, v in metrics.items()}, step=self.state.step)
-            with open(self.run_dir / "logs" / "metrics.jsonl", "a") as f:
-                f.write(json.dumps({"step": self.state.step, **metrics}) + "\n")
+            self._log_metrics(metrics)
             self._watch_quality(metrics)
             value = metrics.get(t.best_metric)
             if value is not None and self._is_better(value):
                 self.state.best = value
                 self.export(self.run_dir / "model_best")
         acc.wait_for_everyone()
+
+    def _log_metrics(self, metrics: dict) -> None:
+        """To TensorBoard (eval/...) and logs/metrics.jsonl, which the report charts."""
+        if metrics:
+            self.accelerator.log({f"eval/{k}": v for k, v in metrics.items()}, step=self.state.step)
+            with open(self.run_dir / "logs" / "metrics.jsonl", "a") as f:
+                f.write(json.dumps({"step": self.state.step, **metrics}) + "\n")
+
+    def _watch_samples(self) -> dict:
+        """Recipes that generate from noise: the diversity of G's fixed-latent samples (the trained G, as in the
+        sample grids) against the real images', and one warning when they have collapsed (translate.engine.watch).
+        {} for translation recipes."""
+        samples = self.recipe.fixed_samples(self.nets, WATCH_IMAGES)
+        if samples is None:
+            return {}
+        state = self.state
+        if state.diversity_real is None:  # once; checkpointed, so a resumed run logs the same value
+            state.diversity_real = real_diversity(self.recipe, self.dataset, self.config.train.seed)
+        metrics = sample_diversity(samples, state.diversity_real)
+        message = collapse_warning(metrics, state.step)
+        if message and not state.collapse_warned:
+            state.collapse_warned = True
+            self.accelerator.print(message)
+        return metrics
 
     def _do_nothing_metrics(self) -> dict:
         """The held-out metrics of returning the input unchanged: the baseline a translation must beat."""

@@ -2,7 +2,9 @@
 
 Loss curves and metric history as inline SVG (no plotting library, nothing fetched from the web), evaluation results
 of ``translate eval``, sample grids over time (linked, not copied) and a gallery of a few test images with per-image
-metrics in a table sortable by an inline script. Each section is skipped with a note when its inputs are missing.
+metrics in a table sortable by an inline script. A model that generates from noise (DCGAN) gets instead one strip of
+its fixed-latent samples over time (``report/samples_strip.png``; the grids stay linked) and no gallery. Each
+section is skipped with a note when its inputs are missing.
 """
 
 from __future__ import annotations
@@ -14,7 +16,8 @@ import shutil
 from pathlib import Path
 from urllib.parse import quote
 
-from PIL import Image
+import yaml
+from PIL import Image, ImageDraw, ImageFont
 from torchvision.utils import save_image
 
 from translate.fileio import write_text
@@ -24,6 +27,12 @@ log = logging.getLogger(__name__)
 COLORS = ("#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf")
 MAX_POINTS = 1000  # per curve; longer logs are thinned evenly
 MAX_SAMPLES = 8  # sample grids shown inline; the others are linked
+MAX_STRIP_ROWS = 16  # saved steps in the strip of a noise model's samples
+STRIP_NAME = "samples_strip.png"
+STRIP_FONT = 14  # pixels, for the step labels
+# What the collapse watch of a noise model logs (translate.engine.watch) is not evaluate's outputs-over-inputs ratio.
+WATCH_LABELS = {"diversity": "diversity of samples", "diversity_real": "diversity of real images",
+                "diversity_ratio": "diversity, samples / real"}
 
 STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2em; color: #222; max-width: 1400px; }
@@ -122,13 +131,16 @@ def read_jsonl(path: Path) -> list[dict]:
 
 
 def _curves(rows: list[dict], skip: tuple[str, ...] = ("step", "epoch")) -> str:
-    """One chart per logged term (loss_G_A, ..., lr)."""
+    """One chart per logged term (loss_G_A, ..., lr); a term's ``_real`` value (diversity_real) shares its chart."""
     names = sorted({k for row in rows for k, v in row.items() if k not in skip and isinstance(v, int | float)},
                    key=lambda k: (k == "lr", k))
     charts = []
     for name in names:
-        values = [(row["step"], float(row[name])) for row in rows if isinstance(row.get(name), int | float)]
-        charts.append(svg_chart(name, {name: values}))
+        if name.endswith("_real") and name.removesuffix("_real") in names:
+            continue
+        charts.append(svg_chart(name, {n: [(row["step"], float(row[n])) for row in rows
+                                           if isinstance(row.get(n), int | float)]
+                                       for n in (name, f"{name}_real") if n in names}))
     return f'<div class="charts">{"".join(charts)}</div>'
 
 
@@ -152,10 +164,11 @@ def _metrics_section(run_dir: Path) -> str:
     return _curves(rows)
 
 
-def _metrics_table(values: dict) -> str:
+def _metrics_table(values: dict, labels: dict | None = None) -> str:
     from translate.evaluation.evaluate import LABELS, format_value
 
-    rows = "".join(f'<tr><td class="name">{_e(LABELS.get(k, k))}</td><td>{_e(format_value(k, v, values))}</td>'
+    labels = {**LABELS, **(labels or {})}
+    rows = "".join(f'<tr><td class="name">{_e(labels.get(k, k))}</td><td>{_e(format_value(k, v, values))}</td>'
                    "</tr>" for k, v in values.items() if not k.endswith("_std") and isinstance(v, int | float))
     return f"<table>{rows}</table>"
 
@@ -170,7 +183,7 @@ def _eval_section(run_dir: Path) -> str:
         last = {k: v for k, v in periodic[-1].items() if k not in ("step", "epoch")}
         return (_note(f"the last periodic evaluation of training, step {periodic[-1]['step']} (logs/metrics.jsonl, "
                       "at the config's test-time size); `translate eval RUN_DIR` measures full-size images")
-                + _metrics_table(last))
+                + _metrics_table(last, WATCH_LABELS if _noise_image_size(run_dir) else None))
     if not files:
         return _note("no evaluation results yet: run `translate eval RUN_DIR` to add them")
     parts = [_note("full-size images, as `translate eval` measures them; the metric history above is measured at "
@@ -204,14 +217,71 @@ def _shown_width(path: Path) -> int:
     return min(420, max(300, width))
 
 
-def _samples_section(run_dir: Path, recipe: str) -> str:
+def _evenly(n: int, count: int) -> list[int]:
+    """Up to ``count`` indices of ``range(n)``, evenly spaced, always the first and the last."""
+    count = min(count, n)
+    return sorted({round(i * (n - 1) / max(1, count - 1)) for i in range(count)})
+
+
+def _noise_image_size(run_dir: Path) -> int | None:
+    """The sample size (data.crop_size) of a run whose generator makes images from noise, else None."""
+    from translate.networks import GENERATORS
+
+    path = run_dir / "config.yaml"
+    config = (yaml.safe_load(path.read_text()) or {}) if path.is_file() else {}
+    entry = GENERATORS.get(config.get("model", {}).get("netG"))
+    return config["data"]["crop_size"] if entry and entry.kind == "noise" else None
+
+
+def write_strip(grids: list[Path], size: int, path: Path) -> None:
+    """The first row of each fixed-latent sample grid (cells of ``size``² 2 px apart, as ``save_samples`` lays them
+    out), one row per grid from the top down, each labelled with its step; small samples are enlarged."""
+    cell, scale = size + 2, max(1, 64 // size)
+    rows = []
+    for grid in grids:
+        with Image.open(grid) as image:
+            if (image.width - 2) % cell or (image.height - 2) % cell:
+                raise ValueError(f"{grid.name} is not a grid of {size}-pixel samples (data.crop_size of the run)")
+            rows.append(image.convert("RGB").crop((0, 0, image.width, cell)))  # the top padding and the first row
+    labels = [f"step {_step_of(g)}" for g in grids]
+    font = ImageFont.load_default(STRIP_FONT)
+    left = int(max(ImageDraw.Draw(rows[0]).textlength(t, font=font) for t in labels)) + 12
+    width, height = max(r.width for r in rows), cell * len(rows) + 2
+    strip = Image.new("RGB", (width, height))
+    for k, row in enumerate(rows):
+        strip.paste(row, (0, k * cell))
+    strip = strip.resize((width * scale, height * scale), Image.NEAREST)
+    canvas = Image.new("RGB", (left + strip.width, strip.height), "white")
+    canvas.paste(strip, (left, 0))
+    draw = ImageDraw.Draw(canvas)
+    for k, text in enumerate(labels):
+        x, y = left - 6 - draw.textlength(text, font=font), (k * cell + 2 + size / 2) * scale - STRIP_FONT / 2
+        draw.text((x, y), text, fill="#222", font=font)
+    canvas.save(path)
+
+
+def _strip_section(out_dir: Path, samples: list[Path], size: int) -> str:
+    """A noise model: its fixed latents' samples over time as one strip; every grid stays one click away."""
+    picked = [samples[i] for i in _evenly(len(samples), MAX_STRIP_ROWS)]
+    write_strip(picked, size, out_dir / STRIP_NAME)
+    steps = ", ".join(str(_step_of(s)) for s in picked)
+    links = ", ".join(f'<a href="../samples/{quote(s.name)}">{_e(s.stem)}</a>' for s in samples)
+    return (_note("the same fixed latents at every step (the first row of each sample grid), top to bottom")
+            + f'<figure><img src="{STRIP_NAME}" alt="samples of fixed latents at steps {steps}" class="pixel">'
+            f"<figcaption>steps {_e(steps)}</figcaption></figure>"
+            + f"<details><summary>all {len(samples)} grids</summary>{links}</details>")
+
+
+def _samples_section(run_dir: Path, out_dir: Path, recipe: str) -> str:
     samples = sorted((run_dir / "samples").glob("*.png"), key=_step_of) if (run_dir / "samples").is_dir() else []
     if not samples:
         return _note("no sample grids saved (samples/*.png)")
+    size = _noise_image_size(run_dir)
+    if size:
+        return _strip_section(out_dir, samples, size)
     columns = {"pix2pix": "input | output | target", "cyclegan": "A | fake B | B | fake A"}.get(recipe, "")
     # Evenly spaced grids, always the first and the last; the others stay one click away.
-    count = min(MAX_SAMPLES, len(samples))
-    picked = sorted({round(i * (len(samples) - 1) / max(1, count - 1)) for i in range(count)})
+    picked = _evenly(len(samples), MAX_SAMPLES)
     figures = "".join(
         f'<figure><a href="../samples/{quote(samples[i].name)}"><img src="../samples/{quote(samples[i].name)}" '
         f'alt="{_e(samples[i].stem)}" class="pixel" width="{_shown_width(samples[i])}"></a>'
@@ -231,6 +301,9 @@ def _gallery_section(run_dir: Path, out_dir: Path, size: int, device: str | None
 
     if size <= 0:
         return _note("gallery disabled")
+    if _noise_image_size(run_dir):
+        return _note("the model generates from noise: it has no test images to translate (its samples are above; "
+                     "`translate sample RUN_DIR/model OUT_DIR` draws more)")
     if not (run_dir / "model" / "config.json").is_file() or not (run_dir / "config.yaml").is_file():
         return _note("no exported model (model/) yet: the gallery appears once training has finished")
     config = load_config(run_dir / "config.yaml")
@@ -279,7 +352,7 @@ def write_report(run_dir: str | Path, gallery_size: int = 8, device: str | None 
         ("Losses", lambda: _losses_section(run_dir)),
         ("Metric history", lambda: _metrics_section(run_dir)),
         ("Evaluation", lambda: _eval_section(run_dir)),
-        ("Samples over time", lambda: _samples_section(run_dir, recipe)),
+        ("Samples over time", lambda: _samples_section(run_dir, out_dir, recipe)),
         ("Test gallery", lambda: _gallery_section(run_dir, out_dir, gallery_size, device)),
     ]
     body = []

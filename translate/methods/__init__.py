@@ -126,6 +126,13 @@ class Recipe:
         """Image batches in [-1, 1] shown side by side in sample grids, e.g. [real_A, fake_B, real_B]."""
         raise NotImplementedError
 
+    def fixed_samples(self, nets, n: int) -> Tensor | None:
+        """``n`` images in [-1, 1] that the generators in ``nets`` make from fixed inputs (the same every call, from
+        their own seed: never the training RNG), or None. A recipe that generates from noise returns samples of fixed
+        latents, and the engine watches their diversity against the real images' for mode collapse
+        (translate.engine.watch); a translation's outputs follow its inputs, so translation recipes return None."""
+        return None
+
     def state_dict(self) -> dict:
         """State outside the networks that must survive a resume (e.g. image pools), per process."""
         return {}

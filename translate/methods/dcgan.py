@@ -5,7 +5,8 @@ The networks are pytorch/examples' (translate.networks.dcgan) at ``data.crop_siz
 defaults are the paper's: Adam 2e-4, β1 0.5, batch 128, the original (vanilla) GAN loss, batch norm, a 100-d latent.
 Every shared D option applies: ``model.gan_mode`` (lsgan, hinge, wgangp with ``model.n_critic=5``), R1,
 ``model.spectral_norm`` and ``model.minibatch_stddev`` (the remedies for mode collapse of Karras et al. 2018). With
-wgangp the critic has no batch norm, as the WGAN-GP paper requires (its penalty is per sample).
+wgangp the critic has no batch norm, as the WGAN-GP paper requires (its penalty is per sample). During training the
+samples of fixed latents are watched for collapse against the real images (``fixed_samples``, translate.engine.watch).
 """
 
 from __future__ import annotations
@@ -78,13 +79,18 @@ class DCGAN(Recipe):
         return {"D": batch["A"]}
 
     @torch.no_grad()
-    def visuals(self, batch, ctx):
-        """The generator, in eval mode (as exported), on the same fixed latents every time: 4 rows of samples
-        (``save_samples`` shows each visual as a column of up to 4)."""
-        G, o = ctx["G"], self.opt
+    def fixed_samples(self, nets, n):
+        """G in eval mode (as exported) on the first ``n`` latents of ``model.dcgan.sample_seed``: the same latents
+        every time, so grids and the diversity watch follow one set of samples over training."""
+        G, o = nets["G"], self.opt
         device = next(G.parameters()).device
-        z = torch.randn(o.n_samples, o.nz, generator=torch.Generator().manual_seed(o.sample_seed)).to(device)
+        z = torch.randn(n, o.nz, generator=torch.Generator().manual_seed(o.sample_seed)).to(device)
         training = G.training
         fake = G.eval()(z)
         G.train(training)
+        return fake
+
+    def visuals(self, batch, ctx):
+        """The fixed-latent samples as 4 rows (``save_samples`` shows each visual as a column of up to 4)."""
+        fake = self.fixed_samples({"G": ctx["G"]}, self.opt.n_samples)
         return list(fake[: len(fake) // 4 * 4].split(4))
