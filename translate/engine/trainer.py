@@ -32,7 +32,7 @@ from translate.engine.checkpoint import latest_checkpoint, list_checkpoints, loa
 from translate.engine.ema import EMA
 from translate.engine.samples import save_samples
 from translate.engine.signals import INTERRUPTED_EXIT_CODE, StopSignal
-from translate.engine.watch import WATCH_IMAGES, collapse_warning, real_diversity, sample_diversity
+from translate.engine.watch import WATCH_IMAGES, collapse_warning, real_diversity, watched_diversity
 from translate.fileio import write_text
 from translate.losses import penalty_scale
 from translate.methods import Phase, Role
@@ -566,7 +566,7 @@ class Trainer:
         state = self.state
         if state.diversity_real is None:  # once; checkpointed, so a resumed run logs the same value
             state.diversity_real = real_diversity(self.recipe, self.dataset, self.config.train.seed)
-        metrics = sample_diversity(samples, state.diversity_real)
+        metrics = watched_diversity(samples, state.diversity_real)
         message = collapse_warning(metrics, state.step)
         if message and not state.collapse_warned:
             state.collapse_warned = True

