@@ -7,6 +7,7 @@ import json
 import math
 import shutil
 
+import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
@@ -347,6 +348,55 @@ def test_best_model_follows_the_lowest_l1(tiny_config):
     # "higher is better" and from "always the latest".
     assert best not in (worst, metrics[-1]["step"]), l1
     assert json.loads((run_dir / "model_best" / "config.json").read_text())["step"] == best
+
+
+# --- 7b. Quality against doing nothing ------------------------------------------------------------------------------
+class Copy(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.unused = nn.Parameter(torch.zeros(()))  # evaluate finds the device from a parameter
+
+    def forward(self, x):
+        return x.clone()
+
+
+@pytest.fixture
+def near_identity_pairs(tmp_path):
+    """Aligned A|B images where B is A a little brighter: doing nothing is already close (about 26 dB)."""
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for split, n in (("train", 4), ("test", 3)):
+        (tmp_path / "pairs" / split).mkdir(parents=True)
+        for i in range(n):
+            a = np.asarray(Image.fromarray(rng.integers(0, 200, (4, 4, 3), dtype=np.uint8)).resize((32, 32)))
+            pair = np.concatenate([a, a + 12], 1)
+            Image.fromarray(pair).save(tmp_path / "pairs" / split / f"{i}.png")
+    return tmp_path / "pairs"
+
+
+@pytest.mark.parametrize("residual", [False, True])
+def test_evaluations_log_doing_nothing_and_warn_once_when_worse(tiny_config, near_identity_pairs, capsys, residual):
+    # lr 1e-12: the generator does not change. A random one is worse than returning the input at every evaluation;
+    # a residual one (model.residual) returns its input exactly, so it is never worse, and never warned about.
+    from translate.evaluation import evaluate
+
+    config = tiny_config("pix2pix", *no_report("train.lr=1e-12", "train.max_steps=10", "train.eval_every=2",
+                                               "train.eval_split=test", "train.eval_metrics=[psnr,l1]",
+                                               f"model.residual={str(residual).lower()}", "model.norm=instance",
+                                               f"data.root={near_identity_pairs}"))
+    run_dir = Trainer(config).fit()
+    metrics = read_jsonl(run_dir / "logs" / "metrics.jsonl")
+    # The baseline, computed here with another "do nothing" (a copy, not the trainer's 1×1 dirac convolution).
+    expected = evaluate({"G": Copy()}, config, split="test", metrics=["psnr", "l1"])
+    for m in metrics:
+        assert m["psnr_do_nothing"] == pytest.approx(expected["psnr"]) and m["l1_do_nothing"] == pytest.approx(
+            expected["l1"])
+        assert (m["psnr"] < m["psnr_do_nothing"]) != residual
+    if residual:  # the identity to 8 bits: equal to the baseline's numbers within rounding
+        assert metrics[-1]["psnr"] == pytest.approx(expected["psnr"], abs=0.05)
+    warned = capsys.readouterr().out.count("worse than returning the input unchanged")
+    assert warned == (0 if residual else 1)  # once, at the 3rd evaluation in a row, not at the 4th and 5th
 
 
 # --- 8. torch.compile ---------------------------------------------------------------------------------------------

@@ -1,8 +1,11 @@
 """The README's main job: train small Pix2Pix and CycleGAN models on the built-in datasets (no download), measure
-what Pix2Pix learned on held-out pairs, convert held-out images with both, and print where everything is.
+both on held-out images against their known truth next to doing nothing (output = input), convert held-out images
+with both, and print where everything is.
 
-The Pix2Pix metrics are `translate eval`'s (full-size test images, the exported weights), saved where it saves
-them (RUN_DIR/eval/), so the run's report shows them and `translate eval RUN_DIR` prints the same numbers.
+The metrics are `translate eval`'s (full-size test images, the exported weights), saved where it saves them
+(RUN_DIR/eval/), so the run's report shows them and `translate eval` prints the same numbers. CycleGAN trains on
+unpaired photos and stylised photos; its held-out photos are scored against their true stylisations (the built-in
+photo2stylized_paired test pairs, which no training image comes from).
 
     python tools/demo.py [--out runs/demo] [--quick]
 """
@@ -10,6 +13,7 @@ them (RUN_DIR/eval/), so the run's report shows them and `translate eval RUN_DIR
 from __future__ import annotations
 
 import argparse
+import json
 import time
 from pathlib import Path
 
@@ -17,8 +21,9 @@ import numpy as np
 from PIL import Image
 
 from translate import Translator, load_config, train
-from translate.data import dataset_root
-from translate.evaluation import evaluate, evaluate_model, save_json, write_report
+from translate.data import dataset_root, ensure_builtin
+from translate.evaluation import do_nothing, evaluate, evaluate_model, save_json, write_report
+from translate.evaluation.evaluate import model_config
 from translate.inference.convert import convert_folder
 from translate.methods import RECIPES
 
@@ -35,6 +40,17 @@ def held_out_inputs(config, out: Path) -> Path:
     return out
 
 
+def measured(run_dir: Path, data: Path | None = None, dataset_mode: str | None = None) -> dict:
+    """The exported model and doing nothing on the full-size held-out pairs: {"model": metrics, "do nothing": ...};
+    the model's result saved where `translate eval` saves it, and the run's report written."""
+    result = evaluate_model(run_dir, data, metrics=METRICS, split="test", dataset_mode=dataset_mode, device="cpu")
+    save_json(result, run_dir / "eval" / f"test_{result.info['direction']}.json")
+    write_report(run_dir)
+    config = model_config(json.loads((run_dir / "model" / "config.json").read_text()), data, "AtoB", dataset_mode)
+    baseline = evaluate({"G": do_nothing(config.model.input_nc)}, config, "test", METRICS, full_size=True)
+    return {"model": result.metrics, "do nothing": baseline}
+
+
 def pix2pix(out: Path, quick: bool) -> dict:
     overrides = [f"train.output_dir={out / 'pix2pix'}"] + (["train.max_steps=40"] if quick else [])
     config = load_config(CONFIGS / "demo_pix2pix.yaml", overrides)
@@ -43,15 +59,12 @@ def pix2pix(out: Path, quick: bool) -> dict:
     start = time.perf_counter()
     run_dir = train(config, resume=True)
     minutes = (time.perf_counter() - start) / 60
-    result = evaluate_model(run_dir, split="test", metrics=METRICS, device="cpu")
-    save_json(result, run_dir / "eval" / f"test_{result.info['direction']}.json")  # where `translate eval` saves
-    write_report(run_dir)
-    after = result.metrics
+    scores = {"untrained": before, **measured(run_dir)}
     translator = Translator.from_pretrained(run_dir / "model", device="cpu")
     inputs = held_out_inputs(config, run_dir / "held_out_inputs")
     summary = convert_folder(translator, inputs, run_dir / "converted", progress=False)
-    return {"run_dir": run_dir, "before": before, "after": after, "minutes": minutes, "converted": summary,
-            "inputs": inputs}
+    return {"run_dir": run_dir, "scores": scores, "minutes": minutes, "converted": summary, "inputs": inputs,
+            "task": "edges → photo (built-in edges2photos)"}
 
 
 def cyclegan(out: Path, quick: bool) -> dict:
@@ -60,10 +73,12 @@ def cyclegan(out: Path, quick: bool) -> dict:
     start = time.perf_counter()
     run_dir = train(config, resume=True)
     minutes = (time.perf_counter() - start) / 60
+    scores = measured(run_dir, ensure_builtin("photo2stylized_paired"), "aligned")
     inputs = dataset_root(config) / "testA"
     summary = convert_folder(run_dir / "model", inputs, run_dir / "converted", direction="AtoB", device="cpu",
                              progress=False)
-    return {"run_dir": run_dir, "minutes": minutes, "converted": summary, "inputs": inputs}
+    return {"run_dir": run_dir, "scores": scores, "minutes": minutes, "converted": summary, "inputs": inputs,
+            "task": "photo → stylised photo, trained unpaired (built-in photo2stylized)"}
 
 
 def main() -> None:
@@ -75,13 +90,15 @@ def main() -> None:
     p2p = pix2pix(args.out, args.quick)
     cyc = cyclegan(args.out, args.quick)
 
-    b, a = p2p["before"], p2p["after"]
-    print("\n=== Pix2Pix, edges → photo (built-in edges2photos), held-out test pairs at full size ===")
-    print(f"{'':12}{'L1 ↓':>10}{'PSNR dB ↑':>12}{'SSIM ↑':>10}")
-    print(f"{'untrained':12}{b['l1']:>10.4f}{b['psnr']:>12.2f}{b['ssim']:>10.3f}")
-    print(f"{'trained':12}{a['l1']:>10.4f}{a['psnr']:>12.2f}{a['ssim']:>10.3f}   ({p2p['minutes']:.1f} min)")
-    print(f"(full-size test images, exported weights: what `translate eval {p2p['run_dir']} --metrics psnr,ssim,l1` "
-          "prints)")
+    print("\n=== Held-out test images at full size, scored against their known truth (exported weights) ===")
+    for name, result in (("Pix2Pix", p2p), ("CycleGAN", cyc)):
+        print(f"\n{name}, {result['task']}")
+        print(f"  {'':30}{'L1 ↓':>8}{'PSNR dB ↑':>11}{'SSIM ↑':>8}")
+        for row, m in result["scores"].items():
+            label = f"trained ({result['minutes']:.1f} min)" if row == "model" else row
+            print(f"  {label:30}{m['l1']:>8.4f}{m['psnr']:>11.2f}{m['ssim']:>8.3f}")
+        gain = result["scores"]["model"]["psnr"] - result["scores"]["do nothing"]["psnr"]
+        print(f"  {gain:+.2f} dB against doing nothing (output = input)")
     for name, result in (("Pix2Pix", p2p), ("CycleGAN", cyc)):
         run_dir = result["run_dir"]
         print(f"\n{name}: {run_dir}  ({result['minutes']:.1f} min of training)")

@@ -575,12 +575,10 @@ class Trainer:
 
     def _do_nothing_metrics(self) -> dict:
         """The held-out metrics of returning the input unchanged: the baseline a translation must beat."""
+        from translate.evaluation import do_nothing
+
         m = self.config.model
-        if m.input_nc != m.output_nc:
-            return {}
-        identity = nn.Conv2d(m.input_nc, m.output_nc, 1, bias=False)
-        nn.init.dirac_(identity.weight)
-        return self._held_out_metrics({"G": identity})
+        return self._held_out_metrics({"G": do_nothing(m.input_nc)}) if m.input_nc == m.output_nc else {}
 
     def _held_out_metrics(self, nets: dict[str, nn.Module]) -> dict:
         """train.eval_metrics of ``nets`` on train.eval_split, the numbers only."""

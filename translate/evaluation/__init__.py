@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from translate.evaluation.evaluate import (
     Evaluation,
+    do_nothing,
     evaluate,
     evaluate_details,
     evaluate_model,
@@ -16,8 +17,8 @@ from translate.evaluation.evaluate import (
     save_json,
 )
 
-__all__ = ["Evaluation", "Inception", "InceptionNotFound", "evaluate", "evaluate_details", "evaluate_model",
-           "format_table", "save_json", "write_report"]
+__all__ = ["Evaluation", "Inception", "InceptionNotFound", "do_nothing", "evaluate", "evaluate_details",
+           "evaluate_model", "format_table", "save_json", "write_report"]
 
 
 def write_report(run_dir, **options):

@@ -388,6 +388,13 @@ def _summarise(result: Evaluation, acc: _Accumulator, wanted: list[str]) -> None
         result.warnings += warnings
 
 
+def do_nothing(channels: int) -> nn.Module:
+    """A "generator" that returns its input: the baseline a translation must beat (output = input)."""
+    identity = nn.Conv2d(channels, channels, 1, bias=False)
+    nn.init.dirac_(identity.weight)
+    return identity.requires_grad_(False)
+
+
 def evaluate(generators, config, split: str = "val", metrics: Iterable[str] = ("psnr", "ssim"),
              max_images: int | None = None, **options) -> dict[str, float]:
     """Metrics of ``generators`` (dict by paper name, or a ``Translator``) on ``split``: e.g. {"psnr": 21.3,
@@ -637,5 +644,5 @@ def save_json(result: Evaluation, path: str | Path) -> Path:
     return path
 
 
-__all__ = ["Evaluation", "choose_metrics", "evaluate", "evaluate_details", "evaluate_model", "format_table",
-           "model_config", "resolve_model_dir", "save_json"]
+__all__ = ["Evaluation", "choose_metrics", "do_nothing", "evaluate", "evaluate_details", "evaluate_model",
+           "format_table", "model_config", "resolve_model_dir", "save_json"]
