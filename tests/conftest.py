@@ -40,6 +40,36 @@ def unpaired_root(tmp_path_factory):
     return root
 
 
+@pytest.fixture(scope="session")
+def digits_root(tmp_path_factory):
+    """16 built-in-style 28² gray digits (two of each but 6-9 once more), one folder."""
+    from PIL import ImageFont
+
+    from translate.data.builtin import _digit
+
+    root = tmp_path_factory.mktemp("digits")
+    font, rng = ImageFont.load_default(80), np.random.default_rng(0)
+    for i in range(16):
+        Image.fromarray(_digit(i % 10, rng, font)).save(root / f"{i:02d}.png")
+    return root
+
+
+@pytest.fixture(scope="session")
+def dcgan_config(digits_root):
+    """dcgan_config(out, *overrides) -> a Config of a tiny DCGAN (ngf 8, 16-d latent) on ``digits_root``, 2 steps,
+    writing into ``out``."""
+
+    def make(out, *overrides: str):
+        return load_config(None, ["model.recipe=dcgan", f"data.root={digits_root}", "model.input_nc=1",
+                                  "model.output_nc=1", "data.load_size=28", "data.crop_size=28", "model.ngf=8",
+                                  "model.ndf=8", "model.dcgan.nz=16", "data.batch_size=8", "data.num_workers=0",
+                                  "train.max_steps=2", "train.log_every=1", "train.sample_every=2",
+                                  "train.report=false", "train.progress=false", "train.mixed_precision=no",
+                                  f"train.output_dir={out}", *overrides])
+
+    return make
+
+
 TINY = ["model.ngf=8", "model.ndf=8", "model.netG=resnet_6blocks", "data.load_size=32", "data.crop_size=32",
         "data.num_workers=0", "train.log_every=2", "train.sample_every=4", "train.checkpoint_every=4",
         "train.progress=false", "train.mixed_precision=no"]  # fp32: exact on any CPU (auto is bf16 on some)

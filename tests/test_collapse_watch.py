@@ -10,7 +10,7 @@ import math
 import numpy as np
 import pytest
 import torch
-from PIL import Image, ImageFont
+from PIL import Image
 
 from translate.engine.trainer import Trainer
 from translate.engine.watch import SAMPLES_COLLAPSE, collapse_warning, diversity
@@ -57,29 +57,6 @@ def test_warning_threshold_and_text():
 
 
 # -- tiny DCGAN runs on 16 digits ---------------------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def digits_root(tmp_path_factory):
-    from translate.data.builtin import _digit
-
-    root = tmp_path_factory.mktemp("digits")
-    font, rng = ImageFont.load_default(80), np.random.default_rng(0)
-    for i in range(16):
-        Image.fromarray(_digit(i % 10, rng, font)).save(root / f"{i:02d}.png")
-    return root
-
-
-def dcgan_config(digits_root, out, *overrides):
-    import translate.methods.dcgan  # noqa: F401  (registers the recipe)
-    from translate.config import load_config
-
-    return load_config(None, ["model.recipe=dcgan", f"data.root={digits_root}", "model.input_nc=1",
-                              "model.output_nc=1", "data.load_size=28", "data.crop_size=28", "model.ngf=8",
-                              "model.ndf=8", "model.dcgan.nz=16", "data.batch_size=8", "data.num_workers=0",
-                              "train.max_steps=4", "train.log_every=1", "train.sample_every=2", "train.report=false",
-                              "train.progress=false", "train.mixed_precision=no",
-                              f"train.output_dir={out}", *overrides])
-
-
 def collapse(trainer: Trainer) -> Trainer:
     """G's output for every latent becomes that of the first: a generator that ignores z (gradients still flow)."""
     trainer.nets["G"].register_forward_hook(lambda module, args, out: out[:1].expand_as(out))
@@ -87,10 +64,10 @@ def collapse(trainer: Trainer) -> Trainer:
 
 
 @pytest.fixture(scope="module")
-def healthy_run(digits_root, tmp_path_factory):
+def healthy_run(dcgan_config, tmp_path_factory):
     """4 steps, an evaluation every 2 (the watch; a noise model has nothing to translate), the report."""
     out = tmp_path_factory.mktemp("healthy") / "run"
-    return Trainer(dcgan_config(digits_root, out, "train.eval_every=2", "train.report=true")).fit()
+    return Trainer(dcgan_config(out, "train.max_steps=4", "train.eval_every=2", "train.report=true")).fit()
 
 
 def test_a_run_logs_diversity_against_the_real_images(healthy_run, digits_root):
@@ -113,14 +90,14 @@ def test_a_run_logs_diversity_against_the_real_images(healthy_run, digits_root):
         assert [(s.step, pytest.approx(s.value, rel=1e-6)) for s in scalars] == [(r["step"], r[tag]) for r in logged]
 
 
-def test_without_evaluation_the_watch_runs_with_each_sample_grid(digits_root, tmp_path, capsys):
-    run = Trainer(dcgan_config(digits_root, tmp_path / "run", "train.sample_every=1", "train.max_steps=3")).fit()
+def test_without_evaluation_the_watch_runs_with_each_sample_grid(dcgan_config, tmp_path, capsys):
+    run = Trainer(dcgan_config(tmp_path / "run", "train.sample_every=1", "train.max_steps=3")).fit()
     assert [r["step"] for r in rows(run)] == [1, 2, 3]
     assert WARNING not in capsys.readouterr().out
 
 
-def test_a_generator_that_ignores_its_latent_is_warned_about_once(digits_root, tmp_path, capsys):
-    run = collapse(Trainer(dcgan_config(digits_root, tmp_path / "run", "train.sample_every=1"))).fit()
+def test_a_generator_that_ignores_its_latent_is_warned_about_once(dcgan_config, tmp_path, capsys):
+    run = collapse(Trainer(dcgan_config(tmp_path / "run", "train.max_steps=4", "train.sample_every=1"))).fit()
     logged = rows(run)
     assert [r["step"] for r in logged] == [1, 2, 3, 4]
     assert all(r["diversity"] < 1e-6 < r["diversity_real"] for r in logged)
@@ -129,22 +106,22 @@ def test_a_generator_that_ignores_its_latent_is_warned_about_once(digits_root, t
     assert "below 0.5 × the real images'" in out and "(step 1)" in out
 
 
-def test_the_watch_leaves_training_alone(healthy_run, digits_root, tmp_path, monkeypatch):
+def test_the_watch_leaves_training_alone(healthy_run, dcgan_config, tmp_path, monkeypatch):
     # Same config without the watch: the same losses, bit for bit, so the watch draws nothing from the training RNG.
     monkeypatch.setattr(Trainer, "_watch_samples", lambda self: {})
-    quiet = Trainer(dcgan_config(digits_root, tmp_path / "run", "train.eval_every=2")).fit()
+    quiet = Trainer(dcgan_config(tmp_path / "run", "train.max_steps=4", "train.eval_every=2")).fit()
     assert rows(quiet) == []
     assert rows(quiet, "losses.jsonl") == rows(healthy_run, "losses.jsonl")
 
 
-def test_resume_is_exact_with_the_watch_on(digits_root, tmp_path, capsys):
+def test_resume_is_exact_with_the_watch_on(dcgan_config, tmp_path, capsys):
     # Random 28² crops of 32² images: the real images' diversity depends on the epoch, so the value measured once
     # must come back from the checkpoint. 2 steps per epoch: the resumed run starts in epoch 1.
-    options = ["data.load_size=32", "train.sample_every=1", "train.checkpoint_every=2"]
-    full = collapse(Trainer(dcgan_config(digits_root, tmp_path / "full", *options))).fit()
+    options = ["train.max_steps=4", "data.load_size=32", "train.sample_every=1", "train.checkpoint_every=2"]
+    full = collapse(Trainer(dcgan_config(tmp_path / "full", *options))).fit()
     part = tmp_path / "part"
-    collapse(Trainer(dcgan_config(digits_root, part, *options, "train.max_steps=2"))).fit()
-    collapse(Trainer(dcgan_config(digits_root, part, *options), resume=True)).fit()
+    collapse(Trainer(dcgan_config(part, *options, "train.max_steps=2"))).fit()
+    collapse(Trainer(dcgan_config(part, *options), resume=True)).fit()
     assert rows(part) == rows(full) and [r["step"] for r in rows(full)] == [1, 2, 3, 4]
     assert len({r["diversity_real"] for r in rows(full)}) == 1
     assert rows(part, "losses.jsonl")[-1] == rows(full, "losses.jsonl")[-1]

@@ -89,32 +89,7 @@ def test_digits_builtin():
 
 
 # -- the recipe, end to end on tiny data --------------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def digits_root(tmp_path_factory):
-    from PIL import Image, ImageFont
-
-    from translate.data.builtin import _digit
-
-    root = tmp_path_factory.mktemp("digits")
-    font, rng = ImageFont.load_default(80), np.random.default_rng(0)
-    for i in range(16):
-        Image.fromarray(_digit(i % 10, rng, font)).save(root / f"{i:02d}.png")
-    return root
-
-
-def dcgan_config(digits_root, tmp_path, *overrides):
-    import translate.methods.dcgan  # noqa: F401  (registers the recipe)
-    from translate.config import load_config
-
-    return load_config(None, ["model.recipe=dcgan", f"data.root={digits_root}", "model.input_nc=1",
-                              "model.output_nc=1", "data.load_size=28", "data.crop_size=28", "model.ngf=8",
-                              "model.ndf=8", "model.dcgan.nz=16", "data.batch_size=8", "data.num_workers=0",
-                              "train.max_steps=2", "train.log_every=1", "train.sample_every=2", "train.report=false",
-                              "train.progress=false", "train.mixed_precision=no",
-                              f"train.output_dir={tmp_path / 'run'}", *overrides])
-
-
-def test_paper_defaults(digits_root, tmp_path):
+def test_paper_defaults(digits_root):
     import translate.methods.dcgan  # noqa: F401
     from translate.config import load_config
 
@@ -123,14 +98,14 @@ def test_paper_defaults(digits_root, tmp_path):
     assert (c.train.lr, c.train.beta1, c.data.batch_size, c.data.crop_size) == (0.0002, 0.5, 128, 64)
 
 
-def test_trains_exports_and_samples(digits_root, tmp_path):
+def test_trains_exports_and_samples(dcgan_config, tmp_path):
     from PIL import Image
 
     from translate.engine.trainer import train
     from translate.inference.sampler import Sampler
     from translate.inference.translator import Translator
 
-    run = train(dcgan_config(digits_root, tmp_path))
+    run = train(dcgan_config(tmp_path / "run"))
     sampler = Sampler.from_pretrained(run / "model")
     assert (sampler.nz, sampler.spec["image_size"]) == (16, 28)
     assert [im.size for im in sampler(3, seed=0)] == [(28, 28)] * 3
@@ -140,10 +115,10 @@ def test_trains_exports_and_samples(digits_root, tmp_path):
     assert Image.open(run / "samples" / "step_000002.png").size == (8 * 30 + 2, 4 * 30 + 2)
 
 
-def test_n_critic_steps_see_new_samples(digits_root, tmp_path):
+def test_n_critic_steps_see_new_samples(dcgan_config, tmp_path):
     from translate.engine.trainer import Trainer
 
-    trainer = Trainer(dcgan_config(digits_root, tmp_path, "model.gan_mode=wgangp", "model.n_critic=3"))
+    trainer = Trainer(dcgan_config(tmp_path / "run", "model.gan_mode=wgangp", "model.n_critic=3"))
     batch = next(iter(trainer.loader))
     seen = []
     trainer.nets["D"].register_forward_hook(lambda m, args, out: seen.append(args[0].detach().clone()))
@@ -160,11 +135,11 @@ def test_n_critic_steps_see_new_samples(digits_root, tmp_path):
 @pytest.mark.slow
 @pytest.mark.parametrize("options", [["model.gan_mode=lsgan"], ["model.gan_mode=hinge", "model.spectral_norm=true"],
                                      ["model.minibatch_stddev=true", "model.r1_gamma=1", "model.r1_every=2"]])
-def test_shared_losses_and_d_layers_train(digits_root, tmp_path, options):
+def test_shared_losses_and_d_layers_train(dcgan_config, tmp_path, options):
     import json
 
     from translate.engine.trainer import train
 
-    run = train(dcgan_config(digits_root, tmp_path, *options))
+    run = train(dcgan_config(tmp_path / "run", *options))
     rows = [json.loads(line) for line in (run / "logs" / "losses.jsonl").read_text().splitlines()]
     assert len(rows) == 2 and all(np.isfinite(v) for row in rows for v in row.values() if isinstance(v, float))
