@@ -178,6 +178,11 @@ def test_init_from_exported_model(tiny_config, tmp_path):
 
     with pytest.raises(ConfigError, match="does not match"):
         Trainer(bad)
+    # Same keys, other meaning: a plain generator's weights are not a residual one's start.
+    residual = tiny_config("pix2pix", f"train.init_from={first / 'model'}", f"train.output_dir={tmp_path / 'res'}",
+                           "model.residual=true")
+    with pytest.raises(ConfigError, match="is not a residual generator; set model.residual=false to start from it"):
+        Trainer(residual)
 
 
 def test_fp16_without_a_gpu_is_a_clear_error(tiny_config):

@@ -263,3 +263,12 @@ def test_sr_default_metrics_table_and_json(sr_dir, hr_root, tmp_path, capsys):
 def test_sr_bad_input_is_one_line(sr_dir, hr_root, capsys, args, message):
     code, _, err = _main(capsys, "eval", sr_dir, hr_root, *args)
     assert code == 2 and message in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_sr_image_too_small_to_downscale_is_one_line(sr_dir, tmp_path, capsys):
+    folder = tmp_path / "hr"
+    folder.mkdir()
+    Image.fromarray(np.zeros((3, 40, 3), np.uint8)).save(folder / "thin.png")
+    code, _, err = _main(capsys, "eval", sr_dir, folder)
+    assert code == 2 and "thin.png: 40×3 px is too small to downscale ×4" in err, err
+    assert len(err.strip().splitlines()) == 1

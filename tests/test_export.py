@@ -58,6 +58,25 @@ def test_every_generator_matches_pytorch_at_two_sizes(tmp_path, netG):
         assert y.shape == expected.shape and (y - expected).abs().max().item() < 1e-4
 
 
+@pytest.mark.parametrize("netG", ["resnet_6blocks", "unet_128"])
+def test_residual_generator_exports_to_onnx(tmp_path, netG):
+    torch.manual_seed(0)
+    net = create_generator(netG, ngf=8, norm="instance", residual=True)
+    with torch.no_grad():  # away from the identity: the change and the input's atanh both matter
+        for p in net.parameters():
+            p.add_(torch.randn_like(p) * 0.05)
+    spec = generator_spec(netG, 8, "instance", False, 3, 3, residual=True)
+    model_dir = save_pretrained(tmp_path / "model", {"G": net.eval()},
+                                {"generators": {"G": spec}, "directions": {"AtoB": "G"}, "step": 0, "ema": False})
+    path = export_onnx(model_dir, log=lambda _: None)["G"]
+    x = torch.rand(1, 3, 128, 128, generator=torch.Generator().manual_seed(2)) * 2 - 1
+    x[..., :4, :4] = 1.0  # the ends of the range, where the input's atanh is clamped
+    with torch.no_grad():
+        expected = net(x)
+    assert (expected - x).abs().max() > 0.05
+    assert (OnnxGenerator(path)(x) - expected).abs().max().item() < 1e-4
+
+
 def test_train_norm_mode_exports_batch_statistics(tmp_path):
     # A reference checkpoint imported like plain test.py: batch norm on the statistics of the input itself.
     model_dir = import_reference(DATA / "resnet_9blocks_batch.pth", tmp_path / "model", netG="resnet_9blocks",

@@ -46,7 +46,8 @@ def measured(run_dir: Path, data: Path | None = None, dataset_mode: str | None =
     result = evaluate_model(run_dir, data, metrics=METRICS, split="test", dataset_mode=dataset_mode, device="cpu")
     save_json(result, run_dir / "eval" / f"test_{result.info['direction']}.json")
     write_report(run_dir)
-    config = model_config(json.loads((run_dir / "model" / "config.json").read_text()), data, "AtoB", dataset_mode)
+    meta = json.loads((run_dir / "model" / "config.json").read_text())
+    config = model_config(meta, data, result.info["direction"], dataset_mode)
     baseline = evaluate({"G": do_nothing(config.model.input_nc)}, config, "test", METRICS, full_size=True)
     return {"model": result.metrics, "do nothing": baseline}
 

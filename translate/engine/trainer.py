@@ -327,10 +327,16 @@ class Trainer:
         acc.print(f"resumed from {self.resume_from} (step {self.state.step})")
 
     def _init_from(self, nets: dict[str, nn.Module], model_dir: str) -> None:
-        _, loaded = load_pretrained(model_dir)
+        meta, loaded = load_pretrained(model_dir)
         for name in self.recipe.names(Role.exported):
             if name not in loaded:
                 raise ConfigError(f"train.init_from={model_dir} has no generator {name} (it has {sorted(loaded)})")
+            # Same keys either way, but a plain generator's last layer feeds a tanh, a residual one's the input's
+            # change: loading one into the other would run, and mean nothing.
+            residual = meta["generators"][name].get("residual", False)
+            if residual != self.config.model.residual:
+                raise ConfigError(f"train.init_from={model_dir}: its {name} is {'' if residual else 'not '}a residual "
+                                  f"generator; set model.residual={str(residual).lower()} to start from it")
             try:
                 nets[name].load_state_dict(loaded[name].state_dict())
             except RuntimeError as e:

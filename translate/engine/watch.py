@@ -34,7 +34,8 @@ def real_diversity(recipe, dataset, seed: int) -> float:
 
 def watched_diversity(samples: Tensor, real: float) -> dict[str, float]:
     value = diversity(samples)
-    return {"diversity": value, "diversity_real": real, "diversity_ratio": value / real if real else 0.0}
+    return {"diversity": value, "diversity_real": real,
+            "diversity_ratio": value / real if real else float("nan")}  # real images all alike: no ratio
 
 
 def collapse_warning(metrics: dict[str, float], step: int) -> str | None:

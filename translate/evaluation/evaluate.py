@@ -40,7 +40,7 @@ KIND_METRICS = {"noise": (DEFAULT_UNPAIRED, DEFAULT_UNPAIRED), "super-resolution
 WRONG_FOR_KIND = {"noise": "needs paired images; a noise model is scored with fid, kid, is, diversity",
                   "super-resolution": "is not for a super-resolution model: it is scored against the high-res "
                                       "originals with psnr, ssim, l1, lpips (each next to bicubic upscaling)"}
-MAX_SAMPLES = 10_000  # the default number of samples of a noise model: as many as real images, at most this
+MAX_NOISE_SAMPLES = 10_000  # the default number of samples of a noise model: as many as real images, at most this
 MAX_THUMBNAILS = 1000  # images kept (at 64²) for the pairwise diversity measure
 FID_SAMPLE_NOTE = 2048  # below this many images FID is noticeably biased upward
 
@@ -476,10 +476,14 @@ def _folder_dataset(config, split: str, full_size: bool = False):
     return dataset
 
 
-def _items(dataset, limit: int | None):
-    """(image, path) of the first ``limit`` items of a single-folder dataset, in order."""
+def _items(dataset, limit: int | None, min_size: int = 1):
+    """(image, path) of the first ``limit`` items of a single-folder dataset, in order; an image with a side under
+    ``min_size`` is a ValueError naming it."""
     for index in range(min(len(dataset), limit or len(dataset))):
         item = dataset[index]
+        if min(item["A"].shape[-2:]) < min_size:
+            raise ValueError(f"{item['A_path']}: {item['A'].shape[-1]}×{item['A'].shape[-2]} px is too small to "
+                             f"downscale ×{min_size}; remove it or pass a folder of larger images")
         yield item["A"], item["A_path"]
 
 
@@ -487,7 +491,7 @@ def _evaluate_sr(net: nn.Module, config, split: str, metrics: Iterable[str] | No
                  batch_size: int) -> Evaluation:
     """A ×4 model's outputs and bicubic upscaling, both from the recipe's own ×4 downscales of the full-size
     high-res images (cropped to multiples of 4), measured against those images."""
-    from translate.methods.sr import SuperResolution, upscale_bicubic
+    from translate.methods.sr import SCALE, SuperResolution, upscale_bicubic
 
     wanted = _metrics_of("super-resolution", metrics)
     result = Evaluation(info={"split": split, "direction": config.data.direction, "kind": "super-resolution"})
@@ -495,7 +499,7 @@ def _evaluate_sr(net: nn.Module, config, split: str, metrics: Iterable[str] | No
     dataset = _folder_dataset(config, split, full_size=True)
     run = _generator_runner({"G": net}, "G", config.model.netG)
     with _eval_mode([net]):
-        for hr, paths in _batches(_items(dataset, max_images), batch_size):
+        for hr, paths in _batches(_items(dataset, max_images, SCALE), batch_size):
             lr, hr = SuperResolution.pair({"A": hr})
             rows, target = [{"input": path} for path in paths], _to_unit(hr)
             _pixel_metrics(rows, _quantize(_to_unit(run(lr))), target, wanted, lpips)
@@ -524,7 +528,7 @@ def _evaluate_samples(model_dir: Path, meta: dict, data: str | Path | None, metr
                           {"dataset_mode": "single", "load_size": load_size, "crop_size": size})
     dataset = _folder_dataset(config, split)
     real = min(len(dataset), max_images or len(dataset))
-    n = min(real, MAX_SAMPLES) if n is None else n
+    n = min(real, MAX_NOISE_SAMPLES) if n is None else n
     pairwise = [m for m in wanted if m in ("fid", "kid", "diversity")]
     if pairwise and min(n, real) < 2:
         what = f"--n {n}" if n < 2 else f"{real} real image in {dataset.root}"
@@ -551,7 +555,7 @@ def evaluate_model(model_dir: str | Path, data: str | Path | None = None, *, met
                    seed: int | None = None) -> Evaluation:
     """Evaluate an exported model directory (or a run directory) on full-size images of ``data``'s ``split``.
 
-    A noise model draws ``n`` samples (default: as many as the split's real images, at most ``MAX_SAMPLES``) from
+    A noise model draws ``n`` samples (default: as many as the split's real images, at most ``MAX_NOISE_SAMPLES``) from
     ``seed`` (default 0) and compares them with the split's images; a ×4 super-resolution model upscales the ×4
     downscales of the split's images, next to bicubic upscaling.
     """

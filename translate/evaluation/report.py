@@ -176,6 +176,8 @@ def _metrics_table(values: dict, labels: dict | None = None) -> str:
 def _eval_section(run_dir: Path) -> str:
     """The results of `translate eval` (and the demo), which measure full-size images; without any, the last
     periodic evaluation of training (logs/metrics.jsonl, at the config's test-time size)."""
+    from translate.evaluation.evaluate import NOISE_LABELS
+
     files = sorted((run_dir / "eval").glob("*.json")) if (run_dir / "eval").is_dir() else []
     history = run_dir / "logs" / "metrics.jsonl"
     periodic = read_jsonl(history) if history.is_file() else []
@@ -196,7 +198,8 @@ def _eval_section(run_dir: Path) -> str:
             parts.append(_note(f"{path.name}: not an evaluation result"))
             continue
         title = f"{path.name}: {info.get('split', '')} split, {info.get('direction', '')}, step {info.get('step')}"
-        parts.append(f"<h3>{_e(title)}</h3>{_metrics_table(values)}")
+        labels = NOISE_LABELS if info.get("kind") == "noise" else None
+        parts.append(f"<h3>{_e(title)}</h3>{_metrics_table(values, labels)}")
         parts += [_note(n) for n in data.get("notes", [])]
         parts += [f'<p class="warning">{_e(w)}</p>' for w in data.get("warnings", [])]
     return "".join(parts)

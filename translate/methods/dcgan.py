@@ -50,6 +50,8 @@ class DCGAN(Recipe):
 
     def build(self):
         m, size = self.config.model, self.config.data.crop_size
+        if m.residual:
+            raise ValueError("model.residual=true: a DCGAN generator has no input image to change; leave it false")
         spec = {k: v for k, v in self.export_spec("G").items() if k != "netG"}
         G = create_generator(m.netG, **spec, init_type=m.init_type, init_gain=m.init_gain)
         # The gradient penalty is per sample: batch norm, which mixes the samples of a batch, breaks it.
@@ -84,7 +86,9 @@ class DCGAN(Recipe):
         every time, so grids and the diversity watch follow one set of samples over training."""
         G, o = nets["G"], self.opt
         device = next(G.parameters()).device
-        z = torch.randn(n, o.nz, generator=torch.Generator().manual_seed(o.sample_seed)).to(device)
+        # One draw of the larger count, sliced: torch.randn(n, ...) is not a prefix of torch.randn(m, ...) for all n, m.
+        z = torch.randn(max(n, o.n_samples), o.nz, generator=torch.Generator().manual_seed(o.sample_seed))[:n]
+        z = z.to(device)
         training = G.training
         fake = G.eval()(z)
         G.train(training)

@@ -59,6 +59,9 @@ class SuperResolution(Recipe):
 
     def build(self):
         m = self.config.model
+        if m.residual:
+            raise ValueError("model.residual=true: the sr generator already adds its output to a bicubic upscale of "
+                             "its input; leave model.residual false")
         if generator_entry(m.netG).scale != SCALE:
             raise ValueError(f"model.netG={m.netG} does not upscale ×{SCALE} (registered scale "
                              f"{generator_entry(m.netG).scale}); use sr_resnet_x4")

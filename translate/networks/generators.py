@@ -33,7 +33,7 @@ class ResizeConv2d(nn.Conv2d):
 def check_residual(residual: bool, input_nc: int, output_nc: int) -> None:
     if residual and input_nc != output_nc:
         raise ValueError(f"model.residual needs as many output channels as input channels, not {input_nc} -> "
-                         f"{output_nc}: a residual generator adds its change to the input")
+                         f"{output_nc}: a residual generator adds its change to the input; set model.residual=false")
 
 
 def residual_forward(net: nn.Module, x):
@@ -59,7 +59,9 @@ def residual_output(x, r):
     the losses ask. The change is added before the tanh, so outputs stay in (-1, 1) with a smooth gradient
     everywhere (a clamp of ``x + r`` would give none at the ends)."""
     eps = 1e-3  # atanh(±1) is infinite; ±(1 - eps) maps back within 1/2000, below an 8-bit step
-    return torch.tanh(torch.atanh(x.clamp(eps - 1, 1 - eps)) + r)
+    x = x.clamp(eps - 1, 1 - eps)
+    atanh = 0.5 * (torch.log1p(x) - torch.log1p(-x))  # torch.atanh has no ONNX export (opset 17-20)
+    return torch.tanh(atanh + r)
 
 
 def zero_start(layer: nn.Module) -> nn.Module:
