@@ -181,7 +181,9 @@ def machine() -> str:
     cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
                 if line.startswith("model name")), platform.machine()) if Path("/proc/cpuinfo").is_file() else \
         platform.machine()
-    return f"{cpu} ({torch.get_num_threads()} threads)"
+    from translate.devices import cpu_bf16_unit
+
+    return f"{cpu} ({torch.get_num_threads()} threads, bf16 unit: {cpu_bf16_unit() or 'none'})"
 
 
 def summarise(values: list[float]) -> str:
