@@ -193,11 +193,10 @@ def sample_diagnostics(samples: Tensor, real: Tensor) -> tuple[dict, list[str]]:
     data), with ``mean_drift`` and ``std_ratio`` as in ``collapse_diagnostics``."""
     if min(len(samples), len(real)) < 2:
         return {}, ["diversity needs at least 2 images on each side"]
-    result, warnings = collapse_diagnostics(real, samples, real)
     real_value = sample_diversity(real)
-    result["diversity"] = sample_diversity(samples) / real_value if real_value else float("nan")
-    del result["diversity_real"]  # 1 by definition
-    warnings = [w.replace("outputs are", "samples are") for w in warnings if w.startswith("outputs are flat")]
+    result = {"diversity": sample_diversity(samples) / real_value if real_value else float("nan")}
+    drift, warnings = channel_drift(samples, real, "samples")
+    result.update(drift)
     if result["diversity"] < SAMPLES_COLLAPSE:
         warnings.append(f"samples have collapsed: they differ from each other {result['diversity']:.3f}× as much as "
                         f"the real images do (below {SAMPLES_COLLAPSE}×)")
@@ -208,6 +207,21 @@ def channel_stats(x: Tensor) -> tuple[Tensor, Tensor]:
     """Per-channel mean and standard deviation over all images and pixels, as float64 (C,) tensors."""
     v = x.double().transpose(0, 1).flatten(1)
     return v.mean(1), v.std(1)
+
+
+def channel_drift(outputs: Tensor, targets: Tensor, what: str) -> tuple[dict, list[str]]:
+    """``mean_drift`` (the largest per-channel difference of means) and ``std_ratio`` (the smallest per-channel ratio
+    of standard deviations) of ``outputs`` over real ``targets`` with as many channels, and the warning when
+    ``what`` (the outputs) are flat; nothing for other channel counts."""
+    if targets.shape[1] != outputs.shape[1]:
+        return {}, []
+    mean_out, std_out = channel_stats(outputs)
+    mean_real, std_real = channel_stats(targets)
+    result = {"mean_drift": (mean_out - mean_real).abs().max().item(),
+              "std_ratio": (std_out / std_real.clamp_min(1e-8)).min().item()}
+    if result["std_ratio"] >= 0.5:
+        return result, []
+    return result, [f"{what} are flat: a channel's spread is {result['std_ratio']:.2f}× the real target's"]
 
 
 def collapse_diagnostics(inputs: Tensor, outputs: Tensor, targets: Tensor | None = None) -> tuple[dict, list[str]]:
@@ -228,14 +242,8 @@ def collapse_diagnostics(inputs: Tensor, outputs: Tensor, targets: Tensor | None
     reference = None
     if targets is not None:
         result["diversity_real"] = reference = mean_pairwise_distance(targets) / spread_in
-        if targets.shape[1] == outputs.shape[1]:
-            mean_out, std_out = channel_stats(outputs)
-            mean_real, std_real = channel_stats(targets)
-            result["mean_drift"] = (mean_out - mean_real).abs().max().item()
-            result["std_ratio"] = (std_out / std_real.clamp_min(1e-8)).min().item()
-            if result["std_ratio"] < 0.5:
-                warnings.append(f"outputs are flat: a channel's spread is {result['std_ratio']:.2f}× the real "
-                                "target's")
+        drift, warnings = channel_drift(outputs, targets, "outputs")
+        result.update(drift)
     threshold = COLLAPSE_RATIO * reference if reference else 0.1
     if result["diversity"] < threshold:
         real = f" (real targets: {reference:.3f}×)" if reference else ""
