@@ -171,7 +171,7 @@ def test_cli_convert_writes_the_translator_output(model, tmp_path):
         Image.fromarray(image).save(tmp_path / "in" / name)
     done = subprocess.run([sys.executable, "-m", "translate.cli", "convert", str(model_dir), str(tmp_path / "in"),
                            str(tmp_path / "out"), "--tile", "48", "--tile-overlap", "16", "--device", "cpu",
-                           "--quiet"], capture_output=True, text=True, timeout=300,
+                           "--dtype", "fp32", "--quiet"], capture_output=True, text=True, timeout=300,
                           env={**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"})
     assert done.returncode == 0, done.stderr
     for name, image in images.items():

@@ -69,7 +69,8 @@ def torchrun(*args, kill_rank: int | None = None, cwd: Path) -> subprocess.Compl
         (cwd / "worker.py").write_text(WORKER)
         env["KILL_RANK"], target = str(kill_rank), [str(cwd / "worker.py")]
     return subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-                           *target, "convert", *map(str, args), "--device", "cpu", "--workers", "1"],
+                           *target, "convert", *map(str, args), "--device", "cpu", "--workers", "1",
+                           "--dtype", "fp32"],  # auto is bf16 on some CPUs, and only the tests' own process is mocked
                           env=env, capture_output=True, text=True, timeout=300, cwd=cwd)
 
 
