@@ -76,18 +76,20 @@ def ema_closed_form(decay: float, w0: float, updates: list[float]) -> float:
     return decay**k * w0 + sum((1 - decay) * decay ** (k - i) * w for i, w in enumerate(updates, 1))
 
 
-def test_ema_after_k_updates_equals_the_closed_form_and_copies_buffers():
-    net = nn.Sequential(nn.Linear(3, 2), nn.BatchNorm1d(2))
+def set_weights(net: nn.Module, w: float) -> None:
     with torch.no_grad():
         for p in net.parameters():
-            p.fill_(1.0)
-    ema = EMA(net, decay=0.9)
-    for w in (2.0, -1.0, 4.0):
-        with torch.no_grad():
-            for p in net.parameters():
-                p.fill_(w)
-            net[1].running_mean.fill_(w)
-        ema.update(net)
+            p.fill_(w)
+
+
+def test_ema_after_k_updates_equals_the_closed_form_and_copies_buffers():
+    net = nn.Sequential(nn.Linear(3, 2), nn.BatchNorm1d(2))
+    set_weights(net, 1.0)
+    ema = EMA(net, decay=0.9, warmup=False)
+    for t, w in enumerate((2.0, -1.0, 4.0)):
+        set_weights(net, w)
+        net[1].running_mean.fill_(w)
+        ema.update(net, t)
     # By hand: 0.9³·1 + 0.1·(0.9²·2 + 0.9·(-1) + 4) = 0.729 + 0.472 = 1.201
     assert ema_closed_form(0.9, 1.0, [2.0, -1.0, 4.0]) == pytest.approx(1.201)
     for p in ema.module.parameters():
@@ -97,8 +99,28 @@ def test_ema_after_k_updates_equals_the_closed_form_and_copies_buffers():
     assert torch.equal(net[0].weight, torch.full((2, 3), 4.0))  # the trained net is left alone
 
 
+def test_ema_warmup_ramps_the_decay_by_the_step_it_is_given():
+    # decay of update t: min(0.9, (1 + t) / (10 + t)) = 0.1, 2/11, 0.25 for t = 0, 1, 2; then the cap from t = 80.
+    net = nn.Linear(2, 1)
+    set_weights(net, 1.0)
+    ema = EMA(net, decay=0.9)
+    for t, w in enumerate((2.0, -1.0, 4.0)):
+        set_weights(net, w)
+        ema.update(net, t)
+    # By hand: 0.1·1 + 0.9·2 = 1.9; (2/11)·1.9 − (9/11) = −0.472727…; 0.25·(−0.472727…) + 0.75·4 = 2.881818…
+    for p in ema.module.parameters():
+        torch.testing.assert_close(p, torch.full_like(p, 2.8818182), rtol=0, atol=1e-6)
+    assert [ema.decay_at(t) for t in (79, 80, 10_000)] == pytest.approx([80 / 89, 0.9, 0.9], abs=1e-15)
+    resumed = EMA(net, decay=0.9)  # from weights 4; a resumed run passes its own step: the ramp goes on
+    set_weights(net, 0.0)
+    resumed.update(net, 3)
+    for p in resumed.module.parameters():
+        torch.testing.assert_close(p, torch.full_like(p, 4 / 13 * 4), rtol=0, atol=1e-6)
+
+
 def test_training_exports_the_ema_of_the_weights_after_each_step(tiny_config):
-    # decay 0.5 over 2 steps: EMA = 0.25·w0 + 0.25·w1 + 0.5·w2 (w_k: G's weights after step k).
+    # decay 0.5 ramped (warm-up on by default): 0.1 at step 1, 2/11 at step 2, so
+    # EMA = (2/11)·(0.1·w0 + 0.9·w1) + (9/11)·w2 (w_k: G's weights after step k).
     trainer = Trainer(tiny_config("pix2pix", *no_report("train.ema=true", "train.ema_decay=0.5",
                                                         "train.max_steps=2")))
     G = networks(trainer)["G"]
@@ -114,7 +136,8 @@ def test_training_exports_the_ema_of_the_weights_after_each_step(tiny_config):
     w2 = dict(G.named_parameters())
     exported = load_file(run_dir / "model" / "G.safetensors")
     for name in w0:
-        expected = 0.25 * w0[name].double() + 0.25 * w1[name].double() + 0.5 * w2[name].detach().double()
+        expected = (2 / 11 * (0.1 * w0[name].double() + 0.9 * w1[name].double())
+                    + 9 / 11 * w2[name].detach().double())
         torch.testing.assert_close(exported[name].double(), expected, rtol=0, atol=1e-6, msg=name)
     for name, buffer in G.named_buffers():  # batch-norm statistics: the trained net's, as they are
         assert torch.equal(exported[name], buffer), name
@@ -305,6 +328,28 @@ def test_lr_schedule_follows_the_formula_epoch_by_epoch(tiny_config, policy):
     log = read_jsonl(run_dir / "logs" / "losses.jsonl")
     assert [(e["step"], e["epoch"]) for e in log] == [(1, 0), (2, 1), (3, 2), (4, 3)]
     assert [e["lr"] for e in log] == pytest.approx(expected, rel=1e-6)
+
+
+def test_lr_warmup_scales_each_step_on_top_of_the_epoch_schedule(tiny_config):
+    # Two images per epoch, linear schedule 1 + 1 epochs (factors 1, 1/2), warmup_steps 4: step k uses
+    # lr(epoch) · min(1, k / 4), by hand 2e-4 · [1/4, 2/4, 3/4 · 1/2, 1/2]; both groups alike; the log shows the
+    # lr each step used.
+    config = tiny_config("pix2pix", *no_report("train.lr_policy=linear", "train.lr=2e-4", "train.n_epochs=1",
+                                               "train.n_epochs_decay=1", "data.max_dataset_size=2",
+                                               "train.log_every=1", "train.warmup_steps=4"))
+    trainer = Trainer(config)
+    seen = []
+
+    def record(terms):
+        seen.append(lr_of(trainer))
+        return terms
+
+    wrap_loss(trainer, "G", record)
+    run_dir = trainer.fit()
+    expected = [0.5e-4, 1e-4, 0.75e-4, 1e-4]
+    assert [lrs["G"] for lrs in seen] == pytest.approx(expected, rel=1e-6)
+    assert [lrs["D"] for lrs in seen] == pytest.approx(expected, rel=1e-6)
+    assert [e["lr"] for e in read_jsonl(run_dir / "logs" / "losses.jsonl")] == pytest.approx(expected, rel=1e-6)
 
 
 def test_cosine_schedule_matches_torch_cosine_annealing():

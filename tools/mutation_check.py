@@ -50,13 +50,15 @@ DOWNLOAD = ("tests/test_download.py",)
 ENGINE = "tests/test_engine_numerics.py"
 ENGINE_EMA = (f"{ENGINE}::test_ema_after_k_updates_equals_the_closed_form_and_copies_buffers",
               f"{ENGINE}::test_training_exports_the_ema_of_the_weights_after_each_step")
+ENGINE_EMA_RESUME = ("tests/test_engine.py::test_resume_is_exact",)
 ENGINE_POOL = tuple(f"{ENGINE}::test_{name}" for name in (
     "image_pool_returns_its_first_images_as_they_are", "image_pool_of_size_zero_returns_the_input_and_stores_nothing",
     "full_image_pool_swaps_in_a_stored_image_half_of_the_time", "image_pool_swaps_images_one_by_one_within_a_batch"))
 ENGINE_FREEZE = (f"{ENGINE}::test_discriminators_get_no_gradient_from_the_generator_phase",)
 ENGINE_SKIP = (f"{ENGINE}::test_a_non_finite_loss_leaves_its_group_and_optimizer_state_untouched",
                f"{ENGINE}::test_fused_adam_on_the_cpu_honours_found_inf")
-ENGINE_LR = (f"{ENGINE}::test_lr_schedule_follows_the_formula_epoch_by_epoch",)
+ENGINE_LR = (f"{ENGINE}::test_lr_schedule_follows_the_formula_epoch_by_epoch",
+             f"{ENGINE}::test_lr_warmup_scales_each_step_on_top_of_the_epoch_schedule")
 ENGINE_BF16 = (f"{ENGINE}::test_bf16_mixed_precision_runs_bf16_kernels_on_the_cpu",)
 ENGINE_BEST = (f"{ENGINE}::test_best_model_follows_the_lowest_l1",)
 PHASES = ("tests/test_recipes.py::test_n_critic_and_lazy_r1_run_as_often_as_asked",
@@ -160,12 +162,21 @@ MUTANTS = [
     Mutant("http-206-offset-unchecked", DL, "if response.status == 206 and first != start:",
            "if response.status == 206 and first is None:", DOWNLOAD),
     # the engine (translate/engine, translate/methods): step, skip, freeze, EMA, pool, schedules, phases
-    Mutant("ema-update-does-nothing", EMA, "torch._foreach_lerp_(ema_params, params, 1 - self.decay)", "pass",
+    Mutant("ema-update-does-nothing", EMA, "torch._foreach_lerp_(ema_params, params, 1 - self.decay_at(t))",
+           "pass", ENGINE_EMA),
+    Mutant("ema-decay-direction", EMA, "torch._foreach_lerp_(ema_params, params, 1 - self.decay_at(t))",
+           "torch._foreach_lerp_(ema_params, params, self.decay_at(t))", ENGINE_EMA),
+    Mutant("ema-warmup-ignored", EMA, "if self.warmup else self.decay", "if False else self.decay", ENGINE_EMA),
+    Mutant("ema-warmup-off-by-one", EMA, "min(self.decay, (1 + t) / (10 + t))", "min(self.decay, (2 + t) / (11 + t))",
            ENGINE_EMA),
-    Mutant("ema-decay-direction", EMA, "torch._foreach_lerp_(ema_params, params, 1 - self.decay)",
-           "torch._foreach_lerp_(ema_params, params, self.decay)", ENGINE_EMA),
+    Mutant("ema-warmup-restarts-on-resume", TRAINER, "ema.update(self.nets[name], state.step - 1)",
+           "ema.update(self.nets[name], count)", ENGINE_EMA_RESUME),
     Mutant("ema-buffers-not-copied", EMA, "b_ema.copy_(b)", "b_ema.copy_(b_ema)", ENGINE_EMA),
-    Mutant("ema-never-updated", TRAINER, "ema.update(self.nets[name])", "pass", ENGINE_EMA),
+    Mutant("warmup-off-by-one", TRAINER, "lr * (self.state.step + 1) / w", "lr * self.state.step / w", ENGINE_LR),
+    Mutant("warmup-never-applied", TRAINER, "                    self._warm_up()\n", "", ENGINE_LR),
+    Mutant("warmup-compounds", TRAINER, 'param_group["lr"] = lr * (self.state.step + 1) / w',
+           'param_group["lr"] *= (self.state.step + 1) / w', ENGINE_LR),
+    Mutant("ema-never-updated", TRAINER, "ema.update(self.nets[name], state.step - 1)", "pass", ENGINE_EMA),
     Mutant("pool-returns-its-input", POOL, "        if self.size == 0:", "        if True:", ENGINE_POOL),
     Mutant("pool-grows-past-size", POOL, "len(self.images) < self.size", "len(self.images) <= self.size",
            ENGINE_POOL),

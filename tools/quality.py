@@ -59,8 +59,10 @@ LEVERS = {
     "augment": (["data.augment=[color_jitter,affine]"], ["data.augment=[]"]),
     "resize_conv": (["model.upsample=resize_conv"], ["model.upsample=transpose"]),
     "unet": (["model.netG=unet_256"], ["model.netG=resnet_9blocks"]),
-    "ema": (["train.ema=true", "train.ema_decay=0.99"], ["train.ema=false"]),
+    "ema": (["train.ema=true", "train.ema_decay=0.99"], ["train.ema=false"]),  # ramped (train.ema_warmup)
+    "ema_999": (["train.ema=true", "train.ema_decay=0.999"], ["train.ema=false"]),
     "cosine": (["train.lr_policy=cosine"], ["train.lr_policy=linear"]),
+    "warmup": (["train.warmup_steps=40"], ["train.warmup_steps=0"]),  # a tenth of the default budget
     "lr_1e-3": (["train.lr=0.001"], ["train.lr=0.0002"]),
     "ttur": (["train.optimizers.D.lr=0.0001"], ["train.optimizers.D.lr=null"]),  # D at half G's lr
     "instance_norm": (["model.norm=instance"], ["model.norm=batch"]),
@@ -118,8 +120,9 @@ def load_task_config(path: str, overrides: list[str] = ()):
     return load_config(path, ["data.builtin=photo2stylized", *overrides])
 
 
-def run_config(path: str, steps: int, size: int, width: int, seed: int, out: Path, extra: list[str]):
-    """The Config of one budgeted run of ``path`` with ``extra`` overrides."""
+def run_config(path: str, steps: int, size: int, width: int, seed: int, out: Path, extra: list[str],
+               precision: str = "no"):
+    """The Config of one budgeted run of ``path`` with ``extra`` overrides, trained in ``precision``."""
     base = load_task_config(path, extra)
     recipe = base.model.recipe
     if recipe not in DATA:
@@ -131,7 +134,7 @@ def run_config(path: str, steps: int, size: int, width: int, seed: int, out: Pat
               f"data.crop_size={crop}", f"data.load_size={load_size}", "data.num_workers=0", f"train.seed={seed}",
               f"train.max_steps={steps}", f"train.checkpoint_every={steps}", f"train.sample_every={steps}",
               "train.progress=false", "train.report=false", "train.compile=false", "train.eval_every=0",
-              "train.mixed_precision=no"]  # fp32: the same numbers on every CPU
+              f"train.mixed_precision={precision}"]
     config = load_config(path, extra + budget)  # the budget last: it already holds what the levers changed
     # The schedule, compressed into the budget: the epochs the run touches, split as the config splits them.
     per_epoch = math.ceil(len(build_dataset(config)) / config.data.batch_size)
@@ -162,7 +165,8 @@ def train_once(config) -> float:
 
 
 def translate_all(model_dir: Path, photos: np.ndarray) -> np.ndarray:
-    translator = Translator.from_pretrained(model_dir, device="cpu")
+    # fp32 whatever the training precision: the scores measure the training, and auto is bf16 on some CPUs.
+    translator = Translator.from_pretrained(model_dir, device="cpu", dtype="fp32")
     return np.stack([translator(p, direction="AtoB") for p in photos])
 
 
@@ -224,6 +228,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     parser.add_argument("--size", type=int, default=64, help="training crop (U-Nets take at least their minimum)")
     parser.add_argument("--width", type=int, default=16, help="model.ngf and model.ndf")
+    parser.add_argument("--precision", default="no", choices=["no", "bf16", "auto"],
+                        help="train.mixed_precision of every run (default no = fp32: the same numbers on every CPU; "
+                             "bf16 measures its cost in quality, on a CPU with bf16 instructions)")
     parser.add_argument("--out", type=Path, default=REPO / "runs" / "quality")
     parser.add_argument("--json", type=Path, help="also write the rows here")
     parser.add_argument("--picture", type=Path, help="save input | truth | each config's output (first seed)")
@@ -251,7 +258,8 @@ def main(argv: list[str] | None = None) -> int:
         for label, extra in lever_rows(path, args.levers):
             row = {"label": label, "seconds": [], "scores": [], "steps": args.steps}
             for seed in args.seeds:
-                config = run_config(path, args.steps, args.size, args.width, seed, args.out, extra)
+                config = run_config(path, args.steps, args.size, args.width, seed, args.out, extra,
+                                    args.precision)
                 row["recipe"] = config.model.recipe
                 row["seconds"].append(train_once(config))
                 outputs = translate_all(Path(config.train.output_dir) / "model", photos)
@@ -261,8 +269,9 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{label} seed {seed}: {row['scores'][-1]} in {row['seconds'][-1]:.0f} s", flush=True)
             rows.append(row)
 
-    print(f"\n{machine()}, torch {torch.__version__}, "
-          f"{datetime.date.today()}; {args.steps} steps, {args.width} wide, {args.size} px crops, seeds "
+    precision = "fp32" if args.precision == "no" else args.precision
+    print(f"\n{machine()}, torch {torch.__version__}, {datetime.date.today()}; {precision} training, "
+          f"{args.steps} steps, {args.width} wide, {args.size} px crops, seeds "
           f"{args.seeds}; {len(photos)} test images" + (f"; LPIPS skipped: {reason}" if reason else ""))
     print(table(rows, metrics))
     if args.json:

@@ -97,6 +97,7 @@ class TrainConfig:
     optimizers: dict[str, GroupOptimizer] = field(default_factory=dict)  # per group, e.g. D.lr (TTUR)
     lr_policy: str = "linear"  # linear | step | cosine | constant
     lr_decay_iters: int = 50  # epochs between decays for lr_policy=step
+    warmup_steps: int = 0  # lr * step / warmup_steps over the first optimizer steps, then lr_policy alone
     seed: int = 0
     output_dir: str = ""  # default runs/<config name>
     checkpoint_every: int = 5000  # steps
@@ -107,6 +108,7 @@ class TrainConfig:
     gradient_accumulation_steps: int = 1
     ema: bool = False
     ema_decay: float = 0.999
+    ema_warmup: bool = True  # decay min(ema_decay, (1 + step) / (10 + step)): no random weights left in short runs
     diffaugment: str = ""  # DiffAugment policy before every D call, e.g. "color,translation,cutout" (off: "")
     init_from: str = ""  # an exported model/ directory to fine-tune from
     compile: bool = False
@@ -380,6 +382,8 @@ def validate(config: Config) -> None:
             parse_policy(t.diffaugment)
         except ValueError as e:
             problems.append(f"train.diffaugment={t.diffaugment!r}: {e}")
+    if t.warmup_steps < 0:
+        problems.append(f"train.warmup_steps={t.warmup_steps} must be 0 (off) or positive")
     if not 0 < t.ema_decay < 1:
         problems.append(f"train.ema_decay={t.ema_decay} must be between 0 and 1")
     if d.preprocess in ("resize_and_crop", "scale_width_and_crop") and d.crop_size > d.load_size:

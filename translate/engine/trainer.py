@@ -272,7 +272,8 @@ class Trainer:
         self.state = TrainState()
         self._cpu_group = torch.distributed.new_group(backend="gloo") if acc.num_processes > 1 else None
         self._skips = torch.zeros(3, device=acc.device)  # skipped steps: current run, longest run, count (unread)
-        self.ema = {n: EMA(self.nets[n], t.ema_decay) for n in recipe.names(Role.exported)} if t.ema else {}
+        self.ema = {n: EMA(self.nets[n], t.ema_decay, t.ema_warmup)
+                    for n in recipe.names(Role.exported)} if t.ema else {}
         self._diffaugment = None
         self._baseline: dict | None = None  # held-out metrics of doing nothing, computed at the first evaluation
         if t.diffaugment:
@@ -423,6 +424,16 @@ class Trainer:
         return terms, ctx, skipped
 
     # -- the loop --------------------------------------------------------------------------------------------
+    def _warm_up(self) -> None:
+        """``train.warmup_steps``: the coming step's lr is the schedule's times (step + 1) / warmup_steps. Per step,
+        on top of the per-epoch schedule, which sets each lr from its base (factors never compound)."""
+        w = self.config.train.warmup_steps
+        if self.state.step >= w:
+            return
+        for group, scheduler in self.schedulers.items():
+            for param_group, lr in zip(self.optimizers[group].param_groups, scheduler.get_last_lr()):
+                param_group["lr"] = lr * (self.state.step + 1) / w
+
     def fit(self) -> Path:
         acc, t, state = self.accelerator, self.config.train, self.state
         epochs = t.n_epochs + t.n_epochs_decay
@@ -442,6 +453,7 @@ class Trainer:
                 loader = acc.skip_first_batches(self.loader, state.batch_in_epoch) if state.batch_in_epoch else \
                     self.loader
                 for batch in loader:
+                    self._warm_up()
                     with acc.accumulate():
                         terms, ctx, skipped = self.train_step(batch)
                     state.batch_in_epoch += 1
@@ -454,7 +466,7 @@ class Trainer:
                     bar.update(1)
                     self._tally_skip(skipped)
                     for name, ema in self.ema.items():
-                        ema.update(self.nets[name])
+                        ema.update(self.nets[name], state.step - 1)
                     # Read at checkpoints too, so that the saved state counts every skipped step.
                     if any(state.step % n == 0 for n in (t.log_every, t.max_nonfinite_steps, t.checkpoint_every)):
                         self._read_skips()
@@ -646,7 +658,7 @@ class Trainer:
         keys = sorted(sums)
         means = acc.reduce(torch.stack([sums[k] for k in keys]) / count, "mean").tolist()
         values = dict(zip(keys, means))
-        values["lr"] = next(iter(self.schedulers.values())).get_last_lr()[0]
+        values["lr"] = next(iter(self.optimizers.values())).param_groups[0]["lr"]  # the last step's, warm-up included
         if self.scalers:
             values["scaler_skipped_steps"] = state.scaler_skipped_steps
         self._watch_collapse(values)
