@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import warnings
 
 import pytest
@@ -250,3 +251,15 @@ def test_a_runs_files_get_the_umasks_modes(tiny_config):
     assert any(k.startswith("checkpoints/") for k in modes)
     assert "config.yaml" in modes and "model/G.safetensors" in modes
     assert {k: m for k, m in modes.items() if m != 0o644} == {}
+
+
+def test_a_single_process_keeps_the_users_omp_num_threads(tiny_config, tmp_path, monkeypatch):
+    # Without OMP_NUM_THREADS the trainer takes every core (launchers set it to 1 per process); with it, the user's.
+    seen = []
+    monkeypatch.setattr(torch, "set_num_threads", seen.append)
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    Trainer(tiny_config("pix2pix"))
+    assert seen == [os.cpu_count() or 1]
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    Trainer(tiny_config("pix2pix", f"train.output_dir={tmp_path / 'other'}"))
+    assert seen == [os.cpu_count() or 1]

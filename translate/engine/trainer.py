@@ -221,8 +221,9 @@ class Trainer:
         if precision == "fp16" and acc.device.type != "cuda":
             raise ConfigError("train.mixed_precision=fp16 needs a CUDA GPU (its grad scaler); use bf16 on the CPU")
         warn_if_slow_bf16(acc.device, precision, "train.mixed_precision")
-        if acc.device.type == "cpu":
-            # Launchers set one thread per process; use this machine's cores, shared between the processes.
+        if acc.device.type == "cpu" and (acc.num_processes > 1 or "OMP_NUM_THREADS" not in os.environ):
+            # Launchers set OMP_NUM_THREADS=1 per process; use this machine's cores, shared between the processes.
+            # A single process keeps the user's own OMP_NUM_THREADS.
             torch.set_num_threads(max(1, (os.cpu_count() or 1) // acc.num_processes))
         elif acc.device.type == "cuda":
             torch.backends.cudnn.benchmark = True
