@@ -65,6 +65,9 @@ def test_every_run_gets_the_same_budget(tmp_path):
         "unet_128", 128, "photo2stylized_paired")  # the shallower U-Net at its minimum size
     other = quality.run_config(str(REPO / quality.PAPER["cyclegan"]), 300, 64, 16, 2, tmp_path, [])
     assert other.train.output_dir != t.output_dir  # runs are cached by their resolved config
+    assert t.mixed_precision == "no"  # fp32 unless asked: the same numbers on every CPU
+    bf16 = quality.run_config(str(REPO / quality.PAPER["cyclegan"]), 300, 64, 16, 1, tmp_path, [], "bf16")
+    assert bf16.train.mixed_precision == "bf16" and bf16.train.output_dir != t.output_dir
 
 
 def test_lever_rows_turn_a_lever_on_or_off(tmp_path):

@@ -60,7 +60,6 @@ LEVERS = {
     "resize_conv": (["model.upsample=resize_conv"], ["model.upsample=transpose"]),
     "unet": (["model.netG=unet_256"], ["model.netG=resnet_9blocks"]),
     "ema": (["train.ema=true", "train.ema_decay=0.99"], ["train.ema=false"]),  # ramped (train.ema_warmup)
-    "ema_999": (["train.ema=true", "train.ema_decay=0.999"], ["train.ema=false"]),
     "cosine": (["train.lr_policy=cosine"], ["train.lr_policy=linear"]),
     "warmup": (["train.warmup_steps=40"], ["train.warmup_steps=0"]),  # a tenth of the default budget
     "lr_1e-3": (["train.lr=0.001"], ["train.lr=0.0002"]),
@@ -69,6 +68,8 @@ LEVERS = {
     "spectral_norm": (["model.spectral_norm=true"], ["model.spectral_norm=false"]),
     "r1": (["model.r1_gamma=1.0"], ["model.r1_gamma=0.0"]),
     "identity_5": (["model.cyclegan.lambda_identity=5.0"], ["model.cyclegan.lambda_identity=0.5"]),
+    "cycle_5": (["model.cyclegan.lambda_A=5.0", "model.cyclegan.lambda_B=5.0"],
+                ["model.cyclegan.lambda_A=10.0", "model.cyclegan.lambda_B=10.0"]),
     "no_pool": (["model.cyclegan.pool_size=0"], ["model.cyclegan.pool_size=50"]),
     "residual": (["model.residual=true"], ["model.residual=false"]),
 }

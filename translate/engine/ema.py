@@ -14,7 +14,7 @@ class EMA(nn.Module):
 
     ``warmup``: the decay of update ``t`` (0, 1, ...) is min(decay, (1 + t) / (10 + t)), as diffusers' EMAModel
     ramps it (StyleGAN's ema_rampup serves the same end): a fixed 0.999 would still hold 0.999^400 = 67 % of the
-    random initial weights after 400 steps, and even 0.99 lags a model that is improving fast."""
+    random initial weights after 400 steps."""
 
     def __init__(self, net: nn.Module, decay: float, warmup: bool = True):
         super().__init__()
