@@ -60,6 +60,7 @@ LEVERS = {
     "resize_conv": (["model.upsample=resize_conv"], ["model.upsample=transpose"]),
     "unet": (["model.netG=unet_256"], ["model.netG=resnet_9blocks"]),
     "ema": (["train.ema=true", "train.ema_decay=0.99"], ["train.ema=false"]),  # ramped (train.ema_warmup)
+    "ema_warmup": (["train.ema_warmup=true"], ["train.ema_warmup=false"]),
     "cosine": (["train.lr_policy=cosine"], ["train.lr_policy=linear"]),
     "warmup": (["train.warmup_steps=40"], ["train.warmup_steps=0"]),  # a tenth of the default budget
     "lr_1e-3": (["train.lr=0.001"], ["train.lr=0.0002"]),
