@@ -118,11 +118,13 @@ def test_ema_warmup_ramps_the_decay_by_the_step_it_is_given():
         torch.testing.assert_close(p, torch.full_like(p, 4 / 13 * 4), rtol=0, atol=1e-6)
 
 
-def test_training_exports_the_ema_of_the_weights_after_each_step(tiny_config):
-    # decay 0.5 ramped (warm-up on by default): 0.1 at step 1, 2/11 at step 2, so
-    # EMA = (2/11)·(0.1·w0 + 0.9·w1) + (9/11)·w2 (w_k: G's weights after step k).
+@pytest.mark.parametrize("ramp", [True, False])
+def test_training_exports_the_ema_of_the_weights_after_each_step(tiny_config, ramp):
+    # decay 0.5 ramped (train.ema_warmup, the default): 0.1 at step 1, 2/11 at step 2, so
+    # EMA = (2/11)·(0.1·w0 + 0.9·w1) + (9/11)·w2 (w_k: G's weights after step k); without the ramp
+    # EMA = 0.25·w0 + 0.25·w1 + 0.5·w2.
     trainer = Trainer(tiny_config("pix2pix", *no_report("train.ema=true", "train.ema_decay=0.5",
-                                                        "train.max_steps=2")))
+                                                        f"train.ema_warmup={ramp}", "train.max_steps=2")))
     G = networks(trainer)["G"]
     seen = []  # G's weights when each step's G loss is computed: w0, w1
 
@@ -136,8 +138,8 @@ def test_training_exports_the_ema_of_the_weights_after_each_step(tiny_config):
     w2 = dict(G.named_parameters())
     exported = load_file(run_dir / "model" / "G.safetensors")
     for name in w0:
-        expected = (2 / 11 * (0.1 * w0[name].double() + 0.9 * w1[name].double())
-                    + 9 / 11 * w2[name].detach().double())
+        c0, c1, c2 = (2 / 11 * 0.1, 2 / 11 * 0.9, 9 / 11) if ramp else (0.25, 0.25, 0.5)
+        expected = c0 * w0[name].double() + c1 * w1[name].double() + c2 * w2[name].detach().double()
         torch.testing.assert_close(exported[name].double(), expected, rtol=0, atol=1e-6, msg=name)
     for name, buffer in G.named_buffers():  # batch-norm statistics: the trained net's, as they are
         assert torch.equal(exported[name], buffer), name
@@ -331,12 +333,13 @@ def test_lr_schedule_follows_the_formula_epoch_by_epoch(tiny_config, policy):
 
 
 def test_lr_warmup_scales_each_step_on_top_of_the_epoch_schedule(tiny_config):
-    # Two images per epoch, linear schedule 1 + 1 epochs (factors 1, 1/2), warmup_steps 4: step k uses
-    # lr(epoch) · min(1, k / 4), by hand 2e-4 · [1/4, 2/4, 3/4 · 1/2, 1/2]; both groups alike; the log shows the
-    # lr each step used.
+    # Two images per epoch, linear schedule 1 + 2 epochs (factors 1, 2/3, 1/3), warmup_steps 4: step k uses
+    # lr(epoch) · min(1, k / 4), by hand [1/4, 2/4 | 3/4 · 2/3, 2/3 | 1/3, 1/3] of each group's own lr (D at half G's:
+    # TTUR); the log shows the lr each step used.
     config = tiny_config("pix2pix", *no_report("train.lr_policy=linear", "train.lr=2e-4", "train.n_epochs=1",
-                                               "train.n_epochs_decay=1", "data.max_dataset_size=2",
-                                               "train.log_every=1", "train.warmup_steps=4"))
+                                               "train.n_epochs_decay=2", "data.max_dataset_size=2",
+                                               "train.log_every=1", "train.warmup_steps=4",
+                                               "train.optimizers.D.lr=1e-4"))
     trainer = Trainer(config)
     seen = []
 
@@ -346,10 +349,11 @@ def test_lr_warmup_scales_each_step_on_top_of_the_epoch_schedule(tiny_config):
 
     wrap_loss(trainer, "G", record)
     run_dir = trainer.fit()
-    expected = [0.5e-4, 1e-4, 0.75e-4, 1e-4]
-    assert [lrs["G"] for lrs in seen] == pytest.approx(expected, rel=1e-6)
-    assert [lrs["D"] for lrs in seen] == pytest.approx(expected, rel=1e-6)
-    assert [e["lr"] for e in read_jsonl(run_dir / "logs" / "losses.jsonl")] == pytest.approx(expected, rel=1e-6)
+    factors = [1 / 4, 2 / 4, 1 / 2, 2 / 3, 1 / 3, 1 / 3]
+    assert [lrs["G"] for lrs in seen] == pytest.approx([2e-4 * f for f in factors], rel=1e-6)
+    assert [lrs["D"] for lrs in seen] == pytest.approx([1e-4 * f for f in factors], rel=1e-6)
+    log = read_jsonl(run_dir / "logs" / "losses.jsonl")
+    assert [e["lr"] for e in log] == pytest.approx([2e-4 * f for f in factors], rel=1e-6)
 
 
 def test_cosine_schedule_matches_torch_cosine_annealing():

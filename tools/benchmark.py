@@ -262,7 +262,7 @@ def train_row(job: str, variants: list[dict], batch: int, warmup: int, iters: in
                      "train.progress=false", f"train.output_dir={tempfile.mkdtemp(dir=root, prefix='run-')}"]
         config = load_config(None, overrides)
         trainer = Trainer(config)
-        torch.set_num_threads(threads)  # the Trainer sets all cores; keep --threads
+        torch.set_num_threads(threads)  # the Trainer may set all cores; keep --threads
         data = next(iter(trainer.loader))
 
         def step(trainer=trainer, data=data):

@@ -49,6 +49,7 @@ DOWNLOAD = ("tests/test_download.py",)
 
 ENGINE = "tests/test_engine_numerics.py"
 ENGINE_EMA = (f"{ENGINE}::test_ema_after_k_updates_equals_the_closed_form_and_copies_buffers",
+              f"{ENGINE}::test_ema_warmup_ramps_the_decay_by_the_step_it_is_given",
               f"{ENGINE}::test_training_exports_the_ema_of_the_weights_after_each_step")
 ENGINE_EMA_RESUME = ("tests/test_engine.py::test_resume_is_exact",)
 ENGINE_POOL = tuple(f"{ENGINE}::test_{name}" for name in (
@@ -169,8 +170,12 @@ MUTANTS = [
     Mutant("ema-warmup-ignored", EMA, "if self.warmup else self.decay", "if False else self.decay", ENGINE_EMA),
     Mutant("ema-warmup-off-by-one", EMA, "min(self.decay, (1 + t) / (10 + t))", "min(self.decay, (2 + t) / (11 + t))",
            ENGINE_EMA),
-    Mutant("ema-warmup-restarts-on-resume", TRAINER, "ema.update(self.nets[name], state.step - 1)",
-           "ema.update(self.nets[name], count)", ENGINE_EMA_RESUME),
+    Mutant("ema-warmup-restarts-on-resume", EMA, "torch._foreach_lerp_(ema_params, params, 1 - self.decay_at(t))",
+           "self.n = getattr(self, 'n', -1) + 1; torch._foreach_lerp_(ema_params, params, 1 - self.decay_at(self.n))",
+           ENGINE_EMA_RESUME),  # its own update count, which no checkpoint holds
+    Mutant("ema-warmup-setting-ignored", TRAINER, "EMA(self.nets[n], t.ema_decay, t.ema_warmup)",
+           "EMA(self.nets[n], t.ema_decay)", ENGINE_EMA),
+    Mutant("warmup-never-ends", TRAINER, "if self.state.step >= w:", "if self.state.step > w:", ENGINE_LR),
     Mutant("ema-buffers-not-copied", EMA, "b_ema.copy_(b)", "b_ema.copy_(b_ema)", ENGINE_EMA),
     Mutant("warmup-off-by-one", TRAINER, "lr * (self.state.step + 1) / w", "lr * self.state.step / w", ENGINE_LR),
     Mutant("warmup-never-applied", TRAINER, "                    self._warm_up()\n", "", ENGINE_LR),

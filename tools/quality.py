@@ -64,7 +64,8 @@ LEVERS = {
     "cosine": (["train.lr_policy=cosine"], ["train.lr_policy=linear"]),
     "warmup": (["train.warmup_steps=40"], ["train.warmup_steps=0"]),  # a tenth of the default budget
     "lr_1e-3": (["train.lr=0.001"], ["train.lr=0.0002"]),
-    "ttur": (["train.optimizers.D.lr=0.0001"], ["train.optimizers.D.lr=null"]),  # D at half G's lr
+    "ttur": (["train.optimizers.D.lr=0.0001"], ["train.optimizers.D.lr=null"]),  # D at half G's paper lr
+    "fast_d": (["train.optimizers.D.lr=0.002"], ["train.optimizers.D.lr=null"]),  # D at twice G's 1e-3 (Heusel)
     "instance_norm": (["model.norm=instance"], ["model.norm=batch"]),
     "spectral_norm": (["model.spectral_norm=true"], ["model.spectral_norm=false"]),
     "r1": (["model.r1_gamma=1.0"], ["model.r1_gamma=0.0"]),

@@ -97,7 +97,7 @@ class TrainConfig:
     optimizers: dict[str, GroupOptimizer] = field(default_factory=dict)  # per group, e.g. D.lr (TTUR)
     lr_policy: str = "linear"  # linear | step | cosine | constant
     lr_decay_iters: int = 50  # epochs between decays for lr_policy=step
-    warmup_steps: int = 0  # lr * step / warmup_steps over the first optimizer steps, then lr_policy alone
+    warmup_steps: int = 0  # lr * step / warmup_steps over the first training steps, then lr_policy alone
     seed: int = 0
     output_dir: str = ""  # default runs/<config name>
     checkpoint_every: int = 5000  # steps
@@ -108,7 +108,7 @@ class TrainConfig:
     gradient_accumulation_steps: int = 1
     ema: bool = False
     ema_decay: float = 0.999
-    ema_warmup: bool = True  # decay min(ema_decay, (1 + step) / (10 + step)): no random weights left in short runs
+    ema_warmup: bool = True  # decay min(ema_decay, (1 + t) / (10 + t)) at update t = 0, 1...: short runs too
     diffaugment: str = ""  # DiffAugment policy before every D call, e.g. "color,translation,cutout" (off: "")
     init_from: str = ""  # an exported model/ directory to fine-tune from
     compile: bool = False
