@@ -56,6 +56,7 @@ SHALLOWER = {"unet_256": "unet_128"}  # the same U-Net one level shallower, for 
 # name: (overrides that turn the lever on, overrides that turn it off)
 LEVERS = {
     "diffaugment": (["train.diffaugment=color,translation,cutout"], ["train.diffaugment=''"]),
+    "diffaugment_color": (["train.diffaugment=color,translation,cutout"], ["train.diffaugment=translation,cutout"]),
     "augment": (["data.augment=[color_jitter,affine]"], ["data.augment=[]"]),
     "resize_conv": (["model.upsample=resize_conv"], ["model.upsample=transpose"]),
     "unet": (["model.netG=unet_256"], ["model.netG=resnet_9blocks"]),
