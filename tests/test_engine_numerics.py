@@ -307,12 +307,8 @@ SCHEDULES = {
 }
 
 
-@pytest.mark.parametrize("policy", sorted(SCHEDULES))
-def test_lr_schedule_follows_the_formula_epoch_by_epoch(tiny_config, policy):
-    # One image per epoch: step k runs in epoch k - 1.
-    config = tiny_config("pix2pix", *no_report(f"train.lr_policy={policy}", "train.lr=2e-4", "train.n_epochs=2",
-                                               "train.n_epochs_decay=2", "train.lr_decay_iters=2",
-                                               "data.max_dataset_size=1", "train.log_every=1"))
+def train_seeing_lrs(config) -> tuple[list[dict[str, float]], list[dict]]:
+    """Train; each group's lr when each step's G loss is computed, and the logged lines."""
     trainer = Trainer(config)
     seen = []
 
@@ -322,12 +318,21 @@ def test_lr_schedule_follows_the_formula_epoch_by_epoch(tiny_config, policy):
 
     wrap_loss(trainer, "G", record)
     run_dir = trainer.fit()
+    return seen, read_jsonl(run_dir / "logs" / "losses.jsonl")
+
+
+@pytest.mark.parametrize("policy", sorted(SCHEDULES))
+def test_lr_schedule_follows_the_formula_epoch_by_epoch(tiny_config, policy):
+    # One image per epoch: step k runs in epoch k - 1.
+    config = tiny_config("pix2pix", *no_report(f"train.lr_policy={policy}", "train.lr=2e-4", "train.n_epochs=2",
+                                               "train.n_epochs_decay=2", "train.lr_decay_iters=2",
+                                               "data.max_dataset_size=1", "train.log_every=1"))
+    seen, log = train_seeing_lrs(config)
     expected = SCHEDULES[policy]
     assert [list(lrs) for lrs in seen] == [["G", "D"]] * 4
     for epoch, lrs in enumerate(seen):
         for group, lr in lrs.items():
             assert lr == pytest.approx(expected[epoch], rel=1e-6), (group, epoch)
-    log = read_jsonl(run_dir / "logs" / "losses.jsonl")
     assert [(e["step"], e["epoch"]) for e in log] == [(1, 0), (2, 1), (3, 2), (4, 3)]
     assert [e["lr"] for e in log] == pytest.approx(expected, rel=1e-6)
 
@@ -340,19 +345,10 @@ def test_lr_warmup_scales_each_step_on_top_of_the_epoch_schedule(tiny_config):
                                                "train.n_epochs_decay=2", "data.max_dataset_size=2",
                                                "train.log_every=1", "train.warmup_steps=4",
                                                "train.optimizers.D.lr=1e-4"))
-    trainer = Trainer(config)
-    seen = []
-
-    def record(terms):
-        seen.append(lr_of(trainer))
-        return terms
-
-    wrap_loss(trainer, "G", record)
-    run_dir = trainer.fit()
+    seen, log = train_seeing_lrs(config)
     factors = [1 / 4, 2 / 4, 1 / 2, 2 / 3, 1 / 3, 1 / 3]
     assert [lrs["G"] for lrs in seen] == pytest.approx([2e-4 * f for f in factors], rel=1e-6)
     assert [lrs["D"] for lrs in seen] == pytest.approx([1e-4 * f for f in factors], rel=1e-6)
-    log = read_jsonl(run_dir / "logs" / "losses.jsonl")
     assert [e["lr"] for e in log] == pytest.approx([2e-4 * f for f in factors], rel=1e-6)
 
 
