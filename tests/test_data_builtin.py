@@ -21,10 +21,11 @@ def digest(folder: Path) -> dict[str, str]:
 
 
 # The photo-based ones take a few seconds each (OpenCV's stylization mostly).
-SLOW = ("edges2photos", "photo2stylized", "photo2stylized_paired", "digits")
+SLOW = ("edges2photos", "digits")
 
 
-@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n in SLOW else n for n in BUILTINS])
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n in SLOW or n.startswith("photo2") else n
+                                  for n in BUILTINS])
 def test_generation_is_deterministic_and_laid_out(tmp_path, name):
     first, second = ensure_builtin(name, tmp_path / "a"), ensure_builtin(name, tmp_path / "b")
     assert first == tmp_path / "a"

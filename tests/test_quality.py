@@ -6,6 +6,7 @@ import json
 import sys
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 from PIL import Image
@@ -29,6 +30,19 @@ def test_truth_is_the_stylisation_of_the_unpaired_test_photos(pairs):
     unpaired = sorted((ensure_builtin("photo2stylized") / "testA").glob("*.png"))
     assert np.array_equal(photos, np.stack([np.asarray(Image.open(p)) for p in unpaired]))
     assert not np.array_equal(photos, truth)
+
+
+@pytest.mark.slow
+def test_other_tasks_hold_the_same_photos_beside_their_own_filter(pairs):
+    photos, stylised = pairs
+    filters = {"enhanced": lambda p: cv2.detailEnhance(p, sigma_s=10, sigma_r=0.15),
+               "sketch": lambda p: cv2.pencilSketch(p, sigma_s=60, sigma_r=0.07, shade_factor=0.05)[1]}
+    for task, filtered in filters.items():
+        same, truth = quality.test_pairs(task)
+        assert np.array_equal(same, photos) and not np.array_equal(truth, stylised)
+        assert np.array_equal(truth, np.stack([filtered(p) for p in photos]))
+        unpaired = sorted((ensure_builtin(f"photo2{task}") / "testB").glob("*.png"))
+        assert len(unpaired) == 14 and not np.array_equal(np.asarray(Image.open(unpaired[0])), truth[0])  # other crops
 
 
 def test_scores_match_a_hand_computed_psnr(pairs):
@@ -68,6 +82,9 @@ def test_every_run_gets_the_same_budget(tmp_path):
     assert t.mixed_precision == "no"  # fp32 unless asked: the same numbers on every CPU
     bf16 = quality.run_config(str(REPO / quality.PAPER["cyclegan"]), 300, 64, 16, 1, tmp_path, [], "bf16")
     assert bf16.train.mixed_precision == "bf16" and bf16.train.output_dir != t.output_dir
+    for recipe, data in (("cyclegan", "photo2sketch"), ("pix2pix", "photo2sketch_paired")):
+        sketch = quality.run_config(str(REPO / quality.PAPER[recipe]), 300, 64, 16, 1, tmp_path, [], task="sketch")
+        assert sketch.data.builtin == data and sketch.train.output_dir not in (t.output_dir, pix2pix.train.output_dir)
 
 
 def test_lever_rows_turn_a_lever_on_or_off(tmp_path):

@@ -1,6 +1,8 @@
 #!/usr/bin/env python
 """Quality against a known truth: train on the built-in photo2stylized data, translate its test photos, and score
-them (PSNR, SSIM, LPIPS where it runs offline) against their true stylisations, next to two baselines.
+them (PSNR, SSIM, LPIPS where it runs offline) against their true stylisations, next to two baselines. ``--task``
+picks another OpenCV filter as the truth (photo2enhanced, photo2sketch): the same photos, a different task, on which
+settings chosen on the first are checked.
 
     PYTHONPATH=. python tools/quality.py                                   # paper vs recommended, both recipes
     PYTHONPATH=. python tools/quality.py --recipes cyclegan --levers diffaugment ema --seeds 0 1
@@ -41,17 +43,14 @@ sys.path.insert(0, str(REPO))
 from translate import Translator, load_config, train  # noqa: E402
 from translate.config import to_yaml  # noqa: E402
 from translate.data import build_dataset, ensure_builtin  # noqa: E402
+from translate.data.builtin import PHOTO_FILTERS  # noqa: E402
 from translate.evaluation.metrics import LPIPS, psnr, ssim  # noqa: E402
 from translate.networks import GENERATORS  # noqa: E402
 
 NATIVE = 128  # side of the built-in photo2stylized images
 PAPER = {"cyclegan": "configs/cyclegan_horse2zebra.yaml", "pix2pix": "configs/pix2pix_facades.yaml"}
 RECOMMENDED = {"cyclegan": "configs/cyclegan_recommended.yaml", "pix2pix": "configs/pix2pix_recommended.yaml"}
-UNPAIRED = ["data.builtin=photo2stylized", "data.dataset_mode=unaligned", "data.direction=AtoB"]
-DATA = {
-    "cyclegan": UNPAIRED, "cut": UNPAIRED, "fastcut": UNPAIRED,
-    "pix2pix": ["data.builtin=photo2stylized_paired", "data.dataset_mode=aligned", "data.direction=AtoB"],
-}
+PAIRED = {"cyclegan": False, "cut": False, "fastcut": False, "pix2pix": True}  # the recipes, and the data each takes
 SHALLOWER = {"unet_256": "unet_128"}  # the same U-Net one level shallower, for the 128 px built-in images
 # name: (overrides that turn the lever on, overrides that turn it off)
 LEVERS = {
@@ -78,19 +77,26 @@ LEVERS = {
 }
 
 
-def test_pairs() -> tuple[np.ndarray, np.ndarray]:
-    """The held-out photos and their true stylisations, uint8 (N, H, W, 3) each."""
-    folder = ensure_builtin("photo2stylized_paired") / "test"
+def task_data(recipe: str, task: str) -> list[str]:
+    """The overrides that train ``recipe`` on the built-in data of ``task``: its paired form for paired recipes."""
+    if PAIRED[recipe]:
+        return [f"data.builtin=photo2{task}_paired", "data.dataset_mode=aligned", "data.direction=AtoB"]
+    return [f"data.builtin=photo2{task}", "data.dataset_mode=unaligned", "data.direction=AtoB"]
+
+
+def test_pairs(task: str = "stylized") -> tuple[np.ndarray, np.ndarray]:
+    """The held-out photos and their true filtered versions, uint8 (N, H, W, 3) each."""
+    folder = ensure_builtin(f"photo2{task}_paired") / "test"
     pairs = np.stack([np.asarray(Image.open(p).convert("RGB")) for p in sorted(folder.glob("*.png"))])
     return pairs[:, :, :NATIVE], pairs[:, :, NATIVE:]
 
 
-def histogram_matched(photos: np.ndarray) -> np.ndarray:
+def histogram_matched(photos: np.ndarray, task: str = "stylized") -> np.ndarray:
     """Each channel through the tone curve that maps the pooled training photos' histogram onto the pooled histogram
     of their stylisations (learnt from the training pairs only; the same curve for every test photo)."""
     from skimage.exposure import match_histograms
 
-    folder = ensure_builtin("photo2stylized_paired") / "train"
+    folder = ensure_builtin(f"photo2{task}_paired") / "train"
     pairs = np.concatenate([np.asarray(Image.open(p).convert("RGB")) for p in sorted(folder.glob("*.png"))])
     train_A, train_B = pairs[:, :NATIVE], pairs[:, NATIVE:]
     matched = match_histograms(train_A, train_B, channel_axis=-1)
@@ -125,20 +131,20 @@ def load_task_config(path: str, overrides: list[str] = ()):
 
 
 def run_config(path: str, steps: int, size: int, width: int, seed: int, out: Path, extra: list[str],
-               precision: str = "no"):
-    """The Config of one budgeted run of ``path`` with ``extra`` overrides, trained in ``precision``."""
+               precision: str = "no", task: str = "stylized"):
+    """The Config of one budgeted run of ``path`` with ``extra`` overrides on ``task``, trained in ``precision``."""
     base = load_task_config(path, extra)
     recipe = base.model.recipe
-    if recipe not in DATA:
-        raise SystemExit(f"{path}: recipe {recipe!r} has no built-in quality task (known: {', '.join(DATA)})")
+    if recipe not in PAIRED:
+        raise SystemExit(f"{path}: recipe {recipe!r} has no built-in quality task (known: {', '.join(PAIRED)})")
     netG = SHALLOWER.get(base.model.netG, base.model.netG)
     crop = max(size, GENERATORS[netG].min_size)
     load_size = max(crop, round(NATIVE * base.data.load_size / base.data.crop_size))
-    budget = ["data.root=''", *DATA[recipe], f"model.netG={netG}", f"model.ngf={width}", f"model.ndf={width}",
-              f"data.crop_size={crop}", f"data.load_size={load_size}", "data.num_workers=0", f"train.seed={seed}",
-              f"train.max_steps={steps}", f"train.checkpoint_every={steps}", f"train.sample_every={steps}",
-              "train.progress=false", "train.report=false", "train.compile=false", "train.eval_every=0",
-              f"train.mixed_precision={precision}"]
+    budget = ["data.root=''", *task_data(recipe, task), f"model.netG={netG}", f"model.ngf={width}",
+              f"model.ndf={width}", f"data.crop_size={crop}", f"data.load_size={load_size}", "data.num_workers=0",
+              f"train.seed={seed}", f"train.max_steps={steps}", f"train.checkpoint_every={steps}",
+              f"train.sample_every={steps}", "train.progress=false", "train.report=false", "train.compile=false",
+              "train.eval_every=0", f"train.mixed_precision={precision}"]
     config = load_config(path, extra + budget)  # the budget last: it already holds what the levers changed
     # The schedule, compressed into the budget: the epochs the run touches, split as the config splits them.
     per_epoch = math.ceil(len(build_dataset(config)) / config.data.batch_size)
@@ -224,10 +230,13 @@ def picture(path: Path, columns: list[np.ndarray], count: int) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--recipes", nargs="+", default=list(DATA), choices=list(DATA),
+    parser.add_argument("--recipes", nargs="+", default=list(PAIRED), choices=list(PAIRED),
                         help="paper and recommended config of each (ignored with --configs)")
     parser.add_argument("--configs", nargs="+", help="config files to compare instead")
     parser.add_argument("--levers", nargs="*", default=[], help=f"one row per lever and config: {', '.join(LEVERS)}")
+    parser.add_argument("--task", default="stylized", choices=list(PHOTO_FILTERS),
+                        help="photo2<task>: the OpenCV filter whose output is the truth (default stylized: the one the "
+                             "recommended configs were chosen on; the others check them)")
     parser.add_argument("--steps", type=int, default=400)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     parser.add_argument("--size", type=int, default=64, help="training crop (U-Nets take at least their minimum)")
@@ -248,11 +257,11 @@ def main(argv: list[str] | None = None) -> int:
     if missing:
         parser.error(f"config file not found: {', '.join(missing)}")
 
-    photos, truth = test_pairs()
+    photos, truth = test_pairs(args.task)
     reason = LPIPS.unavailable()
     lpips = None if reason else LPIPS()
     metrics = ["psnr", "ssim"] + ([] if reason else ["lpips"])
-    matched = histogram_matched(photos)
+    matched = histogram_matched(photos, args.task)
     rows = [{"label": "do nothing (output = input)", "scores": [score(photos, truth, lpips)]},
             {"label": "histogram matching (train curves)", "scores": [score(matched, truth, lpips)]},
             {"label": "histogram matching to each truth (oracle)",
@@ -263,7 +272,7 @@ def main(argv: list[str] | None = None) -> int:
             row = {"label": label, "seconds": [], "scores": [], "steps": args.steps}
             for seed in args.seeds:
                 config = run_config(path, args.steps, args.size, args.width, seed, args.out, extra,
-                                    args.precision)
+                                    args.precision, args.task)
                 row["recipe"] = config.model.recipe
                 row["seconds"].append(train_once(config))
                 outputs = translate_all(Path(config.train.output_dir) / "model", photos)
@@ -274,8 +283,8 @@ def main(argv: list[str] | None = None) -> int:
             rows.append(row)
 
     precision = "fp32" if args.precision == "no" else args.precision
-    print(f"\n{machine()}, torch {torch.__version__}, {datetime.date.today()}; {precision} training, "
-          f"{args.steps} steps, {args.width} wide, {args.size} px crops, seeds "
+    print(f"\n{machine()}, torch {torch.__version__}, {datetime.date.today()}; photo2{args.task}; {precision} "
+          f"training, {args.steps} steps, {args.width} wide, {args.size} px crops, seeds "
           f"{args.seeds}; {len(photos)} test images" + (f"; LPIPS skipped: {reason}" if reason else ""))
     print(table(rows, metrics))
     if args.json:

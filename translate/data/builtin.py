@@ -12,6 +12,10 @@
 - ``photo2stylized_paired`` (aligned, 128 px per side; 140 / 14 / 14): photo2stylized's trainA and testA crops, each
   beside its own stylisation (A photo | B truth), plus 14 more held-out crops for val: pix2pix's training data, and
   the truth any model of photo2stylized is measured against.
+- ``photo2enhanced``, ``photo2sketch`` and their ``_paired`` forms: the same crops through OpenCV's ``detailEnhance``
+  (sharper detail, stronger colour: near the input, the other way from ``stylization``'s smoothing) and
+  ``pencilSketch`` (a colour pencil drawing on white: far from the input). Second and third tasks with a known truth
+  for tools/quality.py, so that settings chosen on one are checked on others.
 - ``digits`` (single, 28² gray; 5000 train / 500 val / 1000 test): digits 0-9 in turn, white on black as MNIST,
   drawn with Pillow's bundled font at random stroke widths, slightly rotated, sheared, squeezed and shifted.
   Procedural: a stand-in for MNIST (DCGAN's first example), which no installed package ships.
@@ -30,6 +34,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import cv2
@@ -163,25 +168,40 @@ def _stylize(photo: np.ndarray) -> np.ndarray:
     return cv2.stylization(photo, sigma_s=30, sigma_r=0.45)
 
 
-def _photo2stylized(out: Path) -> None:
+def _enhance(photo: np.ndarray) -> np.ndarray:
+    return cv2.detailEnhance(photo, sigma_s=10, sigma_r=0.15)
+
+
+def _sketch(photo: np.ndarray) -> np.ndarray:
+    return cv2.pencilSketch(photo, sigma_s=60, sigma_r=0.07, shade_factor=0.05)[1]
+
+
+# photo2<name> and photo2<name>_paired for each: the same crops through another of OpenCV's photo filters, so that a
+# setting chosen on one task can be checked on others with a known truth.
+PHOTO_FILTERS = {"stylized": _stylize, "enhanced": _enhance, "sketch": _sketch}
+
+
+def _photo2filtered(out: Path, filtered: Callable[[np.ndarray], np.ndarray]) -> None:
     photos = _photos()
     for split, n, seed in (("train", 140, 0), ("test", 14, 1)):  # fewer than edges2photos: stylization is slow
         for domain in "AB":
             # Different streams for A and B: the two domains show different crops, as unpaired data should.
             rng = np.random.default_rng((14, seed, ord(domain)))
             for i, crop in enumerate(_crops(photos, n, split != "train", rng)):
-                _save(out / f"{split}{domain}" / f"{i:04d}.png", _stylize(crop) if domain == "B" else crop)
+                _save(out / f"{split}{domain}" / f"{i:04d}.png", filtered(crop) if domain == "B" else crop)
 
 
-def _photo2stylized_paired(out: Path) -> None:
-    # train and test hold exactly photo2stylized's trainA and testA crops (same streams), each beside its stylised
+def _photo2filtered_paired(out: Path, filtered: Callable[[np.ndarray], np.ndarray]) -> None:
+    # train and test hold exactly the unpaired form's trainA and testA crops (same streams), each beside its filtered
     # truth: the known answer a model trained on the unpaired form is measured against; val is extra held-out crops.
     photos = _photos()
     for split, n, seed in (("train", 140, 0), ("val", 14, 2), ("test", 14, 1)):
         rng = np.random.default_rng((14, seed, ord("A")))
         for i, crop in enumerate(_crops(photos, n, split != "train", rng)):
-            _save(out / split / f"{i:04d}.png", np.concatenate([crop, _stylize(crop)], axis=1))
+            _save(out / split / f"{i:04d}.png", np.concatenate([crop, filtered(crop)], axis=1))
 
+
+_PHOTO_FORMS = {"": (_photo2filtered, "unaligned"), "_paired": (_photo2filtered_paired, "aligned")}
 
 
 # ---- digits -------------------------------------------------------------------------------------------------------
@@ -214,17 +234,18 @@ def _digits(out: Path) -> None:
         for i in range(n):
             _save(out / split / f"{i:05d}.png", _digit(i % 10, rng, font))
 
+
 BUILTINS: dict[str, Callable[[Path], None]] = {
     "shapes_paired": _shapes_paired,
     "shapes_unpaired": _shapes_unpaired,
     "edges2photos": _edges2photos,
-    "photo2stylized": _photo2stylized,
-    "photo2stylized_paired": _photo2stylized_paired,
+    **{f"photo2{name}{form}": partial(make, filtered=f) for name, f in PHOTO_FILTERS.items()
+       for form, (make, _) in _PHOTO_FORMS.items()},
     "digits": _digits,
 }
 # The dataset_mode each one is laid out for.
 MODES = {"shapes_paired": "aligned", "shapes_unpaired": "unaligned", "edges2photos": "aligned",
-         "photo2stylized": "unaligned", "photo2stylized_paired": "aligned",
+         **{f"photo2{name}{form}": mode for name in PHOTO_FILTERS for form, (_, mode) in _PHOTO_FORMS.items()},
          "digits": "single"}
 
 
