@@ -206,6 +206,27 @@ def test_recipe_config_errors_are_one_clear_line(tiny_config, override, message)
     assert message in str(e.value) and "Traceback" not in str(e.value)
 
 
+def test_smooth_l1_does_not_hold_a_residual_cyclegan_at_its_input(tiny_config):
+    # A residual G starts as the identity: the cycle and identity terms sit at L1's corner, where their gradient is
+    # L1's full slope on the float noise of tanh(atanh(x)); smooth L1's is that noise / beta, almost nothing.
+    from translate.methods import RECIPES
+
+    torch.manual_seed(0)
+    batch = {"A": torch.rand(1, 3, 32, 32) * 2 - 1, "B": torch.rand(1, 3, 32, 32) * 2 - 1}
+    pull = {}
+    for beta in (0.0, 0.1):
+        config = tiny_config("cyclegan", "model.residual=true",
+                             f"model.cyclegan.smooth_l1_beta={beta}")
+        recipe = RECIPES["cyclegan"](config)
+        nets = recipe.build()
+        terms = recipe.generator_loss(nets, batch, {})
+        sum(v for k, v in terms.items() if "cycle" in k or "idt" in k).backward()
+        pull[beta] = sum(p.grad.norm() for p in nets["G_A"].parameters() if p.grad is not None).item()
+    assert pull[0.0] > 1e-3 and pull[0.1] < 1e-4 * pull[0.0]
+    with pytest.raises(ValueError, match=r"model.cyclegan.smooth_l1_beta=-0.1 must be 0 \(L1, the paper's\)"):
+        RECIPES["cyclegan"](tiny_config("cyclegan", "model.cyclegan.smooth_l1_beta=-0.1"))
+
+
 def test_a_recipe_file_that_fails_to_import_is_one_line(tiny_config, tmp_path):
     bad = tmp_path / "bad.py"
     bad.write_text("import not_a_module_anywhere\n")

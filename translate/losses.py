@@ -107,9 +107,11 @@ def discriminator_terms(discriminator: nn.Module, real: Tensor, fake: Tensor, mo
     return terms
 
 
-def l1_loss(output: Tensor, target: Tensor) -> Tensor:
-    """Mean absolute error: pix2pix's reconstruction term and CycleGAN's cycle and identity terms."""
-    return F.l1_loss(output, target)
+def l1_loss(output: Tensor, target: Tensor, beta: float = 0.0) -> Tensor:
+    """Mean absolute error: pix2pix's reconstruction term and CycleGAN's cycle and identity terms. With ``beta`` > 0,
+    smooth L1 (torch's ``smooth_l1_loss``): the same slope beyond ``beta``, but the corner at zero rounded into a
+    parabola ``beta`` wide, whose gradient fades to zero as output meets target instead of staying at ±1."""
+    return F.smooth_l1_loss(output, target, beta=beta) if beta > 0 else F.l1_loss(output, target)
 
 
 def patch_nce_loss(query: Tensor, key: Tensor, temperature: float) -> Tensor:

@@ -19,6 +19,10 @@ class CycleGANOptions:
     lambda_B: float = 10.0  # cycle B → A → B
     lambda_identity: float = 0.5  # identity loss, relative to lambda_A/B
     pool_size: int = 50
+    # 0: the paper's L1 for the cycle and identity terms. > 0: smooth L1 with this beta (images in [-1, 1]). A residual
+    # generator (model.residual) starts where both terms are zero, at L1's corner: there every change costs at full
+    # slope and the adversarial gradient cannot pay for it, so G never leaves its input. Rounded, the corner lets it.
+    smooth_l1_beta: float = 0.0
 
 
 @register_recipe("cyclegan")
@@ -30,6 +34,9 @@ class CycleGAN(Recipe):
 
     def __init__(self, config):
         super().__init__(config)
+        if self.opt.smooth_l1_beta < 0:
+            raise ValueError(f"model.cyclegan.smooth_l1_beta={self.opt.smooth_l1_beta} must be 0 (L1, the paper's) or "
+                             "positive")
         seed = config.train.seed
         self.fake_A_pool = ImagePool(self.opt.pool_size, seed)
         self.fake_B_pool = ImagePool(self.opt.pool_size, seed + 1)
@@ -60,16 +67,17 @@ class CycleGAN(Recipe):
         G_A, G_B = nets["G_A"], nets["G_B"]
         fake_B = ctx["fake_B"] = G_A(real_A)
         fake_A = ctx["fake_A"] = G_B(real_B)
+        beta = o.smooth_l1_beta
         terms = {
             "loss_G_A": self.adversarial(nets["D_A"](fake_B)),
             "loss_G_B": self.adversarial(nets["D_B"](fake_A)),
-            "loss_cycle_A": o.lambda_A * l1_loss(G_B(fake_B), real_A),
-            "loss_cycle_B": o.lambda_B * l1_loss(G_A(fake_A), real_B),
+            "loss_cycle_A": o.lambda_A * l1_loss(G_B(fake_B), real_A, beta),
+            "loss_cycle_B": o.lambda_B * l1_loss(G_A(fake_A), real_B, beta),
         }
         if o.lambda_identity > 0:
             # G_A fed a real B should change nothing (helps keep colours, e.g. for photo↔painting).
-            terms["loss_idt_A"] = o.lambda_B * o.lambda_identity * l1_loss(G_A(real_B), real_B)
-            terms["loss_idt_B"] = o.lambda_A * o.lambda_identity * l1_loss(G_B(real_A), real_A)
+            terms["loss_idt_A"] = o.lambda_B * o.lambda_identity * l1_loss(G_A(real_B), real_B, beta)
+            terms["loss_idt_B"] = o.lambda_A * o.lambda_identity * l1_loss(G_B(real_A), real_A, beta)
         return terms
 
     def discriminator_loss(self, nets, batch, ctx):
