@@ -68,6 +68,7 @@ PHASES = ("tests/test_recipes.py::test_n_critic_and_lazy_r1_run_as_often_as_aske
           "tests/test_recipes.py::test_r1_penalty_of_a_linear_discriminator_is_its_squared_weight_norm")
 CUT = ("tests/test_recipes.py::test_patch_nce_matches_a_hand_worked_case",
        "tests/test_recipes.py::test_cut_feature_mlp_has_the_reference_sizes_at_ngf_64")
+SMOOTH_L1 = ("tests/test_recipes.py::test_smooth_l1_does_not_hold_a_residual_cyclegan_at_its_input",)
 TRAINER = "translate/engine/trainer.py"
 EMA = "translate/engine/ema.py"
 POOL = "translate/methods/image_pool.py"
@@ -96,7 +97,13 @@ MUTANTS = [
     Mutant("loss-d-terms-not-halved", LOSS, "0.5 * adversarial_loss(discriminator(real)",
            "adversarial_loss(discriminator(real)", LOSSES),
     Mutant("loss-gp-weight-dropped", LOSS, "lambda_gp * gradient_penalty(", "gradient_penalty(", LOSSES),
-    Mutant("loss-l1-is-mse", LOSS, "return F.l1_loss(output, target)", "return F.mse_loss(output, target)", LOSSES),
+    Mutant("loss-l1-is-mse", LOSS, "else F.l1_loss(output, target)", "else F.mse_loss(output, target)", LOSSES),
+    Mutant("loss-smooth-l1-beta-ignored", LOSS, "F.smooth_l1_loss(output, target, beta=beta) if beta > 0 else ",
+           "", LOSSES),
+    Mutant("cyclegan-cycle-l1-not-smoothed", "translate/methods/cyclegan.py", "l1_loss(G_B(fake_B), real_A, beta)",
+           "l1_loss(G_B(fake_B), real_A)", SMOOTH_L1),
+    Mutant("cyclegan-identity-l1-not-smoothed", "translate/methods/cyclegan.py", "l1_loss(G_A(real_B), real_B, beta)",
+           "l1_loss(G_A(real_B), real_B)", SMOOTH_L1),
     # metrics.py
     Mutant("fid-one-trace-twice", METRIC, "cov_a.trace() + cov_b.trace()", "2 * cov_a.trace()", METRICS),
     Mutant("fid-mean-term-not-squared", METRIC, "(mu_a - mu_b).pow(2).sum()", "(mu_a - mu_b).abs().sum()", METRICS),
