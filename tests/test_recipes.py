@@ -215,8 +215,7 @@ def test_smooth_l1_does_not_hold_a_residual_cyclegan_at_its_input(tiny_config):
     batch = {"A": torch.rand(1, 3, 32, 32) * 2 - 1, "B": torch.rand(1, 3, 32, 32) * 2 - 1}
     pull = {}
     for beta in (0.0, 0.1):
-        config = tiny_config("cyclegan", "model.residual=true",
-                             f"model.cyclegan.smooth_l1_beta={beta}")
+        config = tiny_config("cyclegan", "model.residual=true", f"model.cyclegan.smooth_l1_beta={beta}")
         recipe = RECIPES["cyclegan"](config)
         nets = recipe.build()
         terms = recipe.generator_loss(nets, batch, {})
