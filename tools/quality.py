@@ -1,8 +1,8 @@
 #!/usr/bin/env python
 """Quality against a known truth: train on the built-in photo2stylized data, translate its test photos, and score
 them (PSNR, SSIM, LPIPS where it runs offline) against their true stylisations, next to two baselines. ``--task``
-picks another OpenCV filter as the truth (photo2enhanced, photo2sketch): the same photos, a different task, on which
-settings chosen on the first are checked.
+picks another OpenCV filter as the truth (photo2stylized_strong, photo2enhanced, photo2sketch): the same photos, a
+different task, on which settings chosen on the first are checked.
 
     PYTHONPATH=. python tools/quality.py                                   # paper vs recommended, both recipes
     PYTHONPATH=. python tools/quality.py --recipes cyclegan --levers diffaugment ema --seeds 0 1

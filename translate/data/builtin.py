@@ -12,10 +12,11 @@
 - ``photo2stylized_paired`` (aligned, 128 px per side; 140 / 14 / 14): photo2stylized's trainA and testA crops, each
   beside its own stylisation (A photo | B truth), plus 14 more held-out crops for val: pix2pix's training data, and
   the truth any model of photo2stylized is measured against.
-- ``photo2enhanced``, ``photo2sketch`` and their ``_paired`` forms: the same crops through OpenCV's ``detailEnhance``
+- ``photo2stylized_strong``, ``photo2enhanced``, ``photo2sketch`` and their ``_paired`` forms: the same crops through
+  a stronger ``stylization`` (sigma_s 60, sigma_r 0.07: flatter colours, heavier outlines), ``detailEnhance``
   (sharper detail, stronger colour: near the input, the other way from ``stylization``'s smoothing) and
-  ``pencilSketch`` (a colour pencil drawing on white: far from the input). Second and third tasks with a known truth
-  for tools/quality.py, so that settings chosen on one are checked on others.
+  ``pencilSketch`` (a colour pencil drawing on white: far from the input). More tasks with a known truth for
+  tools/quality.py, so that settings chosen on one are checked on others.
 - ``digits`` (single, 28² gray; 5000 train / 500 val / 1000 test): digits 0-9 in turn, white on black as MNIST,
   drawn with Pillow's bundled font at random stroke widths, slightly rotated, sheared, squeezed and shifted.
   Procedural: a stand-in for MNIST (DCGAN's first example), which no installed package ships.
@@ -168,6 +169,10 @@ def _stylize(photo: np.ndarray) -> np.ndarray:
     return cv2.stylization(photo, sigma_s=30, sigma_r=0.45)
 
 
+def _stylize_strong(photo: np.ndarray) -> np.ndarray:
+    return cv2.stylization(photo, sigma_s=60, sigma_r=0.07)  # wider and sharper-edged: flatter, heavier outlines
+
+
 def _enhance(photo: np.ndarray) -> np.ndarray:
     return cv2.detailEnhance(photo, sigma_s=10, sigma_r=0.15)
 
@@ -178,7 +183,7 @@ def _sketch(photo: np.ndarray) -> np.ndarray:
 
 # photo2<name> and photo2<name>_paired for each: the same crops through another of OpenCV's photo filters, so that a
 # setting chosen on one task can be checked on others with a known truth.
-PHOTO_FILTERS = {"stylized": _stylize, "enhanced": _enhance, "sketch": _sketch}
+PHOTO_FILTERS = {"stylized": _stylize, "stylized_strong": _stylize_strong, "enhanced": _enhance, "sketch": _sketch}
 
 
 def _photo2filtered(out: Path, filtered: Callable[[np.ndarray], np.ndarray]) -> None:
