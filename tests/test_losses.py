@@ -155,9 +155,9 @@ def test_l1_loss_is_the_mean_absolute_error():
 def test_smooth_l1_rounds_the_corner_and_keeps_the_slope():
     output = torch.tensor([[0.5, -1.0], [2.0, 0.0]], requires_grad=True)
     target = torch.tensor([[0.0, 1.0], [2.0, -0.25]])
-    loss = l1_loss(output, target, beta=1.0)
+    loss = l1_loss(output, target, beta=0.8)  # not torch's default beta (1)
     # |d| < beta: d² / (2 beta); beyond: |d| - beta / 2. Differences 0.5, -2, 0, 0.25.
-    assert loss.item() == pytest.approx((0.125 + 1.5 + 0.0 + 0.03125) / 4)
+    assert loss.item() == pytest.approx((0.25 / 1.6 + 1.6 + 0.0 + 0.0625 / 1.6) / 4)
     loss.backward()
     # d / beta inside the parabola (fading to 0 at d = 0), L1's ±1 beyond it; /4 for the mean.
-    assert output.grad.flatten().tolist() == pytest.approx([0.5 / 4, -1 / 4, 0.0, 0.25 / 4])
+    assert output.grad.flatten().tolist() == pytest.approx([0.5 / 0.8 / 4, -1 / 4, 0.0, 0.25 / 0.8 / 4])

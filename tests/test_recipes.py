@@ -220,8 +220,10 @@ def test_smooth_l1_does_not_hold_a_residual_cyclegan_at_its_input(tiny_config):
         nets = recipe.build()
         terms = recipe.generator_loss(nets, batch, {})
         sum(v for k, v in terms.items() if "cycle" in k or "idt" in k).backward()
-        pull[beta] = sum(p.grad.norm() for p in nets["G_A"].parameters() if p.grad is not None).item()
-    assert pull[0.0] > 1e-3 and pull[0.1] < 1e-4 * pull[0.0]
+        pull[beta] = {g: sum(p.grad.norm() for p in nets[g].parameters() if p.grad is not None).item()
+                      for g in ("G_A", "G_B")}
+    for g in ("G_A", "G_B"):
+        assert pull[0.0][g] > 1e-3 and pull[0.1][g] < 1e-4 * pull[0.0][g]
     with pytest.raises(ValueError, match=r"model.cyclegan.smooth_l1_beta=-0.1 must be 0 \(L1, the paper's\)"):
         RECIPES["cyclegan"](tiny_config("cyclegan", "model.cyclegan.smooth_l1_beta=-0.1"))
 

@@ -104,6 +104,10 @@ MUTANTS = [
            "l1_loss(G_B(fake_B), real_A)", SMOOTH_L1),
     Mutant("cyclegan-identity-l1-not-smoothed", "translate/methods/cyclegan.py", "l1_loss(G_A(real_B), real_B, beta)",
            "l1_loss(G_A(real_B), real_B)", SMOOTH_L1),
+    Mutant("cyclegan-identity-B-l1-not-smoothed", "translate/methods/cyclegan.py",
+           "l1_loss(G_B(real_A), real_A, beta)", "l1_loss(G_B(real_A), real_A)", SMOOTH_L1),
+    Mutant("loss-smooth-l1-default-beta", LOSS, "F.smooth_l1_loss(output, target, beta=beta)",
+           "F.smooth_l1_loss(output, target)", LOSSES),
     # metrics.py
     Mutant("fid-one-trace-twice", METRIC, "cov_a.trace() + cov_b.trace()", "2 * cov_a.trace()", METRICS),
     Mutant("fid-mean-term-not-squared", METRIC, "(mu_a - mu_b).pow(2).sum()", "(mu_a - mu_b).abs().sum()", METRICS),

@@ -230,7 +230,7 @@ def picture(path: Path, columns: list[np.ndarray], count: int) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--recipes", nargs="+", default=list(PAIRED), choices=list(PAIRED),
+    parser.add_argument("--recipes", nargs="+", default=list(PAPER), choices=list(PAPER),
                         help="paper and recommended config of each (ignored with --configs)")
     parser.add_argument("--configs", nargs="+", help="config files to compare instead")
     parser.add_argument("--levers", nargs="*", default=[], help=f"one row per lever and config: {', '.join(LEVERS)}")
