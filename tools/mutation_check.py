@@ -72,6 +72,7 @@ SMOOTH_L1 = ("tests/test_recipes.py::test_smooth_l1_does_not_hold_a_residual_cyc
 TRAINER = "translate/engine/trainer.py"
 EMA = "translate/engine/ema.py"
 POOL = "translate/methods/image_pool.py"
+CYCLEGAN = "translate/methods/cyclegan.py"
 RECIPE = "translate/methods/__init__.py"
 LOSS = "translate/losses.py"
 METRIC = "translate/evaluation/metrics.py"
@@ -100,12 +101,12 @@ MUTANTS = [
     Mutant("loss-l1-is-mse", LOSS, "else F.l1_loss(output, target)", "else F.mse_loss(output, target)", LOSSES),
     Mutant("loss-smooth-l1-beta-ignored", LOSS, "F.smooth_l1_loss(output, target, beta=beta) if beta > 0 else ",
            "", LOSSES),
-    Mutant("cyclegan-cycle-l1-not-smoothed", "translate/methods/cyclegan.py", "l1_loss(G_B(fake_B), real_A, beta)",
+    Mutant("cyclegan-cycle-l1-not-smoothed", CYCLEGAN, "l1_loss(G_B(fake_B), real_A, beta)",
            "l1_loss(G_B(fake_B), real_A)", SMOOTH_L1),
-    Mutant("cyclegan-identity-l1-not-smoothed", "translate/methods/cyclegan.py", "l1_loss(G_A(real_B), real_B, beta)",
+    Mutant("cyclegan-identity-l1-not-smoothed", CYCLEGAN, "l1_loss(G_A(real_B), real_B, beta)",
            "l1_loss(G_A(real_B), real_B)", SMOOTH_L1),
-    Mutant("cyclegan-identity-B-l1-not-smoothed", "translate/methods/cyclegan.py",
-           "l1_loss(G_B(real_A), real_A, beta)", "l1_loss(G_B(real_A), real_A)", SMOOTH_L1),
+    Mutant("cyclegan-identity-B-l1-not-smoothed", CYCLEGAN, "l1_loss(G_B(real_A), real_A, beta)",
+           "l1_loss(G_B(real_A), real_A)", SMOOTH_L1),
     Mutant("loss-smooth-l1-default-beta", LOSS, "F.smooth_l1_loss(output, target, beta=beta)",
            "F.smooth_l1_loss(output, target)", LOSSES),
     # metrics.py
