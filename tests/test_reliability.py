@@ -10,12 +10,14 @@ docs/reliability.md lists these faults with those injected by the other test fil
 from __future__ import annotations
 
 import errno
+import functools
 import json
 import os
 import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -48,8 +50,9 @@ BASE = [
 
 # The CLI's own __main__ run in a fresh interpreter, with test hooks that never touch the numerics: one torch
 # thread (see `one_thread`), and optionally a pause before every step so that a signal lands mid-run however fast
-# the machine is, and a hang in every checkpoint write past a given step, after Accelerate wrote every file but
-# before the rename, for a kill to land in.
+# the machine is, a hang in every checkpoint write past a given step, after Accelerate wrote every file but
+# before the rename, for a kill to land in, and threads started in each DataLoader worker before its init function
+# (as libraries may start them) that a group signal can land on.
 BOOTSTRAP = r"""
 import os, re, runpy, sys, time
 import torch
@@ -57,6 +60,16 @@ torch.set_num_threads(1)
 torch.set_num_threads = lambda n: None
 delay = float(os.environ.get("RELIABILITY_STEP_DELAY", "0"))
 hang_after = int(os.environ.get("RELIABILITY_HANG_SAVES_AFTER", "-1"))
+worker_threads = int(os.environ.get("RELIABILITY_WORKER_THREADS", "0"))
+if worker_threads:
+    import functools, threading
+    import translate.data.loader as loader
+    def start_threads_then(init, worker_id, main_pid):
+        for _ in range(worker_threads):
+            threading.Thread(target=threading.Event().wait, daemon=True).start()
+        init(worker_id, main_pid)
+    loader.leave_stop_signals_to_the_main_process = functools.partial(
+        start_threads_then, loader.leave_stop_signals_to_the_main_process)
 if delay:
     from translate.engine.trainer import Trainer
     step = Trainer.train_step
@@ -174,13 +187,14 @@ class Run:
     """``translate train CONFIG ...`` in a child process, output to files (a full pipe must never block it)."""
 
     def __init__(self, tmp_path: Path, args: list, step_delay: float = 0.0, hang_saves_after: int = -1,
-                 processes: int = 1, own_group: bool = False):
+                 processes: int = 1, own_group: bool = False, worker_threads: int = 0):
         """``processes`` > 1: that many CPU processes (gloo) launched by torchrun. ``own_group``: in a process group
-        of its own, as a scheduler's job is, to be signalled as a whole with ``os.killpg(run.process.pid, sig)``."""
+        of its own, as a scheduler's job is, to be signalled as a whole with ``os.killpg(run.process.pid, sig)``.
+        ``worker_threads``: threads each DataLoader worker starts before its init function (see BOOTSTRAP)."""
         self.log = tmp_path / f"process_{len(list(tmp_path.glob('process_*')))}"
         self.log.mkdir()
         env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "RELIABILITY_STEP_DELAY": str(step_delay),
-               "RELIABILITY_HANG_SAVES_AFTER": str(hang_saves_after)}
+               "RELIABILITY_HANG_SAVES_AFTER": str(hang_saves_after), "RELIABILITY_WORKER_THREADS": str(worker_threads)}
         env.pop("PYTHONSTARTUP", None)
         command = [sys.executable, "-c", BOOTSTRAP]
         if processes > 1:
@@ -522,16 +536,27 @@ def test_diverged_run_exits_1_naming_the_setting(images, tmp_path, monkeypatch, 
 # -- 7. signals to a whole process group, with DataLoader workers ---------------------------------------------
 # `timeout`, `kill -TERM -- -PGID`, a terminal's Ctrl-C and schedulers at preemption signal every process of the job,
 # the DataLoader workers included. The main process alone decides: it finishes the step, saves and exits 75.
-def test_loader_workers_leave_stop_signals_to_the_main_process(images, tmp_path):
+def start_threads_then(init, threads: int, worker_id: int) -> None:
+    """A worker_init_fn that first starts threads, as a library may have in the worker before the init function: a
+    group signal goes to any thread that does not block it, so the worker must be safe whichever thread the kernel
+    picks."""
+    for _ in range(threads):
+        threading.Thread(target=threading.Event().wait, daemon=True).start()
+    init(worker_id)
+
+
+@pytest.mark.parametrize("threads", [0, 4])
+def test_loader_workers_leave_stop_signals_to_the_main_process(images, tmp_path, threads):
     from translate.data import build_dataset
     from translate.data.loader import build_loader
 
     config = make_config(images, tmp_path / "run", "data.num_workers=1", "data.serial_batches=true")
     loader = build_loader(build_dataset(config), config, "cpu")
+    loader.worker_init_fn = functools.partial(start_threads_then, loader.worker_init_fn, threads)
     batches = iter(loader)
     next(batches)
     [worker] = batches._workers
-    for name in ("INT", "TERM"):  # from another process, as a group signal would come
+    for name in ("INT", "TERM") * 4:  # from another process, as a group signal would come; each to any thread
         subprocess.run(["kill", f"-{name}", str(worker.pid)], check=True)
     assert len(list(batches)) == PAIRS - 1  # the rest of the epoch still arrives (prefetch holds at most 2)
     assert worker.is_alive()
@@ -540,6 +565,18 @@ def test_loader_workers_leave_stop_signals_to_the_main_process(images, tmp_path)
     os.kill(worker.pid, signal.SIGTERM)
     worker.join(timeout=60)
     assert worker.exitcode == 0
+
+
+@pytest.fixture
+def busy_machine():
+    """Six processes spinning on the CPUs for the length of a test (at most 10 minutes), as on a shared node: the
+    order in which processes and threads run, and take signals, is not that of a quiet machine."""
+    spinners = [subprocess.Popen([sys.executable, "-c", "import time\nend = time.time() + 600\n"
+                                  "while time.time() < end: pass"]) for _ in range(6)]
+    yield
+    for spinner in spinners:
+        spinner.kill()
+        spinner.wait()
 
 
 def assert_stopped_once(run: Run, run_dir: Path, reference: Path, sig: signal.Signals, processes: int = 1) -> int:
@@ -567,11 +604,12 @@ def assert_stopped_once(run: Run, run_dir: Path, reference: Path, sig: signal.Si
 
 @pytest.mark.slow
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
-def test_signal_to_the_whole_process_group_with_loader_workers_saves_and_exits_75(images, reference, tmp_path, sig):
+def test_signal_to_the_whole_process_group_with_loader_workers_saves_and_exits_75(images, reference, tmp_path, sig,
+                                                                                  busy_machine):
     run_dir = tmp_path / "run"
     cfg = config_file(make_config(images, run_dir, "data.num_workers=2", "train.checkpoint_every=1000"),
                       tmp_path / "tiny.yaml")
-    run = Run(tmp_path, [cfg], step_delay=0.2, own_group=True)
+    run = Run(tmp_path, [cfg], step_delay=0.2, own_group=True, worker_threads=4)
     run.wait_until(lambda: logged_steps(run_dir), "the first log line")
     os.killpg(run.process.pid, sig)
     assert run.wait() == INTERRUPTED_EXIT_CODE, run.output()
