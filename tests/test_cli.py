@@ -86,6 +86,45 @@ def test_help_and_print_config(config_file, tmp_path):
     assert not (tmp_path / "runs").exists()
 
 
+def test_overrides_are_taken_before_and_after_flags(config_file, tmp_path):
+    # As users type them (#33): an override after a flag was refused with the top-level usage line.
+    after = cli("train", config_file, "--print-config", "data.batch_size=3", cwd=tmp_path)
+    assert after.returncode == 0, after.stderr
+    assert "batch_size: 3\n" in after.stdout
+    both = cli("train", config_file, "model.ngf=4", "--resume", "train.max_steps=7", "--print-config", cwd=tmp_path)
+    assert both.returncode == 0 and "ngf: 4\n" in both.stdout and "max_steps: 7\n" in both.stdout, both.stderr
+    # What is neither a flag nor key=value is refused in the subcommand's own usage.
+    bad = cli("train", config_file, "--print-config", "--bogus", "oops", cwd=tmp_path)
+    assert bad.returncode == 2 and "usage: translate train" in bad.stderr
+    assert "unrecognized arguments: --bogus oops" in bad.stderr
+    assert "usage: translate convert" in cli("convert", "m", "in", "out", "x=1").stderr
+    bare = cli("train")
+    assert bare.returncode == 2 and "the following arguments are required: config\n" in bare.stderr
+    assert not (tmp_path / "runs").exists()
+
+
+def test_a_misspelled_recipe_is_reported_alone_with_the_closest_name(tmp_path):
+    result = cli("train", ROOT / "configs" / "cyclegan_recommended.yaml", "model.recipe=cyclgan", cwd=tmp_path)
+    assert result.returncode == 2
+    assert result.stderr == ("error: model.recipe='cyclgan' is not registered; did you mean 'cyclegan'? known: cut, "
+                             "cyclegan, dcgan, fastcut, pix2pix, sr\n")
+
+
+@pytest.mark.slow
+def test_sr_trains_on_its_builtin_photos_as_the_readme_says(tmp_path):
+    line = "translate train configs/sr_x4.yaml data.builtin=photos train.max_steps=200"
+    assert line in (ROOT / "README.md").read_text() and line in (ROOT / "configs" / "sr_x4.yaml").read_text()
+    args = line.split()[1:]
+    args[1] = ROOT / args[1]
+    # As printed, with a tiny network and one step (the printed run trains the paper's SRResNet for 200 steps).
+    tiny = ["model.ngf=8", "model.ndf=8", "model.sr.n_blocks=1", "data.batch_size=2", "train.max_steps=1",
+            "train.progress=false", "train.report=false", "train.mixed_precision=no"]
+    result = cli(*args, *tiny, cwd=tmp_path, env={"TRANSLATE_CACHE": str(tmp_path / "cache")})
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert (tmp_path / "runs" / "sr_x4" / "model" / "config.json").is_file()
+    assert len(list((tmp_path / "cache" / "builtin" / "photos" / "train").glob("*.png"))) == 210
+
+
 @pytest.mark.slow
 def test_a_builtin_config_trains_on_the_users_folder(unpaired_root, tmp_path):
     env = {"TRANSLATE_CACHE": str(tmp_path / "cache")}

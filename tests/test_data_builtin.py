@@ -21,7 +21,7 @@ def digest(folder: Path) -> dict[str, str]:
 
 
 # The photo-based ones take a few seconds each (OpenCV's stylization mostly).
-SLOW = ("edges2photos", "digits")
+SLOW = ("edges2photos", "photos", "digits")
 
 
 @pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n in SLOW or n.startswith("photo2") else n

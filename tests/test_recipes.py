@@ -198,7 +198,9 @@ def test_a_recipe_file_outside_the_package_trains(tiny_config):
     ("model.cyclegan.lambda_A=3", "model.cyclegan.* are options of recipe cyclegan, but this config has "
                                   "model.recipe=pix2pix"),
     ("model.recipe=nowhere.py:x", "model.recipe=nowhere.py:x: no such file nowhere.py"),
-    ("model.gan_mode=hinj", "model.gan_mode='hinj' is not registered; known: hinge, lsgan, vanilla, wgangp"),
+    ("model.gan_mode=hinj", "model.gan_mode='hinj' is not registered; did you mean 'hinge'? known: hinge, lsgan, "
+                            "vanilla, wgangp"),
+    ("model.gan_mode=qqq", "model.gan_mode='qqq' is not registered; known: hinge, lsgan, vanilla, wgangp"),
 ])
 def test_recipe_config_errors_are_one_clear_line(tiny_config, override, message):
     with pytest.raises(ConfigError) as e:

@@ -13,7 +13,7 @@ photo2stylized_paired test pairs, which no training image comes from).
 from __future__ import annotations
 
 import argparse
-import time
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +21,8 @@ from PIL import Image
 
 from translate import Translator, load_config, train
 from translate.data import dataset_root, ensure_builtin
+from translate.engine.checkpoint import latest_checkpoint, training_state
+from translate.engine.trainer import INTERRUPTED_EXIT_CODE, TrainingInterrupted, run_directory
 from translate.evaluation import do_nothing, evaluate, evaluate_model, save_json, write_report
 from translate.evaluation.evaluate import model_config
 from translate.inference.convert import convert_folder
@@ -51,14 +53,23 @@ def measured(run_dir: Path, data: Path | None = None, dataset_mode: str | None =
     return {"model": result.metrics, "do nothing": baseline}
 
 
+def trained(config, name: str) -> tuple[Path, float]:
+    """Train ``config``, continuing an earlier demo's run where one was stopped; the run directory and the minutes
+    of training it took over all its runs."""
+    earlier = latest_checkpoint(run_directory(config))
+    if earlier is not None:
+        print(f"{name}: continuing the earlier demo run from {earlier} (step "
+              f"{training_state(earlier)['step']})", flush=True)
+    run_dir = train(config, resume=True)
+    return run_dir, training_state(latest_checkpoint(run_dir))["seconds"] / 60
+
+
 def pix2pix(out: Path, quick: bool) -> dict:
     overrides = [f"train.output_dir={out / 'pix2pix'}"] + (["train.max_steps=40"] if quick else [])
     config = load_config(CONFIGS / "demo_pix2pix.yaml", overrides)
     untrained = RECIPES["pix2pix"](config).build()  # the same seed-0 initialisation training starts from
     before = evaluate(untrained, config, split="test", metrics=METRICS, full_size=True)
-    start = time.perf_counter()
-    run_dir = train(config, resume=True)
-    minutes = (time.perf_counter() - start) / 60
+    run_dir, minutes = trained(config, "Pix2Pix")
     scores = {"untrained": before, **measured(run_dir)}
     translator = Translator.from_pretrained(run_dir / "model", device="cpu")
     inputs = held_out_inputs(config, run_dir / "held_out_inputs")
@@ -70,9 +81,7 @@ def pix2pix(out: Path, quick: bool) -> dict:
 def cyclegan(out: Path, quick: bool) -> dict:
     overrides = [f"train.output_dir={out / 'cyclegan'}"] + (["train.max_steps=20"] if quick else [])
     config = load_config(CONFIGS / "demo_cyclegan.yaml", overrides)
-    start = time.perf_counter()
-    run_dir = train(config, resume=True)
-    minutes = (time.perf_counter() - start) / 60
+    run_dir, minutes = trained(config, "CycleGAN")
     scores = measured(run_dir, ensure_builtin("photo2stylized_paired"), "aligned")
     inputs = dataset_root(config) / "testA"
     summary = convert_folder(run_dir / "model", inputs, run_dir / "converted", direction="AtoB", device="cpu",
@@ -87,8 +96,14 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="a few steps only (a smoke test, nothing learned)")
     args = parser.parse_args()
 
-    p2p = pix2pix(args.out, args.quick)
-    cyc = cyclegan(args.out, args.quick)
+    try:
+        p2p = pix2pix(args.out, args.quick)
+        cyc = cyclegan(args.out, args.quick)
+    except (TrainingInterrupted, KeyboardInterrupt) as e:
+        where = f" ({e})" if isinstance(e, TrainingInterrupted) else ""
+        print(f"\nThe demo was stopped{where}. Run the same command again to continue where it stopped: what is "
+              "trained, converted and measured is kept.", file=sys.stderr)
+        sys.exit(INTERRUPTED_EXIT_CODE)
 
     print("\n=== Held-out test images at full size, scored against their known truth (exported weights) ===")
     for name, result in (("Pix2Pix", p2p), ("CycleGAN", cyc)):
@@ -104,8 +119,10 @@ def main() -> None:
         print(f"\n{name}: {run_dir}  ({result['minutes']:.1f} min of training)")
         print(f"  model     {run_dir / 'model'}   (Translator.from_pretrained / translate convert)")
         print(f"  samples   {run_dir / 'samples'}   (input | output | target grids during training)")
-        print(f"  converted {run_dir / 'converted'}   ({result['converted']['converted']} images from "
-              f"{result['inputs']})")
+        converted = result["converted"]
+        earlier = f", {converted['skipped']} of them by an earlier run" if converted["skipped"] else ""
+        print(f"  converted {run_dir / 'converted'}   ({converted['converted'] + converted['skipped']} images from "
+              f"{result['inputs']}{earlier})")
         print(f"  report    {run_dir / 'report' / 'index.html'}")
         print(f"  logs      tensorboard --logdir {run_dir / 'logs'}")
 

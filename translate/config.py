@@ -159,6 +159,14 @@ def registry(key: str) -> dict:
     return getattr(importlib.import_module(module), name)
 
 
+def unregistered(key: str, value: Any) -> str:
+    """The message for a value that ``key``'s registry does not hold, with the closest registered name."""
+    known = sorted(registry(key))
+    match = difflib.get_close_matches(str(value), known, n=1, cutoff=0.5)
+    hint = f"did you mean '{match[0]}'? " if match else ""
+    return f"{key}={value!r} is not registered; {hint}known: {', '.join(known)}"
+
+
 def recipe_class(value: str):
     """The recipe class of ``model.recipe``: a registered name, or ``path/to/file.py:name`` (the file is imported
     once; it registers its recipe with ``@register_recipe``). None when unknown."""
@@ -277,7 +285,11 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str
             raise ConfigError(f"{path}: expected a mapping of groups (model, data, train)")
         if "name" not in loaded:
             loaded.name = path.stem
-    cfg = schema(_requested_recipe(loaded, overrides))
+    recipe = _requested_recipe(loaded, overrides)
+    if recipe_class(recipe) is None:
+        # Alone: the keys of the recipe meant (model.cyclegan.*) would otherwise each be reported as unknown first.
+        raise ConfigError(unregistered("model.recipe", recipe))
+    cfg = schema(recipe)
     problems = []
     # Merged leaf by leaf, so that every mistyped key of the file is reported, not only the first.
     for key, value in _leaves(loaded) if loaded is not None else ():
@@ -347,7 +359,7 @@ def validate(config: Config) -> None:
         group, name = key.split(".")
         value, known = getattr(getattr(config, group), name), registry(key)
         if value not in known and not (key == "model.recipe" and recipe_class(value)):
-            problems.append(f"{key}={value!r} is not registered; known: {', '.join(sorted(known))}")
+            problems.append(unregistered(key, value))
     recipe = recipe_class(m.recipe)
     if recipe is not None:
         problems += _check_recipe(recipe, config)

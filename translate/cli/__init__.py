@@ -26,11 +26,27 @@ def build_parser() -> argparse.ArgumentParser:
                 raise
             continue  # a subcommand not built yet
         module.add_parser(subparsers)
+    for sub in subparsers.choices.values():
+        sub.set_defaults(parser=sub)  # for errors in the subcommand's own usage line
     return parser
 
 
+def parse(argv: list[str] | None = None) -> argparse.Namespace:
+    """The arguments, with ``key=value`` overrides taken wherever they stand: argparse gives a positional list only
+    the words before the first flag (``train CONFIG --resume train.max_steps=1`` would leave the override over),
+    and reports a subcommand's leftovers with the top-level usage line."""
+    args, rest = build_parser().parse_known_args(argv)
+    takes_overrides = hasattr(args, "overrides")
+    unknown = [word for word in rest if not (takes_overrides and "=" in word and not word.startswith("-"))]
+    if unknown:
+        args.parser.error(f"unrecognized arguments: {' '.join(unknown)}")
+    if takes_overrides:
+        args.overrides += rest
+    return args
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = parse(argv)
     try:
         return args.func(args) or 0
     except KeyboardInterrupt:

@@ -23,7 +23,9 @@ def add_parser(subparsers) -> None:
                     "(groups: model, data, train). The run directory is train.output_dir (default runs/<config name>).",
     )
     p.add_argument("config", help="YAML config file (see configs/)")
-    p.add_argument("overrides", nargs="*", metavar="key=value", help="dotted overrides, e.g. data.batch_size=4")
+    # default=[]: without it argparse lists an empty override list among the missing arguments.
+    p.add_argument("overrides", nargs="*", default=[], metavar="key=value",
+                   help="dotted overrides, e.g. data.batch_size=4, before or after the flags")
     group = p.add_mutually_exclusive_group()
     group.add_argument("--resume", action="store_true", help="continue from the newest complete checkpoint of the run")
     group.add_argument("--resume-from", metavar="PATH", help="continue from this checkpoint directory")

@@ -158,11 +158,22 @@ def _edges(photo: np.ndarray) -> np.ndarray:
     return np.repeat(255 - cv2.Canny(gray, 60, 150)[..., None], 3, 2)  # black lines on white, as edges2shoes
 
 
-def _edges2photos(out: Path) -> None:
+def _photo_splits(out: Path, image: Callable[[np.ndarray], np.ndarray]) -> None:
+    """train/val/test of ``image(crop)`` for the same 210/21/21 photo crops."""
     photos = _photos()
     for split, n, seed in (("train", 210, 0), ("val", 21, 1), ("test", 21, 2)):
         for i, crop in enumerate(_crops(photos, n, split != "train", np.random.default_rng((13, seed)))):
-            _save(out / split / f"{i:04d}.png", np.concatenate([_edges(crop), crop], axis=1))
+            _save(out / split / f"{i:04d}.png", image(crop))
+
+
+def _edges2photos(out: Path) -> None:
+    _photo_splits(out, lambda crop: np.concatenate([_edges(crop), crop], axis=1))
+
+
+def _photo_crops(out: Path) -> None:
+    # The high-res images of ×4 super-resolution (the recipe makes the low-res inputs by downscaling): edges2photos'
+    # photos alone.
+    _photo_splits(out, lambda crop: crop)
 
 
 def _stylize(photo: np.ndarray) -> np.ndarray:
@@ -244,12 +255,14 @@ BUILTINS: dict[str, Callable[[Path], None]] = {
     "shapes_paired": _shapes_paired,
     "shapes_unpaired": _shapes_unpaired,
     "edges2photos": _edges2photos,
+    "photos": _photo_crops,
     **{f"photo2{name}{form}": partial(make, filtered=f) for name, f in PHOTO_FILTERS.items()
        for form, (make, _) in _PHOTO_FORMS.items()},
     "digits": _digits,
 }
 # The dataset_mode each one is laid out for.
 MODES = {"shapes_paired": "aligned", "shapes_unpaired": "unaligned", "edges2photos": "aligned",
+         "photos": "single",
          **{f"photo2{name}{form}": mode for name in PHOTO_FILTERS for form, (_, mode) in _PHOTO_FORMS.items()},
          "digits": "single"}
 

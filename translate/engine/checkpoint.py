@@ -61,6 +61,12 @@ def save_checkpoint(accelerator, run_dir: Path, step: int, keep: int, process_st
     return final
 
 
+def training_state(checkpoint: Path) -> dict:
+    """The loop's position saved in ``checkpoint`` (the trainer's TrainState: step, epoch, seconds of training...),
+    registered for checkpointing first, so Accelerate's ``custom_checkpoint_0``."""
+    return torch.load(checkpoint / "custom_checkpoint_0.pkl", weights_only=True)
+
+
 def load_process_state(checkpoint: Path, process_index: int) -> dict:
     """This process's saved state; a run resumed on more processes than it was saved from reuses the saved ones
     in turn (process i gets file i mod saved)."""

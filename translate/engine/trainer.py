@@ -14,6 +14,7 @@ import json
 import math
 import os
 import sys
+import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -74,6 +75,7 @@ class TrainState:
     worse_evals: int = 0  # consecutive evaluations worse than doing nothing
     diversity_real: float | None = None  # the real images' diversity (noise recipes), measured once
     collapse_warned: bool = False  # "samples have collapsed" was printed (once per run)
+    seconds: float = 0.0  # wall-clock time of training up to this checkpoint, over every run that resumed it
 
     def state_dict(self) -> dict:
         return asdict(self)
@@ -220,6 +222,10 @@ class Trainer:
             acc.print(f"train.mixed_precision=auto: {reason}")
         if precision == "fp16" and acc.device.type != "cuda":
             raise ConfigError("train.mixed_precision=fp16 needs a CUDA GPU (its grad scaler); use bf16 on the CPU")
+        if config.model.sync_bn and acc.num_processes > 1 and acc.device.type not in ("cuda", "xpu"):
+            # Else every process fails at its first batch norm, inside torch, after the dataset scan.
+            raise ConfigError(f"model.sync_bn=true needs GPUs: torch's SyncBatchNorm does not run on "
+                              f"{acc.device.type} processes; set model.sync_bn=false")
         warn_if_slow_bf16(acc.device, precision, "train.mixed_precision")
         if acc.device.type == "cpu" and (acc.num_processes > 1 or "OMP_NUM_THREADS" not in os.environ):
             # Launchers set OMP_NUM_THREADS=1 per process; use this machine's cores, shared between the processes.
@@ -447,6 +453,7 @@ class Trainer:
         sums: dict[str, torch.Tensor] = {}
         count = 0
         batch = ctx = None
+        self._clock = (time.perf_counter(), state.seconds)
         with StopSignal() as stop, self._stop_on_bad_file(bar):
             while state.step < max_steps and state.epoch < epochs:
                 self.dataset.set_epoch(state.epoch)
@@ -533,6 +540,8 @@ class Trainer:
                               "remove the file (or set data.on_bad_file=skip), then --resume") from None
 
     def _checkpoint(self) -> Path:
+        started, before = self._clock
+        self.state.seconds = before + time.perf_counter() - started
         return save_checkpoint(self.accelerator, self.run_dir, self.state.step, self.config.train.keep_checkpoints,
                                self.recipe.state_dict())
 
