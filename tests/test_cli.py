@@ -146,6 +146,17 @@ def model_dir(tmp_path):
     return save_pretrained(tmp_path / "model", nets, meta)
 
 
+def test_convert_that_fails_on_its_model_leaves_no_output_folder(model_dir, tmp_path):
+    _images(tmp_path / "in", 2, seed=0)
+    bad_direction = cli("convert", model_dir, tmp_path / "in", tmp_path / "out", "--direction", "BtoA")
+    assert bad_direction.returncode == 2 and "unknown direction 'BtoA'" in bad_direction.stderr
+    (model_dir / "G.safetensors").unlink()
+    no_weights = cli("convert", model_dir, tmp_path / "in", tmp_path / "out")
+    assert no_weights.returncode == 2 and "G.safetensors" in no_weights.stderr, no_weights.stderr
+    assert "Traceback" not in bad_direction.stderr + no_weights.stderr
+    assert not (tmp_path / "out").exists()
+
+
 def _images(folder: Path, n: int, seed: int) -> None:
     folder.mkdir(parents=True)
     rng = np.random.default_rng(seed)

@@ -3,9 +3,9 @@ bit depth; gray stays gray; TIFF layout tags are not copied; GIF is an image eve
 
 from __future__ import annotations
 
+import logging
 import os
 import stat
-import warnings
 
 import cv2
 import numpy as np
@@ -150,7 +150,7 @@ def test_tiff_layout_tags_are_not_copied_into_the_output(tmp_path):
     assert tifffile.imread(tmp_path / "rgb.tif").shape == (H, W, 3)
 
 
-def test_16_bit_colour_tiff_keeps_its_samples(tmp_path, monkeypatch):
+def test_16_bit_colour_tiff_keeps_its_samples(tmp_path, monkeypatch, caplog):
     a = pixels("RGB16")
     tifffile.imwrite(tmp_path / "c.tif", a, photometric="rgb")
     np.testing.assert_array_equal(read_image_file(tmp_path / "c.tif").pixels, a)
@@ -161,8 +161,9 @@ def test_16_bit_colour_tiff_keeps_its_samples(tmp_path, monkeypatch):
         raise ValueError("<COMPRESSION.LZW: 5> requires the 'imagecodecs' package")
 
     monkeypatch.setattr(tifffile, "TiffFile", needs_imagecodecs)
-    with pytest.warns(UserWarning, match="c.tif: read at 8 bits"):
+    with caplog.at_level(logging.WARNING, logger="translate.imageio"):
         eight = read_image_file(tmp_path / "c.tif").pixels
+    assert [r.getMessage() for r in caplog.records if "c.tif: read at 8 bits" in r.getMessage()]
     assert eight.dtype == np.uint8 and np.abs(eight.astype(int) - a // 257).max() <= 1
 
 
@@ -171,27 +172,29 @@ def _animated_gif(path) -> None:
     frames[0].save(path, save_all=True, append_images=frames[1:])
 
 
-def test_gif_is_read_as_its_first_frame_with_a_warning(tmp_path):
+def test_gif_is_read_as_its_first_frame_with_a_warning(tmp_path, caplog):
+    """The warning is logged (a warnings.warn would show a source line inside the caller's thread pool), once per file
+    and process: training reads a file every epoch."""
     _animated_gif(tmp_path / "anim.gif")
-    with pytest.warns(UserWarning, match="anim.gif: has 2 frames; using the first"):
+    with caplog.at_level(logging.WARNING, logger="translate.imageio"):
         image = read_image_file(tmp_path / "anim.gif")
-    assert image.pixels.shape == (H, W, 3) and tuple(image.pixels[0, 0]) == (255, 0, 0)
-    with pytest.warns(UserWarning, match="has 2 frames"):
+        assert image.pixels.shape == (H, W, 3) and tuple(image.pixels[0, 0]) == (255, 0, 0)
         assert tuple(read_image(tmp_path / "anim.gif")[0, 0]) == (255, 0, 0)
+    said = [r.getMessage() for r in caplog.records if "anim.gif" in r.getMessage()]
+    assert said == [f"{tmp_path / 'anim.gif'}: has 2 frames; using the first"]
 
 
-def test_gif_is_an_image_for_scans_downloads_and_conversion(model_dir, tmp_path):
+def test_gif_is_an_image_for_scans_downloads_and_conversion(model_dir, tmp_path, caplog):
     src = tmp_path / "in"
     src.mkdir()
     _animated_gif(src / "anim.gif")
     Image.new("RGB", (W, H)).save(src / "still.png")
     assert [p.name for p in list_images(src)] == ["anim.gif", "still.png"]
     assert download.IMAGE_EXTENSIONS is IMAGE_EXTENSIONS  # one list
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
+    with caplog.at_level(logging.WARNING, logger="translate.imageio"):
         summary = convert_folder(model_dir, src, tmp_path / "out", device="cpu", progress=False)
     assert summary["converted"] == 2
-    assert any("anim.gif: has 2 frames" in str(w.message) for w in caught)
+    assert any("anim.gif: has 2 frames" in r.getMessage() for r in caplog.records)
     with Image.open(tmp_path / "out" / "anim.png") as im:  # a GIF's output is a PNG
         assert im.format == "PNG" and im.mode == "RGB" and im.size == (W, H)
 

@@ -107,6 +107,9 @@ def test_noise_model_refused_by_translator_and_convert(dcgan_dir, tmp_path, caps
     code, _, err = main(capsys, "convert", dcgan_dir, tmp_path / "in", tmp_path / "out", "--quiet")
     assert code == 2
     assert err.strip().splitlines() == [f"error: {dcgan_dir}: this model generates from noise: use translate sample"]
+    assert not (tmp_path / "out").exists()  # a failed command leaves no empty output folder
+    typed = cli("convert", dcgan_dir, tmp_path / "in", tmp_path / "out2")  # as a user types it
+    assert typed.returncode == 2 and "use translate sample" in typed.stderr and not (tmp_path / "out2").exists()
 
 
 def test_translation_model_refused_by_sample(translation_dir, tmp_path, capsys):

@@ -10,9 +10,9 @@ copy must keep (``read_image_file``): pixels as ``(H, W, C)`` uint8 or uint16, C
 from __future__ import annotations
 
 import io
+import logging
 import struct
 import threading
-import warnings
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +21,12 @@ import numpy as np
 from PIL import Image
 
 from translate.fileio import write_bytes
+
+# Warnings about a file (its first frame used, read at 8 bits) are logged, not ``warnings.warn``ed: Python would print
+# the source line of whatever called the decoder (a thread pool's, a DataLoader's), which tells a user nothing.
+log = logging.getLogger(__name__)
+_warned: set[str] = set()  # each message once per process (training reads a file every epoch)
+_warned_lock = threading.Lock()
 
 # The file extensions a folder scan picks up (compared in lower case): datasets, ``translate convert`` and downloads.
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".ppm", ".pgm")
@@ -103,17 +109,36 @@ def _header_problem(im: Image.Image, max_pixels: int | None, setting: str = "dat
     return None
 
 
-def _describe(e: Exception) -> str:
+def plural(n: int, noun: str, nouns: str | None = None) -> str:
+    """A count with its noun: "1 file", "2 files" (``nouns``: the plural when it is not ``noun`` + "s")."""
+    return f"{n} {noun if n == 1 else nouns or noun + 's'}"
+
+
+def _describe(e: Exception, path: Path | None = None) -> str:
     if isinstance(e, FileNotFoundError):
         return "file not found"
     if isinstance(e, Image.UnidentifiedImageError):
+        try:
+            if path is not None and path.stat().st_size == 0:
+                return "empty file (0 bytes)"
+        except OSError:
+            pass
         return "not an image in a supported format (JPEG, PNG, BMP, TIFF, WebP, GIF, PPM)"
     return f"cannot decode ({type(e).__name__}: {e})"
 
 
-def _warn_frames(im: Image.Image, path: Path) -> None:
-    if getattr(im, "n_frames", 1) > 1:
-        warnings.warn(f"{path}: has {im.n_frames} frames; using the first", stacklevel=3)
+def warn_once(message: str) -> None:
+    """Log a warning about a file (``translate.imageio``'s logger) the first time this process sees it."""
+    with _warned_lock:
+        if message in _warned:
+            return
+        _warned.add(message)
+    log.warning("%s", message)
+
+
+def _warn_frames(im: Image.Image, path: Path, warn: bool) -> None:
+    if warn and getattr(im, "n_frames", 1) > 1:
+        warn_once(f"{path}: has {im.n_frames} frames; using the first")
 
 
 def check_image(path: str | Path, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> str | None:
@@ -122,7 +147,7 @@ def check_image(path: str | Path, max_pixels: int | None = DEFAULT_MAX_PIXELS) -
         with _open(Path(path)) as im:
             return _header_problem(im, max_pixels)
     except Exception as e:  # PIL's plugins raise many types (SyntaxError, struct.error, ...) on malformed headers
-        return _describe(e)
+        return _describe(e, Path(path))
 
 
 def _orient(a: np.ndarray, orientation: int) -> np.ndarray:
@@ -188,13 +213,14 @@ def _composited(im: Image.Image, background: tuple[int, int, int]) -> np.ndarray
 
 def read_image(path: str | Path, *, mode: str | None = "RGB",
                background: str | tuple[int, int, int] = (255, 255, 255),
-               max_pixels: int | None = DEFAULT_MAX_PIXELS) -> np.ndarray:
+               max_pixels: int | None = DEFAULT_MAX_PIXELS, warn: bool = True) -> np.ndarray:
     """Decode ``path`` into a uint8 array of shape (H, W, C), upright (EXIF orientation applied), for training.
 
     ``mode``: "RGB" → C = 3, "L" → C = 1 (ITU-R 601-2 luma), None → C = 1 for gray sources and 3 for the rest.
     Transparent pixels are composited onto ``background`` (a colour name, "#rrggbb" or an (r, g, b) tuple); 16-bit
-    samples are scaled to 8 bits; an animated file gives its first frame and a warning. Raises ``BadImageError``
-    (naming the file) for a missing, truncated, unsupported or too large (> ``max_pixels``) file.
+    samples are scaled to 8 bits; an animated file gives its first frame and a warning (logged once per file and
+    process; ``warn=False``: none). Raises ``BadImageError`` (naming the file) for a missing, empty, truncated,
+    unsupported or too large (> ``max_pixels``) file.
     """
     if mode not in ("RGB", "L", None):
         raise ValueError(f"mode must be 'RGB', 'L' or None, not {mode!r}")
@@ -205,13 +231,13 @@ def read_image(path: str | Path, *, mode: str | None = "RGB",
             problem = _header_problem(im, max_pixels)
             if problem:
                 raise BadImageError(path, problem)
-            _warn_frames(im, path)
+            _warn_frames(im, path, warn)
             im.load()
             arr = _orient(_composited(im, background), im.getexif().get(_ORIENTATION, 1))
     except BadImageError:
         raise
     except Exception as e:  # truncated data and malformed files surface as many exception types from PIL
-        raise BadImageError(path, _describe(e)) from e
+        raise BadImageError(path, _describe(e, path)) from e
     return np.ascontiguousarray(to_mode(arr, mode) if mode else arr)
 
 
@@ -290,7 +316,7 @@ def _read_tiff16(path: Path) -> np.ndarray | None:
             a = page.asarray()
             return np.moveaxis(a, 0, -1) if page.planarconfig == tifffile.PLANARCONFIG.SEPARATE else a
     except Exception as e:
-        warnings.warn(f"{path}: read at 8 bits, tifffile cannot decode its 16 bits ({e})", stacklevel=4)
+        warn_once(f"{path}: read at 8 bits, tifffile cannot decode its 16 bits ({e})")
         return None
 
 
@@ -324,15 +350,15 @@ def _decode_pixels(im: Image.Image, path: Path, icc: bytes | None) -> tuple[np.n
 
 def read_image_file(path: str | Path, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> ImageFile:
     """Decode ``path`` upright with alpha, 16-bit samples, ICC profile and EXIF, for conversion; an animated file
-    (GIF) gives its first frame and a warning. ``BadImageError`` names the file for anything unusable (missing,
-    corrupt, not an image, more than ``max_pixels``)."""
+    (GIF) gives its first frame and a warning (logged once per file and process). ``BadImageError`` names the file
+    for anything unusable (missing, empty, corrupt, not an image, more than ``max_pixels``)."""
     path = Path(path)
     try:
         with _open(path) as im:
             problem = _header_problem(im, max_pixels, setting="max_pixels", option="--max-pixels")
             if problem:
                 raise BadImageError(path, problem)
-            _warn_frames(im, path)
+            _warn_frames(im, path, True)
             im.load()
             exif = im.getexif()
             orientation = exif.get(_ORIENTATION, 1)
@@ -340,7 +366,7 @@ def read_image_file(path: str | Path, max_pixels: int | None = DEFAULT_MAX_PIXEL
     except BadImageError:
         raise
     except Exception as e:  # truncated data and malformed files surface as many exception types from PIL
-        raise BadImageError(path, _describe(e)) from e
+        raise BadImageError(path, _describe(e, path)) from e
     for tag in _LAYOUT_TAGS & set(exif):
         del exif[tag]
     if orientation != 1:

@@ -8,7 +8,8 @@ from pathlib import Path
 
 EPILOG = """\
 metrics (default auto): paired data (aligned, paired, colorization) -> psnr ssim lpips diversity;
-unpaired data -> fid kid is diversity. Images are evaluated at full size, outputs quantised to 8 bits.
+unpaired data -> fid kid is diversity (without Inception weights auto skips fid kid is, with a note saying how to
+get them). Images are evaluated at full size, outputs quantised to 8 bits.
   psnr       dB on [0, 1] images; identical images are reported as 100 dB (the cap)
   ssim       11x11 Gaussian window, mean over channels
   lpips      AlexNet LPIPS; needs the lpips package and alexnet-owt-7be5be79.pth in torch's hub cache
@@ -38,8 +39,11 @@ examples:
 
 
 def add_parser(subparsers) -> None:
-    p = subparsers.add_parser("eval", help="compute metrics of a model on a dataset", epilog=EPILOG,
-                              formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = subparsers.add_parser(
+        "eval", help="compute metrics of a model on a dataset", epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Measure a model on a dataset split at full image size: print a table, write the results as\n"
+                    "JSON (merged with earlier results of the same model and data) and, for a run, update its report.")
     p.add_argument("model", metavar="MODEL", help="a model directory (config.json + safetensors) or a run directory")
     p.add_argument("data", metavar="DATA", nargs="?",
                    help="dataset root (default: the one the model was trained on)")
@@ -60,24 +64,29 @@ def add_parser(subparsers) -> None:
     p.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda when available)")
     p.add_argument("--out", metavar="JSON", help="result file (default: RUN_DIR/eval/<split>_<direction>.json for "
                                                   "a run's model, else MODEL/eval_<split>_<direction>.json; "
-                                                  "<direction> is 'samples' for a noise model)")
+                                                  "<direction> is 'samples' for a noise model); an earlier "
+                                                  "result of the same model and data there keeps the metrics "
+                                                  "this run does not measure")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from translate.config import ConfigError
     from translate.data import DatasetError
-    from translate.evaluation import InceptionNotFound, evaluate_model, format_table, save_json
-    from translate.evaluation.evaluate import resolve_model_dir
+    from translate.evaluation import InceptionNotFound, evaluate_model, format_table
+    from translate.evaluation.evaluate import INCEPTION_METRICS, resolve_model_dir, save_results
 
+    metrics = [name for arg in args.metrics for name in arg.split(",") if name]
     try:
-        metrics = [name for arg in args.metrics for name in arg.split(",") if name]
         result = evaluate_model(args.model, args.data, metrics=metrics, direction=args.direction,
                                 split=args.split, dataset_mode=args.dataset_mode, inception=args.inception,
                                 max_images=args.max_images, device=args.device, batch_size=args.batch_size,
                                 n=args.n, seed=args.seed)
     except InceptionNotFound as e:
-        print(f"error: {e}", file=sys.stderr)
+        named = [m for m in metrics if m in INCEPTION_METRICS]
+        others = "" if not named or len(named) == len(metrics) else \
+            f"\n(or leave {', '.join(named)} out of --metrics to compute the others)"
+        print(f"error: {e}{others}", file=sys.stderr)
         return 2
     except (ConfigError, DatasetError, FileNotFoundError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
@@ -86,7 +95,8 @@ def run(args: argparse.Namespace) -> int:
     model_dir, run_dir = resolve_model_dir(args.model)
     name = f"{args.split}_{result.info['direction']}.json"
     out = Path(args.out) if args.out else (run_dir / "eval" / name if run_dir else model_dir / f"eval_{name}")
-    print(f"results: {save_json(result, out)}")
+    path, said = save_results(result, out)
+    print(f"results: {path}" + (f" ({said})" if said else ""))
     if run_dir is not None:
         from translate.evaluation import write_report
 

@@ -28,8 +28,11 @@ class _TrailingOutputParser(argparse.ArgumentParser):
 
 
 def add_parser(subparsers) -> None:
-    p = subparsers.add_parser("export", help="export a model directory to ONNX", epilog=EPILOG,
-                              formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = subparsers.add_parser(
+        "export", help="export a model directory to ONNX", epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Write the generators of a model directory (a run's model/, or an imported reference model)\n"
+                    "as ONNX files, for onnxruntime and other ONNX runtimes; each file is checked against PyTorch.")
     p.__class__ = _TrailingOutputParser  # the parser class is chosen by translate.cli for all subcommands
     p.add_argument("model_dir", metavar="MODEL_DIR", help="a translate model directory (config.json + safetensors)")
     p.add_argument("output", metavar="OUT.onnx", nargs="?", help="output file (default: see below)")

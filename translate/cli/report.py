@@ -12,7 +12,8 @@ def add_parser(subparsers) -> None:
         description="Write a static, offline HTML report of a run: loss curves, metric history, evaluation results, "
                     "sample grids over time and a sortable gallery of test images. Open it in any browser.")
     p.add_argument("run_dir", metavar="RUN_DIR", help="a training run directory")
-    p.add_argument("--gallery", type=int, default=8, metavar="N", help="test images in the gallery (0: none)")
+    p.add_argument("--gallery", type=int, default=8, metavar="N",
+                   help="test images in the gallery (default 8; 0: none)")
     p.add_argument("--device", help="device for the gallery's translations (default cpu)")
     p.set_defaults(func=run)
 

