@@ -69,6 +69,19 @@ PHASES = ("tests/test_recipes.py::test_n_critic_and_lazy_r1_run_as_often_as_aske
 CUT = ("tests/test_recipes.py::test_patch_nce_matches_a_hand_worked_case",
        "tests/test_recipes.py::test_cut_feature_mlp_has_the_reference_sizes_at_ngf_64")
 SMOOTH_L1 = ("tests/test_recipes.py::test_smooth_l1_does_not_hold_a_residual_cyclegan_at_its_input",)
+WIRING = "tests/test_wiring.py"
+WIRING_PIX2PIX = (f"{WIRING}::test_pix2pix_d_judges_input_output_pairs",)
+WIRING_CYCLEGAN = (f"{WIRING}::test_cyclegan_each_d_judges_its_own_domain",)
+WIRING_POOL = tuple(f"{WIRING}::test_pooled_fakes_come_from_the_discriminators_own_generator[{recipe}]"
+                    for recipe in ("cyclegan", "pix2pix"))
+WIRING_CUT = (f"{WIRING}::test_cut_queries_and_keys_are_taken_at_the_same_places[cut]",)
+WIRING_FASTCUT = (f"{WIRING}::test_cut_queries_and_keys_are_taken_at_the_same_places[fastcut]",)
+WIRING_DCGAN = (f"{WIRING}::test_dcgan_d_judges_real_images_against_g_of_noise",)
+WIRING_SR = (f"{WIRING}::test_sr_d_judges_the_high_res_crop_against_g_of_its_downscale",)
+PIX2PIX = "translate/methods/pix2pix.py"
+CUT_RECIPE = "translate/methods/cut.py"
+DCGAN = "translate/methods/dcgan.py"
+SR = "translate/methods/sr.py"
 TRAINER = "translate/engine/trainer.py"
 EMA = "translate/engine/ema.py"
 POOL = "translate/methods/image_pool.py"
@@ -79,6 +92,21 @@ METRIC = "translate/evaluation/metrics.py"
 TILING = "translate/inference/tiling.py"
 IMAGEIO = "translate/imageio.py"
 DL = "translate/data/download.py"
+LOADER = "translate/data/loader.py"
+PREEMPTION = ("tests/test_reliability.py::test_loader_workers_leave_stop_signals_to_the_main_process",)
+OPTIONS = "tests/test_options.py"
+OPTIONS_N_LAYERS = (f"{OPTIONS}::test_n_layers_discriminator_has_the_depth_asked_for",)
+OPTIONS_INIT = (f"{OPTIONS}::test_init_scale_follows_each_init_types_formula",)
+OPTIONS_JPEG = (f"{OPTIONS}::test_convert_quality_sets_the_jpeg_quantisation",)
+OPTIONS_DIFFAUGMENT = (f"{OPTIONS}::test_diffaugment_draws_anew_every_step_and_the_seed_repeats_the_draws",)
+OPTIONS_GRID = (f"{OPTIONS}::test_dcgan_sample_grid_is_what_the_exported_model_samples",)
+OPTIONS_AREA = (f"{OPTIONS}::test_training_images_are_shrunk_by_area_averaging",)
+OPTIONS_ALPHA = (f"{OPTIONS}::test_x4_conversion_upscales_alpha_smoothly",)
+OPTIONS_SHARDS = (f"{OPTIONS}::test_shard_summaries_of_another_job_are_not_merged",)
+OPTIONS_GROUPS = (f"{OPTIONS}::test_optimizer_settings_are_per_group_not_per_network",)
+OPTIONS_RUN = (f"{OPTIONS}::test_run_files_follow_the_step_settings",)
+OPTIONS_TABLE = f"{OPTIONS}::test_the_option_changes_its_observable"
+CONVERT = "translate/inference/convert.py"
 
 MUTANTS = [
     # losses.py
@@ -241,9 +269,94 @@ MUTANTS = [
            "target = torch.zeros(query.shape[1], dtype=torch.long, device=query.device)", CUT),
     Mutant("cut-mlp-width-ignored", "translate/methods/cut.py", "nn.Linear(c, nc), nn.ReLU(), nn.Linear(nc, nc)",
            "nn.Linear(c, 256), nn.ReLU(), nn.Linear(256, nc)", CUT),
+    # wiring: the right network fed the wrong tensor (tests/test_wiring.py)
+    Mutant("pix2pix-d-pair-order-swapped", PIX2PIX, 'nets["D"](torch.cat([real_A, fake_B], 1))',
+           'nets["D"](torch.cat([fake_B, real_A], 1))', WIRING_PIX2PIX),
+    Mutant("pix2pix-real-pair-swapped", PIX2PIX, '{"D": torch.cat([batch["A"], batch["B"]], 1)}',
+           '{"D": torch.cat([batch["B"], batch["A"]], 1)}', WIRING_PIX2PIX),
+    Mutant("pix2pix-l1-to-the-input", PIX2PIX, "l1_loss(fake_B, real_B)", "l1_loss(fake_B, real_A)", WIRING_PIX2PIX),
+    Mutant("pix2pix-pool-splits-pairs", PIX2PIX,
+           'self.fake_pool.query(torch.cat([batch["A"], ctx["fake_B"].detach()], 1))',
+           'torch.cat([batch["A"], self.fake_pool.query(ctx["fake_B"].detach())], 1)', WIRING_POOL),
+    Mutant("cyclegan-d-b-judges-g-a-fakes", CYCLEGAN, 'self.judge(nets, "D_B", batch["A"], fake_A)',
+           'self.judge(nets, "D_B", batch["A"], fake_B)', WIRING_CYCLEGAN),
+    Mutant("cyclegan-d-b-real-from-domain-b", CYCLEGAN, 'self.judge(nets, "D_B", batch["A"], fake_A)',
+           'self.judge(nets, "D_B", batch["B"], fake_A)', WIRING_CYCLEGAN),
+    Mutant("cyclegan-g-b-asks-d-a", CYCLEGAN, 'self.adversarial(nets["D_B"](fake_A))',
+           'self.adversarial(nets["D_A"](fake_A))', WIRING_CYCLEGAN),
+    Mutant("cyclegan-cycle-through-one-generator", CYCLEGAN, "l1_loss(G_B(fake_B), real_A, beta)",
+           "l1_loss(G_A(fake_B), real_A, beta)", WIRING_CYCLEGAN),
+    Mutant("cyclegan-identity-via-wrong-generator", CYCLEGAN, "l1_loss(G_A(real_B), real_B, beta)",
+           "l1_loss(G_B(real_B), real_B, beta)", WIRING_CYCLEGAN),
+    Mutant("cyclegan-identity-weight-swapped", CYCLEGAN, "o.lambda_B * o.lambda_identity * l1_loss(G_A(real_B)",
+           "o.lambda_A * o.lambda_identity * l1_loss(G_A(real_B)", WIRING_CYCLEGAN),
+    Mutant("cyclegan-pools-shared", CYCLEGAN, "fake_A = self.fake_A_pool.query(", "fake_A = self.fake_B_pool.query(",
+           WIRING_POOL),
+    Mutant("cut-queries-sampled-anew", CUT_RECIPE, 'nets["F"](feat_q, o.num_patches, ids)',
+           'nets["F"](feat_q, o.num_patches)', WIRING_CUT),
+    Mutant("cut-patch-ids-ignored", CUT_RECIPE, "chosen = patch_ids[i]",
+           "chosen = torch.randperm(flat.shape[1], device=feat.device)[:num_patches]", WIRING_CUT),
+    Mutant("cut-keys-from-the-output", CUT_RECIPE, 'feat_k = encode(nets["G"], source, o.nce_layers)',
+           'feat_k = encode(nets["G"], output, o.nce_layers)', WIRING_CUT),
+    Mutant("cut-nce-idt-keys-from-real-a", CUT_RECIPE, "self.nce(nets, real_B, fake[len(real_A):], flipped)",
+           "self.nce(nets, real_A, fake[len(real_A):], flipped)", WIRING_CUT),
+    Mutant("cut-d-sees-the-identity-output", CUT_RECIPE, 'fake_B = ctx["fake_B"] = fake[: len(real_A)]',
+           'fake_B = ctx["fake_B"] = fake[len(real_A):]', WIRING_CUT),
+    Mutant("fastcut-queries-flipped-on-wrong-axis", CUT_RECIPE, "feat_q = [f.flip(3) for f in feat_q]",
+           "feat_q = [f.flip(2) for f in feat_q]", WIRING_FASTCUT),
+    Mutant("fastcut-keys-from-the-flipped-input", CUT_RECIPE, "nce = self.nce(nets, real_A, fake_B, flipped)",
+           "nce = self.nce(nets, real[: len(real_A)], fake_B, flipped)", WIRING_FASTCUT),
+    Mutant("dcgan-real-and-fake-swapped", DCGAN, 'self.judge(nets, "D", real, fake)',
+           'self.judge(nets, "D", fake.detach(), real)', WIRING_DCGAN),
+    Mutant("sr-d-judges-the-bicubic-upscale", SR, 'self.judge(nets, "D", ctx["hr"], ctx["fake"])',
+           'self.judge(nets, "D", ctx["hr"], upscale_bicubic(ctx["lr"]))', WIRING_SR),
+    Mutant("sr-l1-to-the-bicubic-upscale", SR, "l1_loss(fake, hr)", "l1_loss(fake, upscale_bicubic(lr))", WIRING_SR),
     # test-time preprocessing
     Mutant("test-crop-not-centred", "translate/data/transforms.py", 'params["crop"] = (dx // 2, dy // 2)',
            'params["crop"] = (0, 0)', ("tests/test_data_datasets.py::test_aligned_direction_channels_and_eval",)),
+    # options: a setting silently ignored, an interpolation swapped, stale bookkeeping (tests/test_options.py)
+    Mutant("n-layers-d-ignored", "translate/networks/discriminators.py",
+           "return NLayerDiscriminator(input_nc, ndf, n_layers, norm)",
+           "return NLayerDiscriminator(input_nc, ndf, 3, norm)", OPTIONS_N_LAYERS),
+    Mutant("n-layers-d-not-passed", RECIPE, "ndf=m.ndf, n_layers=m.n_layers_D,", "ndf=m.ndf, n_layers=3,",
+           OPTIONS_N_LAYERS),
+    Mutant("xavier-ignores-init-gain", "translate/networks/__init__.py", "nn.init.xavier_normal_(m.weight, gain=gain)",
+           "nn.init.xavier_normal_(m.weight)", OPTIONS_INIT),
+    Mutant("jpeg-quality-ignored", CONVERT, "pool.submit(_write, job, output, image, quality)",
+           "pool.submit(_write, job, output, image, 95)", OPTIONS_JPEG),
+    Mutant("diffaugment-same-draws-every-step", TRAINER, "self._diffaugment.set_step(self.state.step)",
+           "self._diffaugment.set_step(0)", OPTIONS_DIFFAUGMENT),
+    Mutant("diffaugment-step-not-in-seed", "translate/diffaugment.py",
+           "self.generator.manual_seed(step_seed(self.seed, step))",
+           "self.generator.manual_seed(step_seed(self.seed, 0))", OPTIONS_DIFFAUGMENT),
+    Mutant("dcgan-grid-in-train-mode", DCGAN, "fake = G.eval()(z)", "fake = G(z)", OPTIONS_GRID),
+    Mutant("shrink-bilinear-not-area", "translate/data/transforms.py", "cv2.INTER_AREA if shrink else cv2.INTER_CUBIC",
+           "cv2.INTER_LINEAR if shrink else cv2.INTER_CUBIC", OPTIONS_AREA),
+    Mutant("sr-alpha-nearest", "translate/inference/translator.py",
+           'mode="bilinear",\n                                              align_corners=False)[0]',
+           'mode="nearest")[0]', OPTIONS_ALPHA),
+    Mutant("shard-summary-of-other-files-merged", CONVERT, '    if part.get("images_sha256") != digest:\n',
+           "    if False:\n", OPTIONS_SHARDS),
+    Mutant("shard-summary-options-unchecked", CONVERT, "if theirs.get(key) != value]", "if False]", OPTIONS_SHARDS),
+    Mutant("stale-merged-summary-kept", CONVERT, "            merged_path.unlink(missing_ok=True)\n",
+           "            pass\n", OPTIONS_SHARDS),
+    Mutant("optimizer-keys-checked-against-networks", "translate/config.py",
+           "for group in config.train.optimizers if group not in recipe.groups]",
+           "for group in config.train.optimizers if group not in recipe.networks]", OPTIONS_GROUPS),
+    Mutant("group-lr-only-for-its-namesake-network", TRAINER,
+           "optimizers[group] = torch.optim.Adam(params, lr=lr, betas=betas, **fused)",
+           'optimizers[group] = torch.optim.Adam([{"params": list(self.nets[n].parameters()), "lr": lr if n == group '
+           'else t.lr} for n in members], betas=betas, **fused)', OPTIONS_GROUPS),
+    Mutant("channels-last-ignored", TRAINER,
+           "memory_format = torch.channels_last if t.channels_last else torch.preserve_format",
+           "memory_format = torch.preserve_format", (f"{OPTIONS_TABLE}[train.channels_last[pix2pix]]",)),
+    Mutant("eval-max-images-ignored", TRAINER, "max_images=t.eval_max_images", "max_images=None", OPTIONS_RUN),
+    # preemption: a worker must not take a group signal on any thread, whichever the kernel picks
+    Mutant("loader-workers-start-with-stop-signals-open", LOADER,
+           "multiprocessing_context=worker_context() if d.num_workers > 0 else None,",
+           "multiprocessing_context=None,", PREEMPTION),
+    Mutant("loader-workers-sigterm-not-blocked-at-start", LOADER, "previous = signal.pthread_sigmask(signal.SIG_BLOCK, "
+           "STOP_SIGNALS)", "previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})", PREEMPTION),
 ]
 
 
