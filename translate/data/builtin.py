@@ -21,6 +21,11 @@
   drawn with Pillow's bundled font at random stroke widths, slightly rotated, sheared, squeezed and shifted.
   Procedural: a stand-in for MNIST (DCGAN's first example), which no installed package ships.
 
+- ``clip`` (not a dataset: a video, ``ensure_clip()``): 48 frames of 128×96 at 12 fps from two of the photos with a
+  known camera path: frames 0-23 pan right across astronaut (3 px a frame), frames 24-47 zoom into chelsea (2 % a
+  frame), a scene cut between them; H.264 in ``clip.mp4`` with the path in ``camera.json``. For the video tests,
+  the README's video example and flicker measurements.
+
 The photographs are the colour images shipped inside scikit-image (``skimage.data``), all public domain or CC0 as
 their docstrings state: astronaut (NASA, public domain), chelsea (CC0, Stefan van der Walt), coffee (CC0, Rachel
 Michetti), rocket (SpaceX, public domain), hubble_deep_field (NASA, public domain), retina (CC0, Mikael Häggström) and
@@ -265,6 +270,76 @@ MODES = {"shapes_paired": "aligned", "shapes_unpaired": "unaligned", "edges2phot
          "photos": "single",
          **{f"photo2{name}{form}": mode for name in PHOTO_FILTERS for form, (_, mode) in _PHOTO_FORMS.items()},
          "digits": "single"}
+
+
+# ---- a video clip ---------------------------------------------------------------------------------------------------
+
+CLIP_SIZE, CLIP_FRAMES, CLIP_FPS, CLIP_CUT = (128, 96), 48, 12, 24
+
+
+def clip_frames(size: tuple[int, int] = CLIP_SIZE, frames: int = CLIP_FRAMES, cut: int = CLIP_CUT,
+                photos: list[np.ndarray] | None = None) -> tuple[list[np.ndarray], list[dict]]:
+    """The built-in clip's frames ((H, W, 3) uint8, ``size`` = (W, H)) and each frame's camera: which photo, the
+    top-left corner (x, y) of the window in the photo's pixels and its width. Frames before ``cut`` pan right across
+    astronaut by 3 % of the window's width a frame; from ``cut`` on, the window shrinks by 2 % a frame around the
+    centre of chelsea (a zoom in)."""
+    photos = photos or _photos()
+    w, h = size
+    out, path = [], []
+    for t in range(frames):
+        if t < cut:
+            photo, name = photos[0], _PHOTOS[0]
+            width = photo.shape[0] * 0.75 * w / h
+            x, y = 20 + t * 0.03 * width, 20.0
+        else:
+            photo, name = photos[1], _PHOTOS[1]
+            width = photo.shape[0] * w / h * 0.98 ** (t - cut)
+            x = (photo.shape[1] - width) / 2
+            y = (photo.shape[0] - width * h / w) / 2
+        s = w / width  # photo pixels → frame pixels
+        m = np.array([[s, 0, -x * s], [0, s, -y * s]], np.float32)
+        out.append(cv2.warpAffine(photo, m, (w, h), flags=cv2.INTER_AREA if s < 1 else cv2.INTER_LINEAR,
+                                  borderMode=cv2.BORDER_REFLECT))
+        path.append({"frame": t, "photo": name, "x": round(float(x), 3), "y": round(float(y), 3),
+                     "width": round(float(width), 3)})
+    return out, path
+
+
+def _clip(out: Path) -> None:
+    import json
+
+    import av
+
+    frames, path = clip_frames()
+    with av.open(str(out / "clip.mp4"), "w") as container:
+        stream = container.add_stream("libx264", rate=CLIP_FPS)
+        stream.width, stream.height, stream.pix_fmt = *CLIP_SIZE, "yuv420p"
+        stream.options = {"crf": "12", "preset": "medium", "threads": "1"}  # one thread: the same bytes every time
+        for frame in frames:
+            for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    (out / "camera.json").write_text(json.dumps({"fps": CLIP_FPS, "size": list(CLIP_SIZE), "cut_before": CLIP_CUT,
+                                                 "frames": path}, indent=1) + "\n")
+
+
+def ensure_clip(root: str | Path | None = None) -> Path:
+    """The built-in clip's video file (``clip.mp4``), generated into ``root`` (default
+    ``cache_dir()/builtin/clip``) on first use."""
+    target = Path(root).expanduser() if root else cache_dir() / "builtin" / "clip"
+    stamp = f"clip {VERSION}\n"
+    if not ((target / _STAMP).is_file() and (target / _STAMP).read_text() == stamp):
+        if holds_other_data(target):
+            raise FileExistsError(f"{target} is not empty and holds no built-in clip")
+        try:
+            with atomic_directory(target) as tmp:
+                _clip(tmp)
+                (tmp / _STAMP).write_text(stamp)
+        except OSError:
+            if not ((target / _STAMP).is_file() and (target / _STAMP).read_text() == stamp):
+                raise
+    return target / "clip.mp4"
 
 
 def ensure_builtin(name: str, root: str | Path | None = None) -> Path:

@@ -1,5 +1,6 @@
-"""Translate every image of a folder tree into a mirrored output tree: resumable, safe to kill, bad files reported,
-sharded over the processes of a launcher (torchrun, accelerate launch) and over ``--shard I/N`` jobs.
+"""Translate every image and video of a folder tree into a mirrored output tree: resumable, safe to kill, bad files
+reported, sharded over the processes of a launcher (torchrun, accelerate launch) and over ``--shard I/N`` jobs.
+A video (``translate.inference.video``) or an animated GIF/WebP/PNG is one job, translated frame by frame.
 
 Decoding and encoding run in a thread pool while the model computes; images of equal size are batched. Each
 output is written to a temp file beside it and renamed, so an output that exists is complete: a re-run skips
@@ -26,11 +27,14 @@ from tqdm import tqdm
 
 from translate.fileio import TMP_PREFIX, write_text
 from translate.imageio import (
+    ANIMATED_SUFFIXES,
     DEFAULT_MAX_PIXELS,
     IMAGE_EXTENSIONS,
     OUTPUT_FORMATS,
+    VIDEO_EXTENSIONS,
     BadImageError,
     ImageFile,
+    frame_count,
     output_suffix,
     plural,
     read_image_file,
@@ -46,7 +50,7 @@ _COLLECTIVE_TIMEOUT = timedelta(days=7)
 
 
 class NoImagesError(FileNotFoundError):
-    """An input folder without a single image file."""
+    """An input folder without a single image or video file."""
 
 
 class RanksDisagreeError(ValueError):
@@ -66,9 +70,9 @@ def _identity(path: str | Path) -> tuple[int, int]:
 
 
 def list_inputs(input_dir: Path, output_dir: Path) -> tuple[list[Path], Counter]:
-    """Every image under ``input_dir`` (recursive, symlinks followed, hidden files and folders ignored), sorted by
-    relative path, and how many other files were left out, by extension. An output folder inside the input folder
-    is not walked: the previous run's outputs are not inputs."""
+    """Every image and video under ``input_dir`` (recursive, symlinks followed, hidden files and folders ignored),
+    sorted by relative path, and how many other files were left out, by extension. An output folder inside the
+    input folder is not walked: the previous run's outputs are not inputs."""
     # The output folder counts as walked already; a folder reached twice through symlinks is walked once.
     seen = {_identity(output_dir)} if output_dir.is_dir() else set()
     images, left_out = [], Counter()
@@ -81,7 +85,7 @@ def list_inputs(input_dir: Path, output_dir: Path) -> tuple[list[Path], Counter]
         for name in filenames:
             if name.startswith("."):
                 continue
-            if name.lower().endswith(IMAGE_EXTENSIONS):
+            if name.lower().endswith(IMAGE_EXTENSIONS + VIDEO_EXTENSIONS):
                 images.append(Path(dirpath, name))
             else:
                 left_out[Path(name).suffix.lower()] += 1
@@ -89,10 +93,35 @@ def list_inputs(input_dir: Path, output_dir: Path) -> tuple[list[Path], Counter]
     return sorted(images, key=lambda p: p.relative_to(input_dir).as_posix()), left_out
 
 
+def is_video(path: Path) -> bool:
+    return path.suffix.lower() in VIDEO_EXTENSIONS
+
+
+def _suffix(src: Path, fmt: str) -> str:
+    # A video keeps its container: --format is about images.
+    return src.suffix if is_video(src) else output_suffix(src, fmt)
+
+
+def plan_file(src: str | Path, dst: str | Path, fmt: str = "same") -> Job:
+    """One input file and its output: ``dst``, or a file in ``dst`` when that is a folder (named as in a folder's
+    conversion). A video's output must be a video, an image's an image."""
+    src, dst = Path(src), Path(dst)
+    if dst.is_dir():
+        dst = dst / src.with_suffix(_suffix(src, fmt)).name
+    if is_video(src) and not is_video(dst):
+        raise ValueError(f"the output of a video must be a video file ({', '.join(VIDEO_EXTENSIONS)}), not {dst}")
+    if not is_video(src) and dst.suffix.lower() not in tuple(v[1] for v in OUTPUT_FORMATS.values()) + (".bmp", ".tif",
+                                                                                                      ".tiff"):
+        raise ValueError(f"the output of an image must be an image file (.png, .jpg, .webp, .bmp, .tif), not {dst}")
+    if dst.resolve() == src.resolve():
+        raise ValueError("the output file must differ from the input file")
+    return Job(src, dst, src.name)
+
+
 def plan_jobs(input_dir: str | Path, output_dir: str | Path, fmt: str = "same") -> tuple[list[Job], Counter]:
-    """Every image under ``input_dir`` and its output path under ``output_dir`` (see ``list_inputs``), and the
-    files left out for their extension. Inputs that would map to the same output (``a.jpg`` and ``a.png`` with
-    ``--format png``) keep their whole name instead: ``a.jpg.png``, ``a.png.png``."""
+    """Every image and video under ``input_dir`` and its output path under ``output_dir`` (see ``list_inputs``), and
+    the files left out for their extension. Inputs that would map to the same output (``a.jpg`` and ``a.png`` with
+    ``--format png``) keep their whole name instead: ``a.jpg.png``, ``a.png.png``. Videos keep their container."""
     input_dir, output_dir = Path(input_dir), Path(output_dir)
     if fmt != "same" and fmt not in OUTPUT_FORMATS:
         raise ValueError(f"unknown format {fmt!r}: same, {', '.join(OUTPUT_FORMATS)}")
@@ -100,14 +129,14 @@ def plan_jobs(input_dir: str | Path, output_dir: str | Path, fmt: str = "same") 
     jobs = []
     for src in images:
         rel = src.relative_to(input_dir)
-        jobs.append(Job(src, output_dir / rel.with_suffix(output_suffix(src, fmt)), rel.as_posix()))
+        jobs.append(Job(src, output_dir / rel.with_suffix(_suffix(src, fmt)), rel.as_posix()))
     by_output = defaultdict(list)
     for job in jobs:
         by_output[job.dst.as_posix().lower()].append(job)  # lower case: clashes on case-insensitive file systems
     for group in by_output.values():
         if len(group) > 1:
             for job in group:
-                job.dst = job.dst.with_name(job.src.name + output_suffix(job.src, fmt))
+                job.dst = job.dst.with_name(job.src.name + _suffix(job.src, fmt))
     return jobs, left_out
 
 
@@ -138,14 +167,17 @@ def model_digest(model_dir: Path | None) -> str | None:
     return digest.hexdigest()
 
 
-def job_options(translator: Translator, direction: str | None, jobs: list[Job], fmt: str, quality: int) -> dict:
-    """What, besides the input files, decides a job's outputs: the model's files, the generator, the output format
-    and (for lossy outputs) the quality. Shards of one folder must agree on all of them; device, dtype, backend and
-    tiling may differ per machine."""
+def job_options(translator: Translator, direction: str | None, jobs: list[Job], fmt: str, quality: int,
+                video: dict | None = None) -> dict:
+    """What, besides the input files, decides a job's outputs: the model's files, the generator, the output format,
+    (for lossy outputs) the quality and (for videos and animations) ``video``: codec, CRF and temporal strength.
+    Shards of one folder must agree on all of them; device, dtype, backend and tiling may differ per machine."""
     options = {"model_sha256": model_digest(translator.model_dir), "generator": translator.generator_name(direction),
                "format": fmt}
     if any(job.dst.suffix.lower() in LOSSY_SUFFIXES for job in jobs):
         options["quality"] = quality
+    if video and any(is_video(job.src) or job.src.suffix.lower() in ANIMATED_SUFFIXES for job in jobs):
+        options["video"] = video
     return options
 
 
@@ -235,6 +267,14 @@ def _write(job: Job, pixels: torch.Tensor, image: ImageFile, quality: int) -> No
                 exif=image.exif)
 
 
+def _read(job: Job, max_pixels: int | None) -> ImageFile | None:
+    """The image of ``job``, or None for an animated file whose output animates (PNG, WebP): a sequence job."""
+    if (job.src.suffix.lower() in ANIMATED_SUFFIXES and job.dst.suffix.lower() in (".png", ".webp")
+            and frame_count(job.src) > 1):
+        return None
+    return read_image_file(job.src, max_pixels)
+
+
 def _write_json(path: Path, data: dict) -> None:
     write_text(path, json.dumps(data, indent=2, ensure_ascii=False) + "\n")
 
@@ -247,9 +287,14 @@ def _add_up(parts: list[dict]) -> dict:
     """Counts summed, the longest time, failures in file order: processes into a shard, shards into a folder."""
     counts = {key: sum(p[key] for p in parts) for key in _COUNTS if key in parts[0]}
     elapsed = max(p["elapsed_s"] for p in parts)
+    frames = sum(p.get("frames", 0) for p in parts)
+    if any("videos_found" in p for p in parts):  # shard summaries (processes' results do not count them)
+        counts["videos_found"] = sum(p.get("videos_found", 0) for p in parts)
     return {**counts, "elapsed_s": elapsed, "images_per_s": _rate(counts["converted"], elapsed),
+            "frames": frames, "frames_per_s": _rate(frames, elapsed),
             "device": ", ".join(sorted({d for p in parts for d in p["device"].split(", ")})),
-            "failures": sorted((f for p in parts for f in p["failures"]), key=lambda f: f["file"])}
+            "failures": sorted((f for p in parts for f in p["failures"]), key=lambda f: f["file"]),
+            "videos": sorted((v for p in parts for v in p.get("videos", [])), key=lambda v: v["file"])}
 
 
 def shard_summary_name(index: int, count: int) -> str:
@@ -338,11 +383,19 @@ def convert_folder(model: str | Path | Translator, input_dir: str | Path, output
                    device: str = "auto",
                    dtype: str = "auto", backend: str = "torch", overwrite: bool = False, fail_fast: bool = False,
                    workers: int | None = None, max_pixels: int | None = DEFAULT_MAX_PIXELS,
-                   shard: tuple[int, int] | None = None, progress: bool = True) -> dict:
-    """Translate the images of ``input_dir`` into ``output_dir`` (same subfolders) and return the summary, which
-    is also written to ``output_dir/convert_summary.json``: counts of converted, skipped (output already there),
-    failed and left-out files (other extensions), and each failure's file and reason. ``fmt``: "same" (the
-    input's format; GIF → PNG), "png", "jpg" or "webp". ``fail_fast``: stop at the first failure (of this process).
+                   shard: tuple[int, int] | None = None, progress: bool = True, video_codec: str | None = None,
+                   crf: int | None = None, temporal: float = 0.0) -> dict:
+    """Translate the images and videos of ``input_dir`` into ``output_dir`` (same subfolders) and return the
+    summary, which is also written to ``output_dir/convert_summary.json``: counts of converted, skipped (output
+    already there), failed and left-out files (other extensions), and each failure's file and reason. ``fmt``:
+    "same" (the input's format; GIF → PNG), "png", "jpg" or "webp" (images only: videos keep their container).
+    ``fail_fast``: stop at the first failure (of this process). ``input_dir`` may be one file, ``output_dir`` then
+    the output file (or a folder for it); no summary file is written then.
+
+    Videos (.mp4 .mov .mkv .webm .avi) and animated GIF/WebP/PNG files are translated frame by frame
+    (``translate.inference.video``): ``video_codec`` (default by the extension: libx264, or mpeg4 without it; VP9
+    for .webm), ``crf`` (its quality setting), ``temporal`` (flicker filter strength in [0, 1), 0: off; the summary
+    then has each video's warping error before and after). The summary lists each one under ``videos``.
     ``model``: a model directory (loaded with ``device``, ``dtype``, ``backend``, ``whole_pixels``) or a
     ``Translator``.
 
@@ -358,18 +411,28 @@ def convert_folder(model: str | Path | Translator, input_dir: str | Path, output
     index, count = shard or (0, 1)
     if not 0 <= index < count:
         raise ValueError(f"shard {index}/{count}: expected I/N with 0 <= I < N")
-    if not input_dir.is_dir():
-        raise FileNotFoundError(f"input folder {input_dir} does not exist")
-    if output_dir.resolve() == input_dir.resolve():
+    if not 0 <= temporal < 1:
+        raise ValueError(f"temporal strength {temporal}: expected 0 <= strength < 1")
+    single = input_dir.is_file()
+    if not single and not input_dir.is_dir():
+        raise FileNotFoundError(f"input {input_dir} does not exist")
+    if single:
+        if fmt != "same" and fmt not in OUTPUT_FORMATS:
+            raise ValueError(f"unknown format {fmt!r}: same, {', '.join(OUTPUT_FORMATS)}")
+        job = plan_file(input_dir, output_dir, fmt)
+        jobs, left_out, output_dir = [job], Counter(), job.dst.parent
+    elif output_dir.resolve() == input_dir.resolve():
         raise ValueError("the output folder must differ from the input folder (outputs would replace inputs)")
-    jobs, left_out = plan_jobs(input_dir, output_dir, fmt)
+    else:
+        jobs, left_out = plan_jobs(input_dir, output_dir, fmt)
     if not jobs:
         others = f"; left out: {_describe_left_out(left_out)}" if left_out else ""
-        raise NoImagesError(f"no images found under {input_dir} (looked for {', '.join(IMAGE_EXTENSIONS)}; hidden "
-                            f"files are ignored){others}")
+        raise NoImagesError(f"no images found under {input_dir} (looked for {', '.join(IMAGE_EXTENSIONS)} and videos "
+                            f"{', '.join(VIDEO_EXTENSIONS)}; hidden files are ignored){others}")
     digest = jobs_digest(jobs, output_dir)
     rank, world, local_rank, local_world = launcher_env()
     summary_path = output_dir / (shard_summary_name(index, count) if shard else SUMMARY_NAME)
+    video = {"codec": video_codec, "crf": crf, "temporal": temporal}
     with _process_group(world):
         check_same_inputs(digest, len(jobs), world, input_dir)
         # The model and its generator before anything is written: a command that fails on them (weights missing,
@@ -384,7 +447,7 @@ def convert_folder(model: str | Path | Translator, input_dir: str | Path, output
         todo = None
         if rank == 0:  # before any process writes: what is there and which temp files are stale
             output_dir.mkdir(parents=True, exist_ok=True)
-            remove_stale_temp_files(jobs, [summary_path])
+            remove_stale_temp_files(jobs, [] if single else [summary_path])
             todo = [i for i, job in enumerate(jobs) if overwrite or not job.dst.exists()]
         todo = _from_rank0(todo, world)
         if world > 1 and translator.device.type == "cpu":
@@ -398,19 +461,22 @@ def convert_folder(model: str | Path | Translator, input_dir: str | Path, output
         result = _convert_jobs(translator, direction, [jobs[i] for i in todo[rank::world]], quality=quality,
                                batch_size=batch_size, tile=tile, tile_overlap=tile_overlap, fail_fast=fail_fast,
                                workers=workers, max_pixels=max_pixels, progress=progress and rank == 0,
-                               label=", ".join(label))
+                               label=", ".join(label), video=video)
         results = _all_gather({"rank": rank, **result}, world)
-        options = job_options(translator, direction, jobs_all, fmt, quality)
+        options = job_options(translator, direction, jobs_all, fmt, quality, video)
         summary = {
             "model": str(translator.model_dir or ""), "input": str(input_dir), "output": str(output_dir),
             "generator": translator.generator_name(direction), "format": fmt, "backend": translator.backend,
             "dtype": str(translator.dtype).removeprefix("torch."), "shard": f"{index}/{count}" if shard else None,
             "images_sha256": digest, "job": options, "found": len(jobs), "skipped": len(jobs) - len(todo),
+            "videos_found": sum(is_video(job.src) for job in jobs),
             "left_out": sum(left_out.values()), "left_out_by_extension": dict(sorted(left_out.items())),
             **_add_up(results), "processes": [{k: v for k, v in r.items() if k != "failures"} for r in results],
         }
         pending = None
-        if rank == 0:
+        if single:
+            summary["output_file"] = str(jobs_all[0].dst)
+        if rank == 0 and not single:
             _write_json(summary_path, summary)
             pending = merge_shards(output_dir, count, digest, options) if shard else None
         if shard:
@@ -420,11 +486,18 @@ def convert_folder(model: str | Path | Translator, input_dir: str | Path, output
 
 def _convert_jobs(translator: Translator, direction: str | None, jobs: list[Job], *, quality: int,
                   batch_size: int | None, tile: int | str, tile_overlap: int | str, fail_fast: bool,
-                  workers: int | None, max_pixels: int | None, progress: bool, label: str) -> dict:
-    """Convert ``jobs`` with this process's ``translator``; return its counts, time and failures."""
+                  workers: int | None, max_pixels: int | None, progress: bool, label: str,
+                  video: dict | None = None) -> dict:
+    """Convert ``jobs`` with this process's ``translator``; return its counts, time and failures. Images run
+    first, through a thread pool and in batches; then videos and animations, one at a time, each frame through the
+    same batching."""
     name = translator.generator_name(direction)
+    video = video or {}
     failures: list[dict] = []
-    converted = 0
+    converted = frames = 0
+    videos: list[dict] = []
+    sequences = [job for job in jobs if is_video(job.src)]
+    jobs = [job for job in jobs if not is_video(job.src)]
     start = time.perf_counter()
     workers = workers or min(4, os.cpu_count() or 1)
     if batch_size is None:
@@ -433,7 +506,9 @@ def _convert_jobs(translator: Translator, direction: str | None, jobs: list[Job]
         batch_size = 1 if translator.device.type == "cpu" and translator.backend == "torch" else 4
     batch_size = max(1, batch_size)
 
-    with ThreadPoolExecutor(workers) as pool, tqdm(total=len(jobs), unit="img", disable=not progress,
+    # The bar counts frames: an image is one, a video its frames (added when the video is opened).
+    with ThreadPoolExecutor(workers) as pool, tqdm(total=len(jobs) + len(sequences),
+                                                    unit="frame" if sequences else "img", disable=not progress,
                                                     desc=label or None, dynamic_ncols=True) as bar:
         decoding: deque[tuple[Job, Future]] = deque()
         writing: deque[tuple[Job, Future]] = deque()
@@ -450,12 +525,13 @@ def _convert_jobs(translator: Translator, direction: str | None, jobs: list[Job]
 
         def collect_writes(keep: int) -> None:
             # Finished writes are checked in order; at most ``keep`` stay in flight (each holds an image).
-            nonlocal converted
+            nonlocal converted, frames
             while writing and (len(writing) > keep or writing[0][1].done()):
                 job, future = writing.popleft()
                 try:
                     future.result()
                     converted += 1
+                    frames += 1
                     bar.update(1)
                 except Exception as e:
                     fail(job, f"cannot write {job.dst}: {e}")
@@ -478,7 +554,7 @@ def _convert_jobs(translator: Translator, direction: str | None, jobs: list[Job]
                 job = next(queue, None)
                 if job is None:
                     break
-                decoding.append((job, pool.submit(read_image_file, job.src, max_pixels)))
+                decoding.append((job, pool.submit(_read, job, max_pixels)))
             if not decoding:
                 break
             job, future = decoding.popleft()
@@ -489,6 +565,9 @@ def _convert_jobs(translator: Translator, direction: str | None, jobs: list[Job]
                 continue
             except Exception as e:
                 fail(job, f"cannot read: {type(e).__name__}: {e}")
+                continue
+            if image is None:  # animated: with the videos
+                sequences.append(job)
                 continue
             key = (image.pixels.shape, image.pixels.dtype)
             groups[key].append((job, image))
@@ -502,21 +581,101 @@ def _convert_jobs(translator: Translator, direction: str | None, jobs: list[Job]
         for _, future in decoding:
             future.cancel()
         collect_writes(keep=0)
+        for job in sequences:
+            if stop:
+                break
+            result = _convert_sequence(translator, direction, job, bar, batch_size=batch_size, tile=tile,
+                                       tile_overlap=tile_overlap, quality=quality, max_pixels=max_pixels, **video)
+            if "error" in result:
+                fail(job, result["error"])
+            else:
+                converted += 1
+                frames += result["frames"]
+                videos.append({**result, "file": job.name})
 
     elapsed = time.perf_counter() - start
-    return {"device": str(translator.device), "assigned": len(jobs), "converted": converted, "failed": len(failures),
-            "not_attempted": len(jobs) - converted - len(failures), "elapsed_s": round(elapsed, 3),
-            "failures": failures}
+    assigned = len(jobs) + len([job for job in sequences if is_video(job.src)])
+    return {"device": str(translator.device), "assigned": assigned, "converted": converted, "failed": len(failures),
+            "not_attempted": assigned - converted - len(failures), "elapsed_s": round(elapsed, 3),
+            "frames": frames, "failures": failures, "videos": videos}
+
+
+def _convert_sequence(translator: Translator, direction: str | None, job: Job, bar, *, codec: str | None = None,
+                      crf: int | None = None, temporal: float = 0.0, quality: int, max_pixels: int | None,
+                      **options) -> dict:
+    """Translate one video or animated image; the result of ``translate_video`` / ``translate_animation``, or
+    ``{"error": reason}`` (naming the frame for a broken video). ``bar`` counts its frames as they are written."""
+    from translate.inference.video import translate_animation, translate_video
+
+    counted = {"expected": 1, "done": 0}  # the job's one unit in the bar's total, until its frame count is known
+
+    def start(info) -> None:
+        n = info if isinstance(info, int) else info.frames
+        if n:
+            bar.total += n - counted["expected"]
+            counted["expected"] = n
+            bar.refresh()
+
+    def frame() -> None:
+        counted["done"] += 1
+        if counted["done"] > counted["expected"]:
+            bar.total += 1
+        bar.update(1)
+
+    job.dst.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        if is_video(job.src):
+            result = translate_video(translator, job.src, job.dst, direction=direction, codec=codec, crf=crf,
+                                     temporal=temporal, max_pixels=max_pixels, on_start=start, on_frame=frame,
+                                     **options)
+        else:
+            result = translate_animation(translator, job.src, job.dst, direction=direction, temporal=temporal,
+                                         quality=quality, max_pixels=max_pixels, on_start=start, on_frame=frame,
+                                         **options)
+        error = None
+    except BadImageError as e:  # BadVideoError too: the reason names the frame
+        error = e.reason or str(e)
+    except Exception as e:
+        error = f"cannot convert: {type(e).__name__}: {e}"
+    # The bar's total ends up as the frames written, plus one for a failed job (fail() counts it).
+    left = max(0, counted["expected"] - counted["done"])
+    if error is None:
+        bar.total -= left
+        bar.refresh()
+        return result
+    bar.total -= left + counted["done"] - 1
+    bar.n -= counted["done"]
+    bar.refresh()
+    return {"error": error}
 
 
 def _describe_left_out(left_out: dict[str, int]) -> str:
     return ", ".join(f"{n} {ext or '(no extension)'}" for ext, n in sorted(left_out.items(), key=lambda i: -i[1]))
 
 
+def describe_video(v: dict) -> str:
+    """One line for a converted video or animation of a summary."""
+    parts = [plural(v["frames"], "frame"), f"{v['codec']}" + (f" {v['pix_fmt']}" if v.get("pix_fmt") else ""),
+             "×".join(map(str, v["size"]))]
+    if v.get("fps"):
+        parts.append(f"{v['fps']:.4g} fps")
+    if v.get("audio_streams"):
+        parts.append(f"{plural(v['audio_streams'], 'audio stream')} copied")
+    error = v.get("warping_error")
+    if error:
+        f = lambda x: "-" if x is None else f"{x:.4f}"  # noqa: E731
+        parts.append(f"warping error: input {f(error['input'])}, frame by frame {f(error['frame_by_frame'])}, "
+                     f"written {f(error['output'])}; {plural(v.get('scene_cuts', 0), 'scene cut')}")
+    return f"  {v['file']}: " + ", ".join(parts)
+
+
 def format_summary(summary: dict) -> str:
+    noun = "file" if summary.get("videos_found") else "image"
     lines = [f"converted {summary['converted']}, skipped {summary['skipped']} (already there), "
-             f"failed {summary['failed']} of {plural(summary['found'], 'image')} in {summary['elapsed_s']:.1f}s"
-             + (f" ({summary['images_per_s']:.3g} images/s)" if summary["converted"] else "")]
+             f"failed {summary['failed']} of {plural(summary['found'], noun)} in {summary['elapsed_s']:.1f}s"
+             + (f" ({summary['images_per_s']:.3g} images/s)" if summary["converted"] and not summary.get("videos")
+                else f" ({summary['frames']} frames, {summary['frames_per_s']:.3g} frames/s)"
+                if summary["converted"] else "")]
     if summary["not_attempted"]:
         lines.append(f"stopped at the first failure: {plural(summary['not_attempted'], 'image')} not attempted")
     if summary["left_out"]:
@@ -527,8 +686,11 @@ def format_summary(summary: dict) -> str:
             f"rank {p['rank']} ({p['device']}) {p['converted']} in {p['elapsed_s']:.1f}s"
             for p in summary["processes"]))
     lines += [f"  failed: {f['file']}: {f['error']}" for f in summary["failures"]]
+    lines += [describe_video(v) for v in summary.get("videos", [])]
     output = Path(summary["output"])
-    if summary["shard"]:
+    if summary.get("output_file"):
+        lines.append(f"output: {summary['output_file']}")
+    elif summary["shard"]:
         index, count = map(int, summary["shard"].split("/"))
         lines.append(f"summary of shard {summary['shard']}: {output / shard_summary_name(index, count)}")
         pending = summary.get("pending_shards")

@@ -443,6 +443,24 @@ class Translator:
                             scale=GENERATORS[spec["netG"]].scale)
         return self._finish(y[0], colour.shape[0], alpha, pixels.dtype, spec)
 
+    def video(self, src: str | Path, dst: str | Path, *, direction: str | None = None, batch_size: int = 1,
+              temporal: float = 0.0, codec: str | None = None, crf: int | None = None, **options) -> dict:
+        """Translate the video file ``src`` into ``dst`` (.mp4 .mov .mkv .webm .avi), every frame, streamed: same
+        frame count, timestamps, frame rate and size, audio copied (``translate.inference.video.translate_video``;
+        ``temporal``: flicker filter strength in [0, 1)). Returns what was done (frames, codec, ...)."""
+        from translate.inference.video import translate_video  # PyAV, OpenCV: only for videos
+
+        return translate_video(self, src, dst, direction=direction, batch_size=batch_size, temporal=temporal,
+                               codec=codec, crf=crf, **options)
+
+    def frames(self, frames, *, direction: str | None = None, batch_size: int = 1, temporal: float = 0.0):
+        """Translate an iterable of frames ((H, W, C) uint8/uint16 arrays, e.g. a video's, in order) lazily: yields
+        one output array per frame, holding one batch at a time (``temporal``: as in ``video``)."""
+        from translate.inference.video import translate_frames
+
+        for item in translate_frames(self, frames, direction=direction, batch_size=batch_size, temporal=temporal):
+            yield item.output
+
     def _warn_once(self, key: str, message: str) -> None:
         if key not in self._warned:
             self._warned.add(key)
