@@ -702,8 +702,11 @@ CLI_ROWS = [
     ("train", "--resume", ["--resume"], "resume", True),
     ("train", "--resume-from", ["--resume-from", "ckpt"], "resume", "ckpt"),
     ("convert", "MODEL", ["other", "in", "out"], "model", "other"),
-    ("convert", "INPUT_DIR", ["model", "other", "out"], "input_dir", "other"),
-    ("convert", "OUTPUT_DIR", ["model", "in", "other"], "output_dir", "other"),
+    ("convert", "INPUT", ["model", "other", "out"], "input_dir", "other"),
+    ("convert", "OUTPUT", ["model", "in", "other"], "output_dir", "other"),
+    ("convert", "--video-codec", ["--video-codec", "ffv1"], "video_codec", "ffv1"),
+    ("convert", "--crf", ["--crf", "30"], "crf", 30),
+    ("convert", "--temporal", ["--temporal", "0.5"], "temporal", 0.5),
     ("convert", "--format", ["--format", "jpg"], "fmt", "jpg"),
     ("convert", "--quality", ["--quality", "30"], "quality", 30),
     ("convert", "--direction", ["--direction", "BtoA"], "direction", "BtoA"),
@@ -820,6 +823,12 @@ ELSEWHERE = {
     "train.eval_split": "tests/test_engine_numerics.py::test_best_model_follows_the_lowest_l1",
     "train.eval_metrics": "tests/test_engine_numerics.py::test_best_model_follows_the_lowest_l1",
     "train.best_metric": "tests/test_engine_numerics.py::test_best_model_follows_the_lowest_l1",
+    # issue #32 (memory, early stop)
+    "train.early_stop": "tests/test_early_stop.py::test_a_run_stops_when_its_metric_stops_improving",
+    "train.early_stop_min_delta": "tests/test_early_stop.py::test_a_run_stops_when_its_metric_stops_improving",
+    "train.gradient_checkpointing": "tests/test_memory.py::test_training_with_checkpointing_equals_training_without",
+    "train.max_memory": "tests/test_memory.py::test_the_budget_chooses_checkpointing_then_micro_batches",
+    "eval --temporal": "tests/test_video.py::test_builtin_clip_and_cli",
 }
 
 
