@@ -149,7 +149,8 @@ def test_a_second_eval_with_other_metrics_keeps_the_first_ones(home):
 # --- item 10: messages ------------------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def converted(trained, tmp_path_factory) -> tuple[subprocess.CompletedProcess, Path]:
-    """`translate convert run/model in out` over an animated GIF, a zero-byte PNG, a good PNG and a text file."""
+    """`translate convert run/model in out --format jpg` over an animated GIF (to JPEG: its first frame, with a
+    warning; other formats keep every frame), a zero-byte PNG, a good PNG and a text file."""
     home = tmp_path_factory.mktemp("convert")
     src = home / "in"
     src.mkdir()
@@ -158,13 +159,13 @@ def converted(trained, tmp_path_factory) -> tuple[subprocess.CompletedProcess, P
     (src / "empty.png").write_bytes(b"")
     Image.new("RGB", (32, 32), (0, 128, 0)).save(src / "good.png")
     (src / "notes.txt").write_text("not an image")
-    done = translate("convert", trained / "run" / "model", "in", "out", "--device", "cpu", cwd=home)
+    done = translate("convert", trained / "run" / "model", "in", "out", "--device", "cpu", "--format", "jpg", cwd=home)
     return done, home
 
 
 def test_convert_says_gif_frames_without_a_source_line_and_names_an_empty_file(converted):
     done, home = converted
-    assert (home / "out" / "anim.png").is_file() and (home / "out" / "good.png").is_file()
+    assert (home / "out" / "anim.jpg").is_file() and (home / "out" / "good.jpg").is_file()
     assert "in/anim.gif: has 2 frames; using the first" in done.stderr
     for internal in ("UserWarning", "self.fn(", ".py:"):  # no warnings-module line pointing into Python's code
         assert internal not in done.stderr, done.stderr
