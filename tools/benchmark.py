@@ -294,6 +294,52 @@ def train_row(job: str, variants: list[dict], batch: int, warmup: int, iters: in
                      for t, first in zip(timed, firsts)]}
 
 
+def memory_row(job: str, size: int, checkpointing: bool, warmup: int, iters: int, root: str, quick: bool,
+               threads: int, interleave: bool = False) -> dict:
+    """Peak memory and s/iter of ``Trainer.train_step`` at ``size``² (batch 1), with or without
+    train.gradient_checkpointing: peak RSS (VmHWM) of this fresh process on the CPU, max_memory_allocated on a GPU;
+    ``step_gib``: the peak above what the process held before its first step (the steps' own memory). With
+    ``interleave``: steps alternately without and with checkpointing in this one process, for their time ratio."""
+    from translate.config import load_config
+    from translate.engine.memory import release_free_memory, reset_peak
+    from translate.engine.trainer import Trainer
+
+    root = Path(root)
+    overrides = [*job_overrides(job, root, quick), f"data.load_size={size}", f"data.crop_size={size}",
+                 "data.batch_size=1", "data.num_workers=0", "train.mixed_precision=no", "train.progress=false",
+                 f"train.gradient_checkpointing={str(checkpointing).lower()}",
+                 f"train.output_dir={tempfile.mkdtemp(dir=root, prefix='run-')}"]
+    trainer = Trainer(load_config(None, overrides))
+    torch.set_num_threads(threads)
+    data = next(iter(trainer.loader))
+    release_free_memory(device())
+    reset_peak(device())
+    before = torch.cuda.memory_allocated() / 2**30 if torch.cuda.is_available() else \
+        int(next(ln.split()[1] for ln in Path("/proc/self/status").read_text().splitlines()
+                 if ln.startswith("VmRSS:"))) / 2**20
+
+    def step():
+        with trainer.accelerator.accumulate():
+            trainer.train_step(data)
+
+    if interleave:  # the time ratio alone, immune to the machine's drift: steps alternate off / on
+        timed = {False: [], True: []}
+        for i in range(2 * (warmup + iters)):
+            trainer._set_checkpointing(i % 2 == 1)
+            start = time.perf_counter()
+            step()
+            sync()
+            if i >= 2 * warmup:
+                timed[i % 2 == 1].append(time.perf_counter() - start)
+        off, on = (statistics.median(timed[k]) for k in (False, True))
+        return {"s_iter": on, "off_s": off, "ratio": on / off, "ratios": [b / a for a, b in zip(*timed.values())],
+                "images_s": 1 / on, "peak_gib": peak_memory_gib()}
+    times, timed = median_times(step, warmup, iters)
+    peak = peak_memory_gib()
+    return {"s_iter": statistics.median(timed), "min_s": min(timed), "max_s": max(timed), "first_s": times[0],
+            "images_s": 1 / statistics.median(timed), "peak_gib": peak, "step_gib": peak - before}
+
+
 def data_row(workers: int, items: int, root: str, quick: bool, threads: int) -> dict:
     """Items/s (one item = an A and a B image, what a CycleGAN step of batch 1 takes) from the real dataset."""
     from torch.utils.data import DataLoader
@@ -476,7 +522,7 @@ def table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-WORKERS = {"train": train_row, "data": data_row, "plain_convert": plain_convert}
+WORKERS = {"train": train_row, "memory": memory_row, "data": data_row, "plain_convert": plain_convert}
 
 
 # -- main --------------------------------------------------------------------------------------------------------
@@ -491,7 +537,9 @@ DEFAULTS = {  # option: (default, default with --quick)
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--rows", help="comma list of train,convert,data,tiled (default all)")
+    p.add_argument("--rows", help="comma list of train,convert,data,tiled,memory (default all but memory)")
+    p.add_argument("--sizes", default="256,512,1024",
+                   help="memory rows: image sides to train at, with and without checkpointing (default 256,512,1024)")
     p.add_argument("--jobs", help="training jobs: cyclegan,pix2pix,cut,fastcut (default cyclegan,pix2pix)")
     p.add_argument("--precisions", help="fp32,bf16 for training and conversion (default both)")
     p.add_argument("--batch", type=int, default=1, help="training batch size (default 1, as the reference)")
@@ -581,6 +629,59 @@ def train_rows(args, data_root: Path, gflops: dict, add) -> None:
                 if v["compile"]:
                     r["notes"] += f"; first step (compile) {r['first_s']:.1f} s"
             add(r)
+
+
+def available_gib() -> float:
+    return int(next(ln.split()[1] for ln in Path("/proc/meminfo").read_text().splitlines()
+                    if ln.startswith("MemAvailable:"))) / 2**20
+
+
+def memory_rows(args, work: Path, add) -> None:
+    """``--rows memory``: each job at each of ``--sizes``, without and with train.gradient_checkpointing (paper
+    widths, batch 1, fp32), each row in a fresh process. A row whose estimate (4× the step memory of the size
+    below, plus what the process holds) exceeds the memory available now is not run, and says so."""
+    sizes = [128] if args.quick else [int(n) for n in args.sizes.split(",")]
+    jobs = args.jobs.split(",")
+    for job in jobs:
+        step_gib = {}  # (size, checkpointing) -> the steps' own memory
+        for size in sizes:
+            root = work / f"data{size}"
+            if not root.exists():
+                make_datasets(root, 2, size)
+            default = None
+            for ckpt in (False, True):
+                settings = f"{size}², batch 1, fp32" + (", gradient checkpointing" if ckpt else "")
+                below = step_gib.get((size // 2, ckpt))
+                if below is not None and 4 * below + 1.0 > available_gib():
+                    add({"kind": "memory", "job": f"memory {job}", "settings": settings, "error":
+                         f"not run: needs ≈ {4 * below + 1:.0f} GiB (4× the {size // 2}² step), "
+                         f"{available_gib():.0f} GiB available"})
+                    continue
+                # One step at 1024² takes minutes here: no warm-up step there (its first step is the timed one).
+                warm = 0 if size >= 1024 else args.warmup
+                r = in_worker("memory", job=job, size=size, checkpointing=ckpt, warmup=warm, iters=args.iters,
+                              root=str(root), quick=args.quick, threads=args.threads)
+                r.update(kind="memory", job=f"memory {job}", settings=settings)
+                if "error" not in r:
+                    step_gib[(size, ckpt)] = r["step_gib"]
+                    r["notes"] = (f"median of {args.iters} after {warm} warm-up; steps' own memory "
+                                  f"{r['step_gib']:.2f} GiB; load {load_average()}")
+                    if ckpt and default:
+                        r["notes"] += (f"; {r['peak_gib'] / default['peak_gib']:.0%} of the peak, "
+                                       f"{r['step_gib'] / default['step_gib']:.0%} of the step memory, "
+                                       f"{r['s_iter'] / default['s_iter']:.2f}× the time without checkpointing")
+                    default = default or (None if ckpt else r)
+                add(r)
+            if args.interleave and size <= 512:
+                r = in_worker("memory", job=job, size=size, checkpointing=True, warmup=args.warmup,
+                              iters=args.iters, root=str(root), quick=args.quick, threads=args.threads,
+                              interleave=True)
+                r.update(kind="memory", job=f"memory {job}", settings=f"{size}², checkpointing on/off interleaved")
+                if "error" not in r:
+                    r["notes"] = (f"checkpointing {r['ratio']:.2f}× the time without (median {r['s_iter']:.3g} vs "
+                                  f"{r['off_s']:.3g} s; per round {', '.join(f'{x:.2f}' for x in r['ratios'])}); "
+                                  f"load {load_average()}")
+                add(r)
 
 
 def convert_rows(args, work: Path, gflops: dict, add) -> None:
@@ -723,6 +824,8 @@ def benchmark(args: argparse.Namespace, work: Path) -> int:
         data_rows(args, data_root, rows, add)
     if "tiled" in wanted:
         tiled_row(args, work, gflops, add)
+    if "memory" in wanted:
+        memory_rows(args, work, add)
     meta["load_after"] = load_average()
     meta["total_s"] = time.perf_counter() - started
     print(f"\n{table(rows)}\n\nvs reference: training = s/iter ÷ reference (< 1 is faster), conversion = images/s ÷ "

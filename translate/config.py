@@ -120,6 +120,15 @@ class TrainConfig:
     eval_metrics: list[str] = field(default_factory=lambda: ["psnr", "ssim"])
     eval_max_images: int | None = 50
     best_metric: str = ""  # keep model_best/ by this metric (e.g. psnr, fid), next to model/
+    # Stop when best_metric has not improved by more than early_stop_min_delta for this many evaluations (0: off).
+    early_stop: int = 0
+    early_stop_min_delta: float = 0.0
+    # Memory: recompute activations in the backward pass (torch.utils.checkpoint) instead of keeping them...
+    gradient_checkpointing: bool = False
+    # ...or let a budget choose, from a measured probe step: "6GiB", "512MiB", or a fraction of the GPU's memory (the
+    # machine's RAM on a CPU), e.g. 0.5. Tried in turn: as configured, checkpointing, micro-batches with gradient
+    # accumulation at the same effective batch, bf16 where the hardware has it. "" (off).
+    max_memory: str = ""
     report: bool = True  # write report/index.html at the end of training
 
 
@@ -412,6 +421,19 @@ def validate(config: Config) -> None:
         problems.append(f"train.best_metric={t.best_metric!r} is not among train.eval_metrics={t.eval_metrics}")
     if t.best_metric and t.eval_every < 1:
         problems.append("train.best_metric needs train.eval_every (steps between evaluations)")
+    if t.early_stop < 0:
+        problems.append(f"train.early_stop={t.early_stop} must be 0 (off) or a number of evaluations")
+    if t.early_stop and not t.best_metric:
+        problems.append("train.early_stop needs train.best_metric (and train.eval_every): the metric it watches")
+    if t.early_stop_min_delta < 0:
+        problems.append(f"train.early_stop_min_delta={t.early_stop_min_delta} must be 0 or positive")
+    if t.max_memory:
+        from translate.engine.memory import parse_memory
+
+        try:
+            parse_memory(t.max_memory)
+        except ValueError as e:
+            problems.append(str(e))
     if not d.root and d.builtin.lower() in ("", "none"):
         problems.append("data.root is empty: give the dataset folder, e.g. data.root=/path/to/facades")
     if problems:

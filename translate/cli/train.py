@@ -40,6 +40,7 @@ def run(args) -> int:
     from translate.engine.trainer import (
         INTERRUPTED_EXIT_CODE,
         BadFileStop,
+        OutOfMemoryStop,
         TrainingDiverged,
         TrainingInterrupted,
         run_directory,
@@ -60,7 +61,7 @@ def run(args) -> int:
     except TrainingInterrupted as e:
         print(str(e), file=sys.stderr)
         return INTERRUPTED_EXIT_CODE
-    except (TrainingDiverged, BadFileStop) as e:
+    except (TrainingDiverged, BadFileStop, OutOfMemoryStop) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
     except OSError as e:  # disk full, permissions... at a write during training

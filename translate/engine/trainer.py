@@ -10,14 +10,17 @@ averaged across processes by hand before each step (as in stylegan3), so recipes
 from __future__ import annotations
 
 import contextlib
+import copy
 import json
 import math
 import os
+import random
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
+import numpy as np
 import torch
 from accelerate import Accelerator
 from accelerate.state import AcceleratorState, GradientState
@@ -31,16 +34,30 @@ from translate.config import Config, ConfigError, load_config, recipe_class, to_
 from translate.devices import resolve_mixed_precision, warn_if_slow_bf16
 from translate.engine.checkpoint import latest_checkpoint, list_checkpoints, load_process_state, save_checkpoint
 from translate.engine.ema import EMA
+from translate.engine.memory import (
+    GiB,
+    PeakMeter,
+    Setting,
+    budget_bytes,
+    candidates,
+    gib,
+    is_out_of_memory,
+    peak,
+    plan,
+    release_free_memory,
+    reset_peak,
+)
 from translate.engine.samples import save_samples
 from translate.engine.signals import INTERRUPTED_EXIT_CODE, StopSignal
 from translate.engine.watch import WATCH_IMAGES, collapse_warning, real_diversity, watched_diversity
 from translate.fileio import write_text
 from translate.losses import penalty_scale
 from translate.methods import Phase, Role
+from translate.networks.checkpointing import disable_checkpointing, enable_checkpointing
 from translate.networks.pretrained import load_pretrained, save_pretrained
 
-__all__ = ["INTERRUPTED_EXIT_CODE", "BadFileStop", "Trainer", "TrainingDiverged", "TrainingInterrupted",
-           "run_directory", "train"]
+__all__ = ["INTERRUPTED_EXIT_CODE", "BadFileStop", "OutOfMemoryStop", "Trainer", "TrainingDiverged",
+           "TrainingInterrupted", "run_directory", "train"]
 
 COLLAPSE_D_LOSS = 0.01  # total D loss below this (per log window) is a sign of a collapsed game...
 COLLAPSE_WINDOWS = 5  # ...when it lasts this many log windows
@@ -60,6 +77,11 @@ class BadFileStop(RuntimeError):
     """Raised after a file that passed the scan failed to load (data.on_bad_file=error) and a checkpoint was saved."""
 
 
+class OutOfMemoryStop(RuntimeError):
+    """Raised after a step ran out of memory (GPU or CPU), naming the settings that lower it; a checkpoint of the
+    last finished step is saved where one can be."""
+
+
 @dataclass
 class TrainState:
     """Loop position, saved with every checkpoint (Accelerate does not save step or epoch itself)."""
@@ -76,6 +98,10 @@ class TrainState:
     diversity_real: float | None = None  # the real images' diversity (noise recipes), measured once
     collapse_warned: bool = False  # "samples have collapsed" was printed (once per run)
     seconds: float = 0.0  # wall-clock time of training up to this checkpoint, over every run that resumed it
+    stale_evals: int = 0  # evaluations in a row without an improvement of train.best_metric (train.early_stop)
+    stale_reference: float | None = None  # the value an improvement must beat by train.early_stop_min_delta
+    stopped_early: str = ""  # why the run stopped early ("" while it has not)
+    peak_memory: int = 0  # the largest peak memory (bytes) of the runs so far (peak RSS, or GPU memory allocated)
 
     def state_dict(self) -> dict:
         return asdict(self)
@@ -192,7 +218,7 @@ def _compile_works() -> str:
 class Trainer:
     """Builds everything for one run and runs the loop; ``train()`` below is the public entry point."""
 
-    def __init__(self, config: Config, resume: bool | str | Path = False):
+    def __init__(self, config: Config, resume: bool | str | Path = False, _memory_plan: dict | None = None):
         from translate.data import build_dataset
         from translate.data.loader import build_loader
 
@@ -253,6 +279,7 @@ class Trainer:
             nets = {name: nn.SyncBatchNorm.convert_sync_batchnorm(net) for name, net in nets.items()}
         memory_format = torch.channels_last if t.channels_last else torch.preserve_format
         self.nets = {name: net.to(acc.device, memory_format=memory_format) for name, net in nets.items()}
+        self._set_checkpointing(t.gradient_checkpointing)
         set_seed(t.seed, device_specific=True)  # same initial weights everywhere, then per-process dropout noise
         if t.compile:
             self._compile()
@@ -283,6 +310,9 @@ class Trainer:
                     for n in recipe.names(Role.exported)} if t.ema else {}
         self._diffaugment = None
         self._baseline: dict | None = None  # held-out metrics of doing nothing, computed at the first evaluation
+        self._autocast = None  # the memory probe's bf16 autocast, in place of the accelerator's
+        self._stepped = False  # an optimizer stepped during the current batch (see _stop_out_of_memory)
+        self.memory = _memory_plan or {}
         if t.diffaugment:
             from translate.diffaugment import attach, parse_policy
 
@@ -291,6 +321,11 @@ class Trainer:
         for obj in (self.state, _Networks(self.nets), *self.schedulers.values(), *self.ema.values(),
                     *self.scalers.values()):
             acc.register_for_checkpointing(obj)
+        if t.max_memory and _memory_plan is None:
+            chosen = self._plan_memory()
+            if chosen is not None:  # another batch, accumulation or precision: build the run again with them
+                self.__init__(chosen, resume, self.memory)
+                return
         global_batch = d.batch_size * acc.num_processes
         if self.resume_from:
             self._load_checkpoint(global_batch)
@@ -362,6 +397,156 @@ class Trainer:
         for net in self.nets.values():
             net.compile()
 
+    # -- memory --------------------------------------------------------------------------------------------------
+    def _set_checkpointing(self, on: bool) -> None:
+        """train.gradient_checkpointing on every network (translate.networks.checkpointing), or off."""
+        for name, net in self.nets.items():
+            disable_checkpointing(net)
+            if on and not enable_checkpointing(net):
+                self.accelerator.print(f"train.gradient_checkpointing: {name} ({type(net).__name__}) has no block or "
+                                       "layer list to checkpoint; it keeps its activations")
+
+    def _plan_memory(self) -> Config | None:
+        """train.max_memory: measure candidate settings with probe steps (see translate.engine.memory) and keep the
+        first that fits. Returns the config to build the run again with when the batch, the accumulation or the
+        precision change; None when the settings stay (checkpointing is switched here); a ConfigError when nothing
+        fits."""
+        acc, config = self.accelerator, self.config
+        t, d = config.train, config.data
+        budget = budget_bytes(t.max_memory, acc.device)
+        precision = acc.mixed_precision
+        configured = Setting(t.gradient_checkpointing, d.batch_size, t.gradient_accumulation_steps, precision)
+        native_bf16 = resolve_mixed_precision("auto", acc.device)[0] == "bf16"
+        batch = default_collate([self.dataset[i] for i in range(min(d.batch_size, len(self.dataset)))])
+        batch = {k: v.to(acc.device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
+
+        def measure(setting: Setting) -> tuple[int, bool]:
+            value, complete = self._probe(setting, batch, budget)
+            if acc.num_processes > 1:  # every process must choose the same: the largest peak decides
+                both = torch.tensor([float(value), float(not complete)])
+                torch.distributed.all_reduce(both, torch.distributed.ReduceOp.MAX, group=self._cpu_group)
+                value, complete = int(both[0].item()), not both[1].item()
+            shown = gib(value) if complete else f"over {gib(value)} (stopped)"
+            acc.print(f"train.max_memory: probe step with {setting.describe(d.batch_size)}: peak {shown}")
+            return value, complete
+
+        chosen, measured = plan(candidates(configured, d.batch_size, native_bf16), measure, budget)
+        self._set_checkpointing(configured.checkpointing)
+        release_free_memory(acc.device)
+        if chosen is None:
+            setting, (value, complete) = min(measured.items(), key=lambda kv: kv[1][0])
+            need = math.ceil(value / GiB * 10) / 10
+            what = (f"the smallest peak measured was {gib(value)}, with {setting.describe(d.batch_size)}; "
+                    f"train.max_memory={need:g}GiB would fit" if complete else
+                    f"every setting went over it (the most frugal, {setting.describe(d.batch_size)}, was stopped at "
+                    f"{gib(value)}); it needs more than train.max_memory={need:g}GiB")
+            raise ConfigError(f"train.max_memory={t.max_memory} ({gib(budget)}): nothing fits: {what}, or lower "
+                              f"data.crop_size (now {d.crop_size})")
+        self.memory = {"budget": budget, "setting": asdict(chosen), "expected_peak": measured[chosen][0],
+                       "device": str(acc.device),
+                       "measured": [{**asdict(s), "peak": v, "complete": c} for s, (v, c) in measured.items()]}
+        acc.print(f"train.max_memory={t.max_memory} ({gib(budget)}): training with {chosen.describe(d.batch_size)}; "
+                  f"expected peak {gib(measured[chosen][0])}")
+        if replace(chosen, checkpointing=configured.checkpointing) == configured:
+            t.gradient_checkpointing = chosen.checkpointing
+            self._set_checkpointing(chosen.checkpointing)
+            return None
+        planned = copy.deepcopy(config)
+        planned.train.gradient_checkpointing = chosen.checkpointing
+        planned.data.batch_size = chosen.micro_batch
+        planned.train.gradient_accumulation_steps = chosen.accumulation
+        if chosen.precision != precision:
+            planned.train.mixed_precision = chosen.precision
+        return planned
+
+    def _probe(self, setting: Setting, batch: dict, budget: int) -> tuple[int, bool]:
+        """(peak memory in bytes, completed) of one real training step (every phase, the optimizer steps included)
+        in ``setting``; not completed when it ran out of memory or went over ``budget`` (interrupted there on the
+        CPU), the peak then being the one reached. Everything the
+        step changes is put back: weights and buffers, optimizers, random states, the recipe's state (image pools),
+        the loop state and the accelerator's accumulation counter."""
+        acc = self.accelerator
+        saved = self._snapshot()
+        self._set_checkpointing(setting.checkpointing)
+        micro = {k: v[: setting.micro_batch] if isinstance(v, torch.Tensor | list) else v for k, v in batch.items()}
+        if setting.precision == "bf16" and acc.mixed_precision != "bf16":
+            self._autocast = torch.autocast(acc.device.type, dtype=torch.bfloat16)
+        step = acc.step
+        acc.gradient_state._set_sync_gradients(True)
+        meter = PeakMeter(acc.device, budget if acc.num_processes == 1 else None)
+        failed = False
+        try:
+            try:
+                with meter:
+                    try:
+                        self.train_step(micro)
+                    finally:
+                        meter.disarm()  # no interruption can come after this, outside the except below
+            except BaseException as e:  # the meter's interruption may land anywhere in the step
+                if not (meter.exceeded or is_out_of_memory(e)):
+                    raise
+                failed = True
+        finally:
+            self._autocast = None
+            acc.step = step
+            acc.gradient_state._set_sync_gradients(step % acc.gradient_accumulation_steps == 0)
+            self._restore(saved)
+        return meter.value, not (failed or meter.exceeded)
+
+    def _snapshot(self) -> dict:
+        return {
+            "nets": {n: {k: v.clone() for k, v in net.state_dict().items()} for n, net in self.nets.items()},
+            "requires_grad": [p.requires_grad for net in self.nets.values() for p in net.parameters()],
+            "optimizers": {g: copy.deepcopy(o.state_dict()) for g, o in self.optimizers.items()},
+            "scalers": {g: s.state_dict() for g, s in self.scalers.items()},
+            "recipe": copy.deepcopy(self.recipe.state_dict()),
+            "state": copy.deepcopy(self.state.state_dict()),
+            "rng": (torch.get_rng_state(), torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+                    random.getstate(), np.random.get_state()),
+            "diffaugment": self._diffaugment.generator.get_state() if self._diffaugment is not None else None,
+        }
+
+    def _restore(self, saved: dict) -> None:
+        for name, net in self.nets.items():
+            net.load_state_dict(saved["nets"][name])
+            for p in net.parameters():
+                p.grad = None
+        for p, flag in zip((p for net in self.nets.values() for p in net.parameters()), saved["requires_grad"]):
+            p.requires_grad_(flag)
+        for group, optimizer in self.optimizers.items():
+            optimizer.optimizer.__dict__.pop("found_inf", None)  # left by a step interrupted inside _phase
+            optimizer.load_state_dict(saved["optimizers"][group])
+        for group, scaler in self.scalers.items():
+            scaler.load_state_dict(saved["scalers"][group])
+        self.recipe.load_state_dict(saved["recipe"])
+        self.state.load_state_dict(saved["state"])
+        cpu, cuda, python, numpy_state = saved["rng"]
+        torch.set_rng_state(cpu)
+        if cuda is not None:
+            torch.cuda.set_rng_state_all(cuda)
+        random.setstate(python)
+        np.random.set_state(numpy_state)
+        if saved["diffaugment"] is not None:
+            self._diffaugment.generator.set_state(saved["diffaugment"])
+
+    def _write_memory(self) -> None:
+        """logs/memory.json: the budget, the setting chosen, the peak expected and the peak reached so far."""
+        device = self.accelerator.device
+        self.state.peak_memory = max(self.state.peak_memory, peak(device))
+        if not self.accelerator.is_main_process:
+            return
+        t = self.config.train
+        record = {"step": self.state.step, "device": str(device),
+                  "measure": "torch.cuda.max_memory_allocated" if device.type == "cuda" else "peak RSS (VmHWM)",
+                  "peak_gib": round(self.state.peak_memory / GiB, 3),
+                  "gradient_checkpointing": t.gradient_checkpointing, "batch_size": self.config.data.batch_size,
+                  "gradient_accumulation_steps": t.gradient_accumulation_steps, "max_memory": t.max_memory}
+        if self.memory:
+            record.update(budget_gib=round(self.memory["budget"] / GiB, 3),
+                          expected_peak_gib=round(self.memory["expected_peak"] / GiB, 3),
+                          probes=[{**m, "peak_gib": round(m["peak"] / GiB, 3)} for m in self.memory["measured"]])
+        write_text(self.run_dir / "logs" / "memory.json", json.dumps(record, indent=1) + "\n")
+
     @property
     def log_path(self) -> Path:
         return self.run_dir / "logs" / "losses.jsonl"
@@ -382,7 +567,7 @@ class Trainer:
         for net in frozen:
             net.requires_grad_(False)
         scale = self.scalers[group].get_scale() if group in self.scalers else 1.0
-        with acc.autocast(), penalty_scale(scale):
+        with self._autocast or acc.autocast(), penalty_scale(scale):
             terms = getattr(self.recipe, phase.loss)(self.nets, batch, ctx)
         loss = sum(terms.values())
         if group in self.scalers:
@@ -392,6 +577,7 @@ class Trainer:
         optimizer = self.optimizers[group]
         skipped = torch.zeros((), device=acc.device)
         if acc.sync_gradients:
+            self._stepped = True
             params = [p for name in members for p in self.nets[name].parameters()]
             if acc.num_processes > 1:
                 _average_gradients(params, acc.num_processes)
@@ -454,16 +640,30 @@ class Trainer:
         count = 0
         batch = ctx = None
         self._clock = (time.perf_counter(), state.seconds)
+        release_free_memory(acc.device)  # the peak logged is the run's own, not the memory probe's
+        reset_peak(acc.device)
+        pending = 0  # batches whose gradients wait for the optimizer step (gradient accumulation)
+        if state.stopped_early:
+            acc.print(f"this run stopped early at step {state.step}: {state.stopped_early}")
         with StopSignal() as stop, self._stop_on_bad_file(bar):
-            while state.step < max_steps and state.epoch < epochs:
+            while state.step < max_steps and state.epoch < epochs and not state.stopped_early:
                 self.dataset.set_epoch(state.epoch)
                 self.loader.set_epoch(state.epoch)
                 loader = acc.skip_first_batches(self.loader, state.batch_in_epoch) if state.batch_in_epoch else \
                     self.loader
                 for batch in loader:
                     self._warm_up()
-                    with acc.accumulate():
-                        terms, ctx, skipped = self.train_step(batch)
+                    self._stepped, failed = False, None
+                    try:
+                        with acc.accumulate():
+                            terms, ctx, skipped = self.train_step(batch)
+                    except (RuntimeError, MemoryError) as e:
+                        if not is_out_of_memory(e):
+                            raise
+                        failed = str(e).strip().splitlines()[0][:160] if str(e).strip() else type(e).__name__
+                    if failed is not None:  # outside the except: its traceback no longer holds the step's tensors
+                        self._stop_out_of_memory(failed, bar, batch, can_save=not (self._stepped or pending))
+                    pending = 0 if acc.sync_gradients else pending + 1
                     state.batch_in_epoch += 1
                     for key, value in terms.items():
                         sums[key] = sums.get(key, 0) + value.detach().float()
@@ -483,6 +683,8 @@ class Trainer:
                         sums, count = {}, 0
                     if acc.is_main_process and state.step % t.sample_every == 0:
                         self._save_samples(batch, ctx)
+                    if state.step % t.log_every == 0:
+                        self._log_memory()
                     if t.eval_every and state.step % t.eval_every == 0:
                         self._evaluate()
                     elif not t.eval_every and acc.is_main_process and state.step % t.sample_every == 0:
@@ -496,7 +698,10 @@ class Trainer:
                         acc.end_training()
                         raise TrainingInterrupted(f"training stopped at step {state.step}; checkpoint saved to "
                                                   f"{path}; continue with --resume")
-                    if state.step >= max_steps:
+                    if state.stopped_early and sums:  # the last, partial log window
+                        self._log(sums, count, bar, max_steps)
+                        sums, count = {}, 0
+                    if state.step >= max_steps or state.stopped_early:
                         break
                 else:
                     state.epoch += 1
@@ -506,6 +711,10 @@ class Trainer:
         bar.close()
         self._read_skips()
         self._checkpoint()
+        self._log_memory()
+        if self.memory:
+            acc.print(f"peak memory reached: {gib(self.state.peak_memory)} (train.max_memory={t.max_memory} expected "
+                      f"{gib(self.memory['expected_peak'])}; logs/memory.json)")
         if acc.is_main_process:
             if batch is not None:
                 self._save_samples(batch, ctx)
@@ -539,9 +748,45 @@ class Trainer:
             raise BadFileStop(f"{e}; training stopped at step {self.state.step}; checkpoint saved to {path}; fix or "
                               "remove the file (or set data.on_bad_file=skip), then --resume") from None
 
+    def _stop_out_of_memory(self, error: str, bar, batch: dict, can_save: bool) -> None:
+        """One line naming what to change, after saving a checkpoint of the last finished step where the failed
+        batch had changed nothing yet (no optimizer step in it, no accumulated gradients pending)."""
+        acc, state, t, d = self.accelerator, self.state, self.config.train, self.config.data
+        bar.close()
+        for net in self.nets.values():  # free the failed step's gradients and unfreeze what its phase froze
+            net.requires_grad_(True)
+            for p in net.parameters():
+                p.grad = None
+        release_free_memory(acc.device)
+        size = "×".join(str(n) for n in batch["A"].shape[-2:]) if isinstance(batch.get("A"), torch.Tensor) else \
+            str(d.crop_size)
+        where = "GPU" if acc.device.type == "cuda" else "CPU"
+        if can_save and state.step > 0 and acc.num_processes == 1:
+            self._read_skips()
+            saved = f"checkpoint of step {state.step} saved to {self._checkpoint()}; continue with --resume"
+        else:
+            saved = f"the last checkpoint is {latest_checkpoint(self.run_dir) or 'none'}"
+        hints = [f"a smaller data.crop_size (now {d.crop_size})"]
+        if not t.gradient_checkpointing:
+            hints.append("train.gradient_checkpointing=true")
+        if not t.max_memory:
+            hints.append("train.max_memory=<GiB you have> to let the run choose")
+        elif d.batch_size > 1:
+            hints.append(f"a lower train.max_memory (now {t.max_memory}) or data.batch_size (now {d.batch_size})")
+        acc.end_training()
+        raise OutOfMemoryStop(f"out of {where} memory at step {state.step + 1} ({size} px, batch {d.batch_size}): "
+                              f"{error}; try {', or '.join(hints)}; {saved}")
+
+    def _log_memory(self) -> None:
+        """The peak memory so far, to TensorBoard (memory/peak_gib) and logs/memory.json; kept out of
+        logs/losses.jsonl, whose values a resumed run reproduces exactly."""
+        self._write_memory()
+        self.accelerator.log({"memory/peak_gib": self.state.peak_memory / GiB}, step=self.state.step)
+
     def _checkpoint(self) -> Path:
         started, before = self._clock
         self.state.seconds = before + time.perf_counter() - started
+        self.state.peak_memory = max(self.state.peak_memory, peak(self.accelerator.device))
         return save_checkpoint(self.accelerator, self.run_dir, self.state.step, self.config.train.keep_checkpoints,
                                self.recipe.state_dict())
 
@@ -575,7 +820,32 @@ class Trainer:
             if value is not None and self._is_better(value):
                 self.state.best = value
                 self.export(self.run_dir / "model_best")
+            if t.early_stop and value is not None:
+                self._watch_early_stop(value)
+        if t.early_stop and acc.num_processes > 1:  # the main process decides; every process stops with it
+            flag = torch.tensor([float(bool(self.state.stopped_early))])
+            torch.distributed.broadcast(flag, 0, group=self._cpu_group)
+            if flag.item() and not self.state.stopped_early:
+                self.state.stopped_early = "stopped early by the main process"
         acc.wait_for_everyone()
+
+    def _watch_early_stop(self, value: float) -> None:
+        """train.early_stop: count evaluations without an improvement of more than train.early_stop_min_delta over
+        the value of the last one that improved (Keras' EarlyStopping); at train.early_stop of them, stop."""
+        t, state = self.config.train, self.state
+        ref, delta = state.stale_reference, t.early_stop_min_delta
+        lower = t.best_metric in LOWER_IS_BETTER
+        if ref is None or (value < ref - delta if lower else value > ref + delta):
+            state.stale_reference, state.stale_evals = value, 0
+            return
+        state.stale_evals += 1
+        if state.stale_evals >= t.early_stop:
+            best_step = json.loads((self.run_dir / "model_best" / "config.json").read_text())["step"]
+            state.stopped_early = (
+                f"{t.best_metric} did not improve by more than {delta:g} for {state.stale_evals} evaluations "
+                f"(train.early_stop={t.early_stop}, every {t.eval_every} steps); the best, {state.best:.4g} at step "
+                f"{best_step}, is in model_best/")
+            self.accelerator.print(f"\nstep {state.step}: early stop: {state.stopped_early}")
 
     def _log_metrics(self, metrics: dict) -> None:
         """To TensorBoard (eval/...) and logs/metrics.jsonl, which the report charts."""
@@ -705,6 +975,7 @@ class Trainer:
             "step": self.state.step,
             "ema": bool(self.ema),
             "norm_mode": "eval",
+            **({"stopped_early": self.state.stopped_early} if self.state.stopped_early else {}),
             "config": OmegaConf.to_container(OmegaConf.structured(self.config)),
         }
         return save_pretrained(directory, self.exported_networks(), meta)

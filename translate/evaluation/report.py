@@ -397,6 +397,8 @@ def write_report(run_dir: str | Path, gallery_size: int = 8, device: str | None 
     config_text = (run_dir / "config.yaml").read_text() if (run_dir / "config.yaml").is_file() else ""
     name = run_dir.name
     summary = f"recipe {recipe or '?'}, step {meta.get('step', '?')}" if meta else "no exported model yet"
+    if meta.get("stopped_early"):  # train.early_stop ended the run: why, and where the best model is
+        summary += f"; stopped early: {meta['stopped_early']}"
     page = (
         f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{_e(name)}: training report</title>'
         f"<style>{STYLE}</style></head><body>"

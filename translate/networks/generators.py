@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from translate.networks import register_generator
+from translate.networks.checkpointing import register_checkpoint_block
 from translate.networks.layers import conv_bias, norm_layer
 
 UPSAMPLE = ("transpose", "resize_conv")
@@ -22,6 +23,8 @@ UPSAMPLE = ("transpose", "resize_conv")
 class ResizeConv2d(nn.Conv2d):
     """×2 nearest-neighbour upsampling, then a 3×3 convolution: every output pixel sees the same number of input
     pixels, so no checkerboard pattern. One module in place of the transposed convolution, so the other keys stay."""
+
+    upsamples = True  # for translate.networks.checkpointing
 
     def __init__(self, in_channels: int, out_channels: int, bias: bool = True):
         super().__init__(in_channels, out_channels, 3, padding=1, bias=bias, padding_mode="reflect")
@@ -80,6 +83,7 @@ def last_layer(layer: nn.Module, residual: bool) -> list[nn.Module]:
     return [zero_start(layer), nn.Identity()] if residual else [layer, nn.Tanh()]
 
 
+@register_checkpoint_block
 class ResnetBlock(nn.Module):
     def __init__(self, dim: int, norm: str, use_dropout: bool):
         super().__init__()

@@ -8,8 +8,10 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from translate.networks import register_generator
+from translate.networks.checkpointing import register_checkpoint_block
 
 
+@register_checkpoint_block
 class ResidualBlock(nn.Module):
     def __init__(self, channels: int):
         super().__init__()
