@@ -43,6 +43,9 @@ def test_demo_quick_stopped_and_run_again(tmp_path):
     assert list((tmp_path / "pix2pix" / "checkpoints").glob("step_*"))
 
     out = finished(tmp_path, "second")
+    # It says how long it takes before it starts (docs/benchmarks.md has the measured times).
+    assert out.startswith("The demo trains a small Pix2Pix and a small CycleGAN") and "a minute or two" in \
+        out.splitlines()[0]
     assert re.search(r"Pix2Pix: continuing the earlier demo run from \S+step_\d+ \(step \d+\)", out), out
     assert "untrained" in out and out.count("against doing nothing") == 2
     assert out.count("do nothing") == 2  # one baseline row per model

@@ -31,6 +31,12 @@ from translate.networks.pretrained import read_config
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs"
 METRICS = ("psnr", "ssim", "l1")
+# How long it takes, as measured (docs/benchmarks.md, "Set-up, demo and tests"): said at the start.
+EXPECTED = {
+    False: "about 25 minutes on a 2-core CPU without bf16 (AMD EPYC, fp32: 47 CPU-minutes measured), less where the "
+           "CPU has bf16 (AMX, avx512_bf16) or with a GPU",
+    True: "a minute or two (--quick: 40 + 20 steps, nothing learned)",
+}
 
 
 def held_out_inputs(config, out: Path) -> Path:
@@ -96,6 +102,8 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="a few steps only (a smoke test, nothing learned)")
     args = parser.parse_args()
 
+    print(f"The demo trains a small Pix2Pix and a small CycleGAN on built-in data, measures and converts held-out "
+          f"images: {EXPECTED[args.quick]}. Ctrl-C stops it; the same command continues.", flush=True)
     try:
         p2p = pix2pix(args.out, args.quick)
         cyc = cyclegan(args.out, args.quick)
