@@ -33,9 +33,9 @@ CONFIGS = Path(__file__).resolve().parent.parent / "configs"
 METRICS = ("psnr", "ssim", "l1")
 # How long it takes, as measured (docs/benchmarks.md, "Set-up, demo and tests"): said at the start.
 EXPECTED = {
-    False: "about 25 minutes on a 2-core CPU without bf16 (AMD EPYC, fp32: 47 CPU-minutes measured), less where the "
-           "CPU has bf16 (AMX, avx512_bf16) or with a GPU",
-    True: "a minute or two (--quick: 40 + 20 steps, nothing learned)",
+    False: "about 6 minutes on a quiet 2-core CPU without bf16 (AMD EPYC, fp32: 5.6 min measured); on a machine busy "
+           "with other work much longer (58 min at load 6-9)",
+    True: "a minute or two (--quick: 40 + 20 steps, nothing learned; 31 s measured on a quiet 2-core CPU)",
 }
 
 
