@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from translate.config import load_config
@@ -100,3 +101,17 @@ def _auto_precision_is_fp32(monkeypatch):
     """train.mixed_precision=auto and dtype="auto" resolve to fp32 in every test, so results stay exact on CPUs with
     bf16 too; tests of the choice mock the hardware themselves (test_devices.py imports the real detection)."""
     monkeypatch.setattr("translate.devices.cpu_bf16_unit", lambda cpuinfo=None: None)
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    """A tiny exported translation model (pix2pix's resnet_6blocks at ngf 8, seed 0): a model directory as training
+    writes it. Modules that need another model define their own ``model_dir``."""
+    from translate.networks import create_generator
+    from translate.networks.pretrained import generator_spec, save_pretrained
+
+    torch.manual_seed(0)
+    net = create_generator("resnet_6blocks", ngf=8, norm="instance")
+    meta = {"recipe": "pix2pix", "directions": {"AtoB": "G"},
+            "generators": {"G": generator_spec("resnet_6blocks", 8, "instance", False, 3, 3)}}
+    return save_pretrained(tmp_path_factory.mktemp("model") / "model", {"G": net}, meta)

@@ -35,7 +35,7 @@ from translate.data import build_dataset
 from translate.engine.trainer import Trainer, run_directory, train
 from translate.methods import RECIPES, Role
 from translate.networks import create_discriminator, create_generator, init_weights
-from translate.networks.pretrained import generator_spec, save_pretrained
+from translate.networks.pretrained import save_pretrained
 
 ROOT = Path(__file__).resolve().parents[1]
 TESTS = Path(__file__).resolve().parent
@@ -332,15 +332,6 @@ def test_init_scale_follows_each_init_types_formula(init_type, gain):
 
 
 # --- translate convert: --quality, the ×4 alpha, --shard bookkeeping ----------------------------------------------
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
-    torch.manual_seed(0)
-    net = create_generator("resnet_6blocks", ngf=8, norm="instance")
-    meta = {"recipe": "pix2pix", "directions": {"AtoB": "G"},
-            "generators": {"G": generator_spec("resnet_6blocks", 8, "instance", False, 3, 3)}}
-    return save_pretrained(tmp_path_factory.mktemp("model") / "model", {"G": net}, meta)
-
-
 def noise_folder(root: Path, n: int, size: int = 32, seed: int = 0) -> Path:
     root.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)

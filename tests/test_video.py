@@ -23,8 +23,6 @@ from translate.inference import Translator
 from translate.inference.convert import convert_folder
 from translate.inference.temporal import MotionEstimator, TemporalFilter
 from translate.inference.video import translate_video
-from translate.networks import create_generator
-from translate.networks.pretrained import generator_spec, save_pretrained
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -37,15 +35,6 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(old)
-
-
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
-    torch.manual_seed(0)
-    net = create_generator("resnet_6blocks", ngf=8, norm="instance")
-    meta = {"recipe": "pix2pix", "directions": {"AtoB": "G"},
-            "generators": {"G": generator_spec("resnet_6blocks", 8, "instance", False, 3, 3)}}
-    return save_pretrained(tmp_path_factory.mktemp("model") / "model", {"G": net}, meta)
 
 
 @pytest.fixture(scope="module")
