@@ -52,7 +52,8 @@ def test_train_resume_and_load_the_model(config_file, tmp_path):
     assert again.returncode == 0, again.stderr[-2000:]
     assert "resumed from" in again.stdout + again.stderr
     model = json.loads((run_dir / "model" / "config.json").read_text())
-    assert model["step"] == 6 and model["recipe"] == "pix2pix" and model["format_version"] == 1
+    assert model["step"] == 6 and model["recipe"] == "pix2pix" and model["format_version"] == 2
+    assert model["kind"] == "translation"
 
     from translate import Translator
 

@@ -12,6 +12,7 @@ import pytest
 import torch
 from PIL import Image
 
+from translate.engine.evaluation import Evaluation
 from translate.engine.trainer import Trainer
 from translate.engine.watch import SAMPLES_COLLAPSE, collapse_warning, diversity
 
@@ -108,7 +109,7 @@ def test_a_generator_that_ignores_its_latent_is_warned_about_once(dcgan_config, 
 
 def test_the_watch_leaves_training_alone(healthy_run, dcgan_config, tmp_path, monkeypatch):
     # Same config without the watch: the same losses, bit for bit, so the watch draws nothing from the training RNG.
-    monkeypatch.setattr(Trainer, "_watch_samples", lambda self: {})
+    monkeypatch.setattr(Evaluation, "watch_samples", lambda self: {})
     quiet = Trainer(dcgan_config(tmp_path / "run", "train.max_steps=4", "train.eval_every=2")).fit()
     assert rows(quiet) == []
     assert rows(quiet, "losses.jsonl") == rows(healthy_run, "losses.jsonl")

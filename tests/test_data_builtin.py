@@ -9,9 +9,9 @@ import pytest
 
 from translate.config import load_config
 from translate.data import build_dataset
-from translate.data.builtin import BUILTINS, MODES, ensure_builtin
+from translate.data.builtin import BUILTINS, CHANNELS, MODES, ensure_builtin
 
-LAYOUT = {"aligned": {"train", "val", "test"}, "single": {"train", "val", "test"},
+LAYOUT = {"aligned": {"train", "val", "test"}, "single": {"train", "val", "test"}, "paired": {"train", "val", "test"},
           "unaligned": {"trainA", "trainB", "testA", "testB"}}
 
 
@@ -33,10 +33,14 @@ def test_generation_is_deterministic_and_laid_out(tmp_path, name):
     hashes = digest(first)
     assert len(hashes) > 100 and hashes == digest(second)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a", "b"]  # no temporary folder left behind
+    input_nc, output_nc = CHANNELS.get(name, (3, 3))
     cfg = load_config(None, [f"data.root={first}", f"data.dataset_mode={MODES[name]}", "data.load_size=64",
-                             "data.crop_size=64"])
+                             "data.crop_size=64", f"model.input_nc={input_nc}", f"model.output_nc={output_nc}",
+                             # CycleGAN's identity terms need as many channels on both sides
+                             f"model.cyclegan.lambda_identity={0.5 if input_nc == output_nc else 0}"])
     item = build_dataset(cfg, "test")[0]
-    assert item["A"].shape == item.get("B", item["A"]).shape == (3, 64, 64)
+    assert item["A"].shape == (input_nc, 64, 64)
+    assert item.get("B", item["A"][:output_nc]).shape == (output_nc, 64, 64)
 
 
 def test_cached_regenerated_on_version_change_and_foreign_folders_kept(tmp_path, monkeypatch):

@@ -68,13 +68,13 @@ def folder(tmp_path) -> Path:
 
 def count_decodes(monkeypatch) -> list[str]:
     calls = []
-    real = scan.read_image
+    real = scan.decode_data
 
     def counted(path, **kwargs):
         calls.append(os.path.basename(path))
         return real(path, **kwargs)
 
-    monkeypatch.setattr(scan, "read_image", counted)
+    monkeypatch.setattr(scan, "decode_data", counted)
     return calls
 
 
@@ -126,7 +126,9 @@ def test_second_scan_of_an_unchanged_folder_decodes_nothing(folder, cache, monke
     [cache_file] = (cache / "verified").iterdir()
     assert cache_file == scan.cache_file([str(p) for p in good])
     entries = json.loads(cache_file.read_text())["files"]
-    assert entries == {str(p): [p.stat().st_size, p.stat().st_mtime_ns, 24 * 24] for p in good}
+    # size, mtime, pixels, what the file holds (channels, alpha, kind, sample type, float range), array layout
+    assert entries == {str(p): [p.stat().st_size, p.stat().st_mtime_ns, 24 * 24, [3, False, "rgb", "uint8", None, None],
+                                "auto"] for p in good}
     assert not [p for p in cache_file.parent.iterdir() if p.name.startswith(".")]  # no temp file left behind
 
     decodes.clear()

@@ -8,7 +8,8 @@ import json
 import pytest
 
 from translate.config import ConfigError
-from translate.engine.trainer import Trainer, train
+from translate.engine.evaluation import Evaluation
+from translate.engine.trainer import train
 
 
 def scripted(monkeypatch, values: list[float], metric: str = "l1"):
@@ -19,8 +20,8 @@ def scripted(monkeypatch, values: list[float], metric: str = "l1"):
         calls.append(1)
         return {metric: values[len(calls) - 1]}
 
-    monkeypatch.setattr(Trainer, "_held_out_metrics", held_out)
-    monkeypatch.setattr(Trainer, "_do_nothing_metrics", lambda self: {})
+    monkeypatch.setattr(Evaluation, "held_out_metrics", held_out)
+    monkeypatch.setattr(Evaluation, "do_nothing_metrics", lambda self: {})
 
 
 def config(tiny_config, metric="l1", *overrides):

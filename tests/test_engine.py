@@ -210,17 +210,6 @@ def test_channels_last_gives_the_same_training(tiny_config, tmp_path):
         assert first_eager[key] == pytest.approx(first_fast[key], rel=1e-4, abs=1e-6), key
 
 
-def test_a_collapsed_discriminator_is_warned_about(tiny_config, capsys):
-    from translate.engine.trainer import COLLAPSE_WINDOWS
-
-    trainer = Trainer(tiny_config("pix2pix", "train.max_steps=2"))
-    for _ in range(COLLAPSE_WINDOWS):
-        trainer._watch_collapse({"loss_D_real": 0.001, "loss_D_fake": 0.002, "loss_G_GAN": 9.0})
-    assert "discriminator's loss has stayed below" in capsys.readouterr().out
-    trainer._watch_collapse({"loss_D_real": 0.3, "loss_D_fake": 0.3})
-    assert trainer.state.weak_d_windows == 0
-
-
 def test_progress_to_a_file_is_plain_lines_not_carriage_returns(tiny_config, capsys):
     # Under pytest stderr is not a terminal: one line per log window instead of a bar's \r updates.
     train(tiny_config("pix2pix", "train.progress=true", "train.max_steps=4"))

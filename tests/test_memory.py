@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from translate.config import ConfigError, load_config
+from translate.engine import memory
 from translate.engine.checkpoint import list_checkpoints
 from translate.engine.memory import GiB, Setting, candidates, parse_memory, plan
 from translate.engine.trainer import OutOfMemoryStop, Trainer, train
@@ -142,14 +143,14 @@ def test_a_generous_budget_leaves_the_training_unchanged(tiny_config, tmp_path, 
 
 
 def fake_probe(peaks: dict):
-    """A Trainer._probe that returns made-up peaks (GiB) by (checkpointing, micro_batch): the plan alone."""
-    def probe(self, setting, batch, budget):
+    """A memory.probe that returns made-up peaks (GiB) by (checkpointing, micro_batch): the plan alone."""
+    def probe(trainer, setting, batch, budget):
         return int(peaks[(setting.checkpointing, setting.micro_batch)] * GiB), True
     return probe
 
 
 def test_the_budget_chooses_checkpointing_then_micro_batches(tiny_config, monkeypatch, capsys):
-    monkeypatch.setattr(Trainer, "_probe", fake_probe({(False, 4): 9, (True, 4): 5, (True, 2): 3.5, (True, 1): 2}))
+    monkeypatch.setattr(memory, "probe", fake_probe({(False, 4): 9, (True, 4): 5, (True, 2): 3.5, (True, 1): 2}))
     trainer = Trainer(tiny_config("pix2pix", "data.batch_size=4", "train.max_memory=4GiB"))
     # Built again with micro-batches of 2, two accumulated: the same effective batch of 4.
     t, d = trainer.config.train, trainer.config.data
@@ -158,13 +159,13 @@ def test_the_budget_chooses_checkpointing_then_micro_batches(tiny_config, monkey
     assert is_checkpointed(trainer.nets["G"])
     out = capsys.readouterr().out
     assert "training with gradient checkpointing, micro-batches of 2 × 2 accumulated" in out and "peak 3.50 GiB" in out
-    monkeypatch.setattr(Trainer, "_probe", fake_probe({(False, 1): 9, (True, 1): 3}))
+    monkeypatch.setattr(memory, "probe", fake_probe({(False, 1): 9, (True, 1): 3}))
     trainer = Trainer(tiny_config("pix2pix", "train.max_memory=4GiB"))
     assert trainer.config.train.gradient_checkpointing and is_checkpointed(trainer.nets["G"])
 
 
 def test_nothing_fits_is_one_line_naming_what_would(tiny_config, monkeypatch):
-    monkeypatch.setattr(Trainer, "_probe", fake_probe({(False, 1): 9, (True, 1): 2.34}))
+    monkeypatch.setattr(memory, "probe", fake_probe({(False, 1): 9, (True, 1): 2.34}))
     with pytest.raises(ConfigError) as e:
         Trainer(tiny_config("pix2pix", "train.max_memory=2GiB"))
     assert "\n" not in str(e.value)

@@ -267,6 +267,8 @@ ROWS = [
     ("train.seed", "pix2pix", 0, 1, items, ("data.load_size=40",)),
     ("train.output_dir", "pix2pix", "{tmp_path}/x", "{tmp_path}/y", run_dir, ()),
     ("train.channels_last", "pix2pix", False, True, memory_format, ()),
+    # The term's value and its motion by hand: tests/test_temporal_training.py.
+    ("train.temporal", "pix2pix", 0.0, 0.5, losses, ()),
 ]
 
 
@@ -797,6 +799,16 @@ ELSEWHERE = {
     "data.max_pixels": "tests/test_data_datasets.py::test_bad_files_are_all_reported_at_once",
     "data.verify": "tests/test_data_datasets.py::test_truncated_file_at_load_time",
     "data.background": "tests/test_data_datasets.py::test_alpha_background_from_config",
+    # issue #31 (any channels, any bit depth)
+    "data.array_layout": "tests/test_nchannel.py::test_arrays_in_each_layout",
+    "data.normalize": "tests/test_nchannel.py::test_statistics_per_side_at_scan_time_cached_and_in_the_config",
+    "data.normalize_percentiles":
+        "tests/test_nchannel.py::test_statistics_per_side_at_scan_time_cached_and_in_the_config",
+    "data.normalize_range": "tests/test_nchannel.py::test_fixed_ranges_per_side_and_the_errors_that_name_a_file",
+    "data.normalize_range_B": "tests/test_nchannel.py::test_fixed_ranges_per_side_and_the_errors_that_name_a_file",
+    "data.normalize_stats":
+        "tests/test_nchannel.py::test_other_splits_use_the_train_statistics_and_given_ones_are_kept",
+    "train.sample_channels": "tests/test_nchannel.py::test_sample_grids_map_channels_to_rgb_as_stated",
     "train.n_epochs": "tests/test_engine_numerics.py::test_lr_schedule_follows_the_formula_epoch_by_epoch",
     "train.n_epochs_decay": "tests/test_engine_numerics.py::test_lr_schedule_follows_the_formula_epoch_by_epoch",
     "train.lr_policy": "tests/test_engine_numerics.py::test_lr_schedule_follows_the_formula_epoch_by_epoch",

@@ -226,8 +226,8 @@ def test_smooth_l1_does_not_hold_a_residual_cyclegan_at_its_input(tiny_config):
                       for g in ("G_A", "G_B")}
     for g in ("G_A", "G_B"):
         assert pull[0.0][g] > 1e-3 and pull[0.1][g] < 1e-4 * pull[0.0][g]
-    with pytest.raises(ValueError, match=r"model.cyclegan.smooth_l1_beta=-0.1 must be 0 \(L1, the paper's\)"):
-        RECIPES["cyclegan"](tiny_config("cyclegan", "model.cyclegan.smooth_l1_beta=-0.1"))
+    with pytest.raises(ConfigError, match=r"model.cyclegan.smooth_l1_beta=-0.1 must be 0 \(L1, the paper's\)"):
+        tiny_config("cyclegan", "model.cyclegan.smooth_l1_beta=-0.1")  # at load: tests/test_recipe_options.py
 
 
 def test_a_recipe_file_that_fails_to_import_is_one_line(tiny_config, tmp_path):

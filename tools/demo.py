@@ -27,7 +27,7 @@ from translate.evaluation import do_nothing, evaluate, evaluate_model, save_json
 from translate.evaluation.evaluate import model_config
 from translate.inference.convert import convert_folder
 from translate.methods import RECIPES
-from translate.networks.pretrained import read_config
+from translate.networks.description import describe
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs"
 METRICS = ("psnr", "ssim", "l1")
@@ -54,7 +54,7 @@ def measured(run_dir: Path, data: Path | None = None, dataset_mode: str | None =
     result = evaluate_model(run_dir, data, metrics=METRICS, split="test", dataset_mode=dataset_mode, device="cpu")
     save_json(result, run_dir / "eval" / f"test_{result.info['direction']}.json")
     write_report(run_dir)
-    config = model_config(read_config(run_dir / "model"), data, result.info["direction"], dataset_mode)
+    config = model_config(describe(run_dir / "model"), data, result.info["direction"], dataset_mode)
     baseline = evaluate({"G": do_nothing(config.model.input_nc)}, config, "test", METRICS, full_size=True)
     return {"model": result.metrics, "do nothing": baseline}
 

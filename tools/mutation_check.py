@@ -61,6 +61,7 @@ ENGINE_SKIP = (f"{ENGINE}::test_a_non_finite_loss_leaves_its_group_and_optimizer
 ENGINE_LR = (f"{ENGINE}::test_lr_schedule_follows_the_formula_epoch_by_epoch",
              f"{ENGINE}::test_lr_warmup_scales_each_step_on_top_of_the_epoch_schedule")
 ENGINE_BF16 = (f"{ENGINE}::test_bf16_mixed_precision_runs_bf16_kernels_on_the_cpu",)
+JOBS = ("tests/test_jobs.py",)
 ENGINE_BEST = (f"{ENGINE}::test_best_model_follows_the_lowest_l1",)
 PHASES = ("tests/test_recipes.py::test_n_critic_and_lazy_r1_run_as_often_as_asked",
           "tests/test_recipes.py::test_lazy_r1_is_scaled_by_its_interval_and_eager_r1_is_not",
@@ -83,6 +84,7 @@ CUT_RECIPE = "translate/methods/cut.py"
 DCGAN = "translate/methods/dcgan.py"
 SR = "translate/methods/sr.py"
 TRAINER = "translate/engine/trainer.py"
+EVALUATION = "translate/engine/evaluation.py"
 EMA = "translate/engine/ema.py"
 POOL = "translate/methods/image_pool.py"
 CYCLEGAN = "translate/methods/cyclegan.py"
@@ -249,10 +251,10 @@ MUTANTS = [
     Mutant("lr-schedulers-never-stepped", TRAINER, "                        scheduler.step()",
            "                        pass", ENGINE_LR),
     Mutant("bf16-ignored", TRAINER, "mixed_precision=precision,", 'mixed_precision="no",', ENGINE_BF16),
-    Mutant("best-model-always-latest", TRAINER, "if value is not None and self._is_better(value):",
+    Mutant("best-model-always-latest", EVALUATION, "if value is not None and self.is_better(value):",
            "if value is not None:", ENGINE_BEST),
-    Mutant("lower-is-better-flipped", TRAINER, "return value < self.state.best if lower_is_better",
-           "return value > self.state.best if lower_is_better", ENGINE_BEST),
+    Mutant("lower-is-better-flipped", EVALUATION, "return value < state.best if lower_is_better",
+           "return value > state.best if lower_is_better", ENGINE_BEST),
     Mutant("phase-every-ignored", TRAINER, "            if self.state.step % phase.every:",
            "            if False:", PHASES),
     Mutant("phase-repeat-ignored", TRAINER, "for _ in range(phase.repeat):", "for _ in range(1):", PHASES),
@@ -262,6 +264,18 @@ MUTANTS = [
            PHASES),
     Mutant("process-state-not-restored", TRAINER, "            self.recipe.load_state_dict(process_state)",
            "            pass", ("tests/test_engine.py::test_resume_is_exact",)),
+    # the loop's side jobs (translate/engine/*.py), each against its own tests
+    Mutant("last-checkpoint-saved-twice", "translate/engine/checkpoint.py", " and step < self.max_steps:", ":", JOBS),
+    Mutant("early-stop-ignores-min-delta", EVALUATION, "value > ref + delta", "value > ref", JOBS),
+    Mutant("loss-window-never-reset", "translate/engine/progress.py", "        self.sums, self.count = {}, 0\n",
+           "", JOBS),
+    Mutant("early-stop-loses-its-last-losses", "translate/engine/progress.py",
+           "        self.write()  # the last", "        pass  # the last", JOBS),
+    Mutant("longest-skip-run-forgotten", "translate/engine/nonfinite.py", "torch.maximum(self.skips[1], run)", "run",
+           JOBS),
+    Mutant("memory-peak-not-kept", "translate/engine/memory.py",
+           "trainer.state.peak_memory = max(trainer.state.peak_memory, peak(device))",
+           "trainer.state.peak_memory = peak(device)", JOBS),
     # CUT
     Mutant("nce-keys-not-detached", LOSS, "    key = key.detach()\n", "", CUT),
     Mutant("nce-temperature-ignored", LOSS, "/ temperature", "/ 1.0", CUT),
@@ -324,8 +338,8 @@ MUTANTS = [
            "nn.init.xavier_normal_(m.weight)", OPTIONS_INIT),
     Mutant("jpeg-quality-ignored", CONVERT, "pool.submit(_write, job, output, image, quality)",
            "pool.submit(_write, job, output, image, 95)", OPTIONS_JPEG),
-    Mutant("diffaugment-same-draws-every-step", TRAINER, "self._diffaugment.set_step(self.state.step)",
-           "self._diffaugment.set_step(0)", OPTIONS_DIFFAUGMENT),
+    Mutant("diffaugment-same-draws-every-step", TRAINER, "self.diffaugment.set_step(self.state.step)",
+           "self.diffaugment.set_step(0)", OPTIONS_DIFFAUGMENT),
     Mutant("diffaugment-step-not-in-seed", "translate/diffaugment.py",
            "self.generator.manual_seed(step_seed(self.seed, step))",
            "self.generator.manual_seed(step_seed(self.seed, 0))", OPTIONS_DIFFAUGMENT),
@@ -350,7 +364,7 @@ MUTANTS = [
     Mutant("channels-last-ignored", TRAINER,
            "memory_format = torch.channels_last if t.channels_last else torch.preserve_format",
            "memory_format = torch.preserve_format", (f"{OPTIONS_TABLE}[train.channels_last[pix2pix]]",)),
-    Mutant("eval-max-images-ignored", TRAINER, "max_images=t.eval_max_images", "max_images=None", OPTIONS_RUN),
+    Mutant("eval-max-images-ignored", EVALUATION, "max_images=t.eval_max_images", "max_images=None", OPTIONS_RUN),
     # preemption: a worker must not take a group signal on any thread, whichever the kernel picks
     Mutant("loader-workers-start-with-stop-signals-open", LOADER,
            "multiprocessing_context=worker_context() if d.num_workers > 0 else None,",

@@ -37,8 +37,8 @@ class ModelConfig:
     init_type: str = "normal"
     init_gain: float = 0.02
     no_dropout: bool = False
-    input_nc: int = 3
-    output_nc: int = 3
+    input_nc: int = 3  # channels of the network input (side A), any number: checked against the data's files
+    output_nc: int = 3  # channels of the output (side B)
     gan_mode: str = "lsgan"  # vanilla | lsgan | wgangp | hinge | any registered with register_gan_mode
     lambda_gp: float = 10.0  # WGAN-GP's gradient penalty weight
     n_critic: int = 1  # D steps per G step (WGAN-GP: 5)
@@ -51,7 +51,9 @@ class ModelConfig:
     upsample: str = "transpose"
     # A generator that starts as the identity and learns a change to its input (translate.networks.generators.
     # residual_output): for tasks whose output keeps most of the input (styles, seasons, colour, restoration).
-    residual: bool = False
+    # auto: chosen from the training data before the networks are built (translate.data.gap: true where the two
+    # domains' colour and texture statistics are close, false where they are far apart); config.yaml keeps the choice.
+    residual: bool | str = False
     sync_bn: bool = False
 
 
@@ -75,6 +77,20 @@ class DataConfig:
     background: str = "white"  # alpha is composited onto this colour
     max_pixels: int = 178_956_970  # PIL's own decompression-bomb limit, made explicit
     augment: list[str] = field(default_factory=list)  # extra augmentations, off by default
+    # How 3-D arrays (.npy / .npz, and TIFFs whose axes do not say) are laid out: hwc, chw, or auto (the smallest axis,
+    # first or last, is the channels).
+    array_layout: str = "auto"
+    # Intensities → the networks' [-1, 1], per side (translate.normalization): auto (by sample type: 8-bit /255 as
+    # always, 16-bit /65535, float as [0, 1]), minmax (of the dataset, per channel), percentile (per channel, clipped),
+    # fixed (normalize_range), meanstd (mean ± 3 std → ±1). Fitted once from the train split at scan time (cached).
+    normalize: str = "auto"
+    normalize_percentiles: list[float] = field(default_factory=lambda: [0.5, 99.5])  # percentile: low and high
+    normalize_range: list[float] = field(default_factory=list)  # fixed: [low, high] in data units, e.g. [0, 4095]
+    normalize_range_B: list[float] = field(default_factory=list)  # fixed: side B's range where it differs from A's
+    # Filled when the dataset is built: each side's fitted normalisation ({"A": {...}, "B": {...}}), so the run's
+    # config.yaml and its exported model keep them. Given (a run's config.yaml), they are used as they are where the
+    # method and its setting match.
+    normalize_stats: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -129,7 +145,13 @@ class TrainConfig:
     # machine's RAM on a CPU), e.g. 0.5. Tried in turn: as configured, checkpointing, micro-batches with gradient
     # accumulation at the same effective batch, bf16 where the hardware has it. "" (off).
     max_memory: str = ""
+    # Weight of the equivariance term for video stability (Eilertsen et al. 2019): mean |G(T(x)) - T(G(x))| for a
+    # small random shift, rotation and zoom T each step (translate.methods.equivariance). 0: off.
+    temporal: float = 0.0
     report: bool = True  # write report/index.html at the end of training
+    # Which channels sample grids show (translate.engine.samples): 3 indices as RGB or 1 as gray, for every image with
+    # that many channels; [] (default): the first three, gray for one or two.
+    sample_channels: list[int] = field(default_factory=list)
 
 
 @dataclass
@@ -147,6 +169,8 @@ CHOICES = {
     "data.preprocess": ("resize_and_crop", "crop", "scale_width", "scale_width_and_crop", "none"),
     "data.on_bad_file": ("error", "skip"),
     "data.verify": ("full", "header"),
+    "data.array_layout": ("auto", "hwc", "chw"),
+    "data.normalize": ("auto", "minmax", "percentile", "fixed", "meanstd"),
     "train.lr_policy": ("linear", "step", "cosine", "constant"),
     "train.mixed_precision": ("auto", "no", "bf16", "fp16"),
     "train.eval_split": ("train", "val", "test"),
@@ -384,8 +408,9 @@ def validate(config: Config) -> None:
         if value < 1:
             problems.append(f"{key}={value} must be at least 1")
     for key, value in (("model.input_nc", m.input_nc), ("model.output_nc", m.output_nc)):
-        if value not in (1, 2, 3):
-            problems.append(f"{key}={value} must be 1, 2 or 3")
+        if value < 1:
+            problems.append(f"{key}={value} must be at least 1")
+    problems += _check_channels_and_normalisation(config)
     if t.n_epochs < 0 or t.n_epochs_decay < 0 or t.n_epochs + t.n_epochs_decay < 1:
         problems.append("train.n_epochs + train.n_epochs_decay must be at least 1 (and neither negative)")
     if t.max_steps is not None and t.max_steps < 1:
@@ -403,8 +428,12 @@ def validate(config: Config) -> None:
             parse_policy(t.diffaugment)
         except ValueError as e:
             problems.append(f"train.diffaugment={t.diffaugment!r}: {e}")
+    if t.temporal < 0:
+        problems.append(f"train.temporal={t.temporal} must be 0 (off) or positive")
     if t.warmup_steps < 0:
         problems.append(f"train.warmup_steps={t.warmup_steps} must be 0 (off) or positive")
+    if isinstance(m.residual, str) and m.residual != "auto":
+        problems.append(f"model.residual={m.residual!r} must be true, false or auto")
     if not 0 < t.ema_decay < 1:
         problems.append(f"train.ema_decay={t.ema_decay} must be between 0 and 1")
     if d.preprocess in ("resize_and_crop", "scale_width_and_crop") and d.crop_size > d.load_size:
@@ -440,8 +469,37 @@ def validate(config: Config) -> None:
         raise ConfigError("invalid config:\n  - " + "\n  - ".join(problems))
 
 
+def _check_channels_and_normalisation(config: Config) -> list[str]:
+    """data.normalize's settings, train.sample_channels, and DiffAugment's colour ops (gray or RGB images only)."""
+    m, d, t = config.model, config.data, config.train
+    problems = []
+    if d.normalize == "percentile" and not (len(d.normalize_percentiles) == 2
+                                            and 0 <= d.normalize_percentiles[0] < d.normalize_percentiles[1] <= 100):
+        problems.append(f"data.normalize_percentiles={list(d.normalize_percentiles)} must be [low, high] with "
+                        f"0 <= low < high <= 100, e.g. [0.5, 99.5]")
+    for key, value in (("data.normalize_range", d.normalize_range), ("data.normalize_range_B", d.normalize_range_B)):
+        if value and not (len(value) == 2 and value[0] < value[1]):
+            problems.append(f"{key}={list(value)} must be [low, high] with low < high, e.g. [0, 4095]")
+    if d.normalize == "fixed" and not d.normalize_range:
+        problems.append("data.normalize=fixed needs data.normalize_range=[low, high] in the data's units, "
+                        "e.g. [0, 4095] for 12-bit data")
+    if d.normalize != "fixed" and (d.normalize_range or d.normalize_range_B):
+        problems.append(f"data.normalize_range is for data.normalize=fixed (this config: {d.normalize})")
+    if t.sample_channels and (len(t.sample_channels) not in (1, 3) or min(t.sample_channels) < 0):
+        problems.append(f"train.sample_channels={list(t.sample_channels)} must be 3 channel indices (shown as RGB) "
+                        f"or 1 (gray), each 0 or more, e.g. [2, 1, 0]")
+    if "color" in [p.strip() for p in t.diffaugment.split(",")] and d.dataset_mode != "colorization":
+        odd = [f"{k}={v}" for k, v in (("model.input_nc", m.input_nc), ("model.output_nc", m.output_nc))
+               if v not in (1, 3)]
+        if odd:
+            problems.append(f"train.diffaugment={t.diffaugment!r}: its color op changes the brightness, saturation "
+                            f"and contrast of gray or RGB images, and {', '.join(odd)}; use translation,cutout")
+    return problems
+
+
 def _check_recipe(recipe, config: Config) -> list[str]:
-    """Optimizer groups named in train.optimizers must exist in the recipe."""
+    """Optimizer groups named in train.optimizers must exist in the recipe; the recipe checks its own options
+    (``Recipe.check``)."""
     return [f"train.optimizers.{group}: recipe {recipe.name} has no optimizer group '{group}' "
             f"(its groups: {', '.join(recipe.groups)})"
-            for group in config.train.optimizers if group not in recipe.groups]
+            for group in config.train.optimizers if group not in recipe.groups] + recipe.check(config)

@@ -3,6 +3,8 @@ so that D cannot memorise a small training set while G still gets gradients thro
 
 Built on kornia's augmentation module and attached to the discriminators as forward pre-hooks (``attach``); the
 random stream is reseeded from (seed, step) every step, so a resumed run augments exactly as an uninterrupted one.
+Any channel count: translation and cutout move and blank every channel alike; color changes the brightness,
+saturation and contrast of gray and RGB images, and the config refuses it for other channel counts.
 """
 
 from __future__ import annotations

@@ -2,9 +2,11 @@
 palette, CMYK, gray, 16-bit, alpha, decompression bombs, one ``BadImageError``) and how outputs are written so that
 Pillow, OpenCV and tifffile all read them back with the mode, size and bit depth they had. Imports no torch code.
 
-Training reads uint8 ``(H, W, 1 | 3)`` arrays with alpha composited (``read_image``); conversion reads everything a
-copy must keep (``read_image_file``): pixels as ``(H, W, C)`` uint8 or uint16, C = 1 gray, 2 gray + alpha, 3 RGB,
-4 RGBA, plus the ICC profile and EXIF.
+``read_image`` gives uint8 ``(H, W, 1 | 3)`` arrays with alpha composited; training reads any data file with
+``decode_data`` (any channel count, multi-page TIFF, ``.npy`` / ``.npz``, the sample type kept: 16-bit stays 16-bit,
+float stays float) and ``conform`` (a model side's channel count, with ``read_image``'s rules for 8-bit images);
+conversion reads everything a copy must keep (``read_image_file``): pixels as ``(H, W, C)`` uint8 or uint16, C = 1
+gray, 2 gray + alpha, 3 RGB, 4 RGBA, plus the ICC profile and EXIF.
 """
 
 from __future__ import annotations
@@ -244,6 +246,386 @@ def read_image(path: str | Path, *, mode: str | None = "RGB",
     except Exception as e:  # truncated data and malformed files surface as many exception types from PIL
         raise BadImageError(path, _describe(e, path)) from e
     return np.ascontiguousarray(to_mode(arr, mode) if mode else arr)
+
+
+# ---- decoding data for training: any channel count, the sample type kept ----------------------------------------
+# Arrays saved with numpy, next to the image formats; a folder scan for a dataset picks up both (DATA_EXTENSIONS).
+ARRAY_EXTENSIONS = (".npy", ".npz")
+DATA_EXTENSIONS = IMAGE_EXTENSIONS + ARRAY_EXTENSIONS
+# How a 3-D array's axes are read (data.array_layout): height × width × channels (numpy's and scikit-image's channel
+# last), channels × height × width (torch's), or auto: the smallest axis is the channels.
+ARRAY_LAYOUTS = ("auto", "hwc", "chw")
+_TIFF_SUFFIXES = (".tif", ".tiff")
+_EIGHT_BIT_MODES = {"1", "L", "LA", "La", "P", "PA", "RGB", "RGBA", "RGBa", "RGBX", "CMYK", "YCbCr"}
+# Sample types the transforms (OpenCV) take as they are; the others are widened without loss: bool → uint8,
+# int8 → int16, float16 → float32, 32/64-bit integers → float64 (exact below 2^53). ``DataInfo.dtype`` keeps the
+# file's own type.
+_KEPT = {"uint8", "uint16", "int16", "float32", "float64"}
+_WIDER = {"bool": np.uint8, "int8": np.int16, "float16": np.float32}
+
+
+@dataclass(frozen=True)
+class DataInfo:
+    """What a data file holds: ``channels`` (alpha included), whether the last one is ``alpha``, its ``kind`` ("gray"
+    and "rgb" images convert to each other as they always did, 1 ↔ 3 channels; "data" channels are taken as they
+    are), its sample type and, where the file was decoded in full, the range of its values (float data)."""
+
+    channels: int
+    alpha: bool = False
+    kind: str = "data"  # gray | rgb | data
+    dtype: str = "uint8"
+    low: float | None = None
+    high: float | None = None
+
+    def to_json(self) -> list:
+        return [self.channels, self.alpha, self.kind, self.dtype, self.low, self.high]
+
+    @classmethod
+    def from_json(cls, value: list) -> DataInfo:
+        channels, alpha, kind, dtype, low, high = value
+        return cls(int(channels), bool(alpha), str(kind), str(dtype), low, high)
+
+
+def channel_problem(info: DataInfo, channels: int) -> str | None:
+    """Why a file described by ``info`` cannot give ``channels`` channels (None: it can). See ``conform``."""
+    if channels in (info.channels, info.channels - info.alpha):
+        return None
+    if info.kind in ("gray", "rgb") and channels in (1, 3):
+        return None
+    what = f"{info.channels} channels" + (" (the last one alpha)" if info.alpha else "")
+    return f"has {what}, not {channels}"
+
+
+def conform(pixels: np.ndarray, info: DataInfo, channels: int,
+            background: str | tuple[int, int, int] = (255, 255, 255)) -> np.ndarray:
+    """The (H, W, ``channels``) array a model side reads from a decoded file. Alpha stays a channel where the side
+    counts it (4 for RGBA, 2 for gray + alpha) and is composited onto ``background`` otherwise; gray and RGB images
+    convert to each other (ITU-R 601-2 luma, or the gray repeated), as ``read_image`` does; data channels must match.
+    For 8-bit images the result equals ``read_image``'s. ValueError (``channel_problem``) when it cannot."""
+    c = pixels.shape[2]
+    if channels == c:
+        return pixels
+    if info.alpha:
+        pixels, c = _composite(pixels, parse_color(background)), c - 1
+    if channels == c:
+        return pixels
+    problem = channel_problem(info, channels)
+    if problem:
+        raise ValueError(problem)
+    return np.repeat(pixels, 3, axis=2) if channels == 3 else _luma_any(pixels)[..., None]
+
+
+def _composite(a: np.ndarray, background: tuple[int, int, int]) -> np.ndarray:
+    """Colour channels over the last (alpha) channel onto ``background``, in the array's own sample type: integers
+    with ``_composited``'s rounding (so 8-bit results are the same), floats with alpha in [0, 1]."""
+    color, alpha = a[..., :-1], a[..., -1:]
+    bg8 = np.array(background, np.uint8)
+    bg = np.array([_luma(bg8)] if color.shape[2] == 1 else background, np.float64)
+    if np.issubdtype(a.dtype, np.integer):
+        top = int(np.iinfo(a.dtype).max)
+        bg = np.round(bg * top / 255).astype(np.uint64)
+        c, al = color.astype(np.uint64), alpha.astype(np.uint64)
+        return ((c * al + bg * (top - al) + top // 2) // top).astype(a.dtype)
+    al = alpha.astype(np.float64)
+    return (color * al + bg / 255 * (1 - al)).astype(a.dtype)
+
+
+def _luma_any(rgb: np.ndarray) -> np.ndarray:
+    """RGB → luma in the array's sample type: PIL's integer weights for integers (``_luma`` for 8 bits), the same
+    weights in floating point for floats."""
+    if rgb.dtype == np.uint8:
+        return _luma(rgb)
+    r, g, b = (rgb[..., i].astype(np.float64) for i in range(3))
+    y = (r * 19595 + g * 38470 + b * 7471) / 65536
+    return np.rint(y).astype(rgb.dtype) if np.issubdtype(rgb.dtype, np.integer) else y.astype(rgb.dtype)
+
+
+def _working(a: np.ndarray) -> np.ndarray:
+    """``a`` in native byte order, widened where the transforms cannot take its sample type (see ``_KEPT``)."""
+    name = a.dtype.name
+    if name in _WIDER:
+        return a.astype(_WIDER[name])
+    if name not in _KEPT:
+        if not (np.issubdtype(a.dtype, np.integer) or np.issubdtype(a.dtype, np.floating)):
+            raise ValueError(f"unsupported sample type {a.dtype} (numbers only)")
+        return a.astype(np.float64)
+    return a.astype(a.dtype.newbyteorder("="), copy=False)
+
+
+def _array_header(fp) -> tuple[tuple[int, ...], np.dtype]:
+    version = np.lib.format.read_magic(fp)
+    reader = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}.get(version)
+    if reader is None:
+        raise ValueError(f".npy format version {version} is not supported")
+    shape, _, dtype = reader(fp)
+    return shape, dtype
+
+
+def _array_layout(shape: tuple[int, ...], layout: str) -> str:
+    """"hwc" or "chw" for a 3-D array's ``shape``; ValueError where ``auto`` cannot tell."""
+    if len(shape) == 2:
+        return "hwc"
+    if len(shape) != 3:
+        raise ValueError(f"a {len(shape)}-D array {tuple(shape)}: expected H×W, H×W×C or C×H×W")
+    if layout != "auto":
+        return layout
+    smallest = min(shape)
+    if shape.count(smallest) == 1 and shape.index(smallest) in (0, 2):
+        return "chw" if shape.index(smallest) == 0 else "hwc"
+    raise ValueError(f"cannot tell the channel axis of a {shape[0]}×{shape[1]}×{shape[2]} array (the smallest axis, "
+                     f"first or last, is taken for the channels); set data.array_layout=hwc or chw")
+
+
+def _hw(shape: tuple[int, ...], layout: str) -> tuple[int, int, int]:
+    """(height, width, channels) of an array of ``shape`` read as ``layout``."""
+    layout = _array_layout(shape, layout)
+    if len(shape) == 2:
+        return shape[0], shape[1], 1
+    return (shape[1], shape[2], shape[0]) if layout == "chw" else (shape[0], shape[1], shape[2])
+
+
+def _npz_member(z, path: Path) -> str:
+    names = [n for n in z.namelist() if n.endswith(".npy")]
+    if len(names) != 1:
+        listed = ", ".join(n[:-4] for n in names) or "none"
+        raise ValueError(f"an .npz of a dataset holds one array, this one {len(names)} ({listed})")
+    return names[0]
+
+
+def _array_info(path: Path, max_pixels: int | None, layout: str) -> tuple[DataInfo, tuple[int, int, int]]:
+    """The header of an .npy / .npz file, without reading its data."""
+    import zipfile
+
+    if path.suffix.lower() == ".npz":
+        with zipfile.ZipFile(path) as z, z.open(_npz_member(z, path)) as f:
+            shape, dtype = _array_header(f)
+    else:
+        with open(path, "rb") as f:
+            shape, dtype = _array_header(f)
+    if dtype.hasobject:
+        raise ValueError("holds Python objects, not numbers (arrays are read without pickle)")
+    h, w, c = _hw(shape, layout)
+    _check_size(w, h, max_pixels)
+    return DataInfo(c, False, "data", dtype.name), (h, w, c)
+
+
+def _check_size(w: int, h: int, max_pixels: int | None) -> None:
+    if w < 1 or h < 1:
+        raise ValueError(f"empty image ({w}×{h})")
+    if max_pixels is not None and w * h > max_pixels:
+        raise ValueError(f"{w}×{h} = {w * h:,} pixels is more than data.max_pixels={max_pixels:,} (a guard against "
+                         f"decompression bombs); raise data.max_pixels if you trust this file")
+
+
+def _read_array(path: Path, max_pixels: int | None, layout: str) -> tuple[np.ndarray, DataInfo]:
+    info, _ = _array_info(path, max_pixels, layout)
+    if path.suffix.lower() == ".npz":
+        import zipfile
+
+        with zipfile.ZipFile(path) as z:
+            key = _npz_member(z, path)[:-4]
+        with np.load(path, allow_pickle=False) as z:
+            a = z[key]
+    else:
+        a = np.load(path, allow_pickle=False)
+    if a.ndim == 2:
+        a = a[..., None]
+    elif _array_layout(a.shape, layout) == "chw":
+        a = np.moveaxis(a, 0, -1)
+    return _working(a), info
+
+
+def _tiff_layout(axes: str, shape: tuple[int, ...], layout: str) -> str:
+    """How the first series of a TIFF maps to (H, W, C): "hwc" or "chw" for 3-D data ("YXS": samples last; "CYX"
+    or "SYX": channels first; pages of any other name, e.g. what ``tifffile.imwrite`` of an H×W×C array with more than
+    4 channels writes, by ``layout`` as for arrays), "fold" for more axes (every one but Y and X becomes channels)."""
+    if len(shape) == 2:
+        return "hwc"
+    if len(shape) > 3:
+        if "Y" not in axes or "X" not in axes:
+            raise ValueError(f"a TIFF series of axes {axes!r}: expected Y and X")
+        return "fold"
+    if axes[2] == "S":
+        return "hwc"
+    if axes[0] in "SC":
+        return "chw"
+    return _array_layout(shape, layout)
+
+
+def _tiff_info(tif, layout: str) -> tuple[DataInfo, tuple[int, int], str]:
+    """What the first series of an open ``tifffile.TiffFile`` holds, its (height, width) and ``_tiff_layout``."""
+    import tifffile
+
+    series = tif.series[0]
+    axes, shape = series.axes, tuple(series.shape)
+    how = _tiff_layout(axes, shape, layout)
+    if how == "fold":
+        h, w = shape[axes.index("Y")], shape[axes.index("X")]
+        channels = int(np.prod([n for a, n in zip(axes, shape) if a not in "YX"], dtype=np.int64))
+    else:
+        h, w, channels = _hw(shape, how)
+    page = tif.pages[0]
+    extras = tuple(int(e) for e in (page.extrasamples or ()))
+    alpha = len(extras) == 1 and extras[0] in (1, 2)  # associated or unassociated alpha
+    kind = "data"
+    if axes in ("YX", "YXS"):  # one page: its photometric interpretation says what the samples are
+        colors = channels - alpha
+        photometric = int(page.photometric)
+        if photometric in (int(tifffile.PHOTOMETRIC.MINISBLACK), int(tifffile.PHOTOMETRIC.MINISWHITE)) and colors == 1:
+            kind = "gray"
+        elif photometric == int(tifffile.PHOTOMETRIC.RGB) and colors == 3:
+            kind = "rgb"
+    return DataInfo(channels, alpha and kind != "data", kind, np.dtype(series.dtype).name), (h, w), how
+
+
+def _read_tiff(path: Path, max_pixels: int | None, layout: str, warn: bool) -> tuple[np.ndarray, DataInfo]:
+    """Any TIFF through tifffile: the first series as (H, W, C) (see ``_tiff_layout``: a multi-page file's pages
+    become channels), the sample type kept, the orientation tag applied."""
+    import tifffile  # late: only TIFF data needs it
+
+    with tifffile.TiffFile(path) as tif:
+        info, (h, w), how = _tiff_info(tif, layout)
+        _check_size(w, h, max_pixels)
+        if warn and len(tif.series) > 1:
+            warn_once(f"{path}: holds {len(tif.series)} series of different shapes; using the first")
+        axes = tif.series[0].axes
+        a = tif.series[0].asarray()
+        tag = tif.pages[0].tags.get("Orientation")
+        orientation = int(tag.value) if tag is not None else 1
+    if how == "fold":
+        a = np.moveaxis(a, (axes.index("Y"), axes.index("X")), (0, 1)).reshape(h, w, -1)
+    elif a.ndim == 2:
+        a = a[..., None]
+    elif how == "chw":
+        a = np.moveaxis(a, 0, -1)
+    return _working(np.ascontiguousarray(_orient(a, orientation))), info
+
+
+def _pil_data(im: Image.Image, path: Path) -> tuple[np.ndarray, DataInfo]:
+    """A PIL image → (H, W, C) with alpha kept and its sample type: 8-bit modes as uint8 (converted as
+    ``_composited`` does, without compositing), 16-bit gray as uint16, "F" as float32, 32-bit "I" as int32."""
+    mode = im.mode
+    if mode == "P":
+        im = im.convert("RGBA" if "transparency" in im.info else "RGB")
+    elif mode in ("PA", "RGBa"):
+        im = im.convert("RGBA")
+    elif mode == "La":
+        im = im.convert("LA")
+    elif mode == "1":
+        im = im.convert("L")
+    elif mode in ("CMYK", "YCbCr", "RGBX"):
+        im = im.convert("RGB")
+    mode = im.mode
+    a = np.asarray(im)
+    if mode.startswith("I;16") or (mode == "I" and im.format in ("PNG", "PPM")):  # PNG and PGM hold ≤ 16 bits
+        a = a.astype(np.uint16)
+    elif mode == "I":
+        a = a.astype(np.int32)
+    elif mode == "F":
+        a = a.astype(np.float32)
+    a = a[..., None] if a.ndim == 2 else a  # read-only for 8 bits, as read_image's: the transforms copy
+    kind = "rgb" if mode in ("RGB", "RGBA") else "gray"
+    return a, DataInfo(a.shape[2], mode in ("LA", "RGBA"), kind, a.dtype.name)
+
+
+def _tiff_by_pil(path: Path, fallback: bool = False) -> bool:
+    """Whether PIL decodes this TIFF, as training always did: one page of 8-bit samples. The rest (several pages,
+    16-bit or float samples, more than 4 samples) goes to tifffile; ``fallback``: whether PIL can read it without
+    losing anything where tifffile cannot (one page of 16-bit or float gray)."""
+    try:
+        with _open(path) as im:
+            modes = _EIGHT_BIT_MODES | ({"I", "I;16", "I;16B", "I;16L", "I;16N", "F"} if fallback else set())
+            return getattr(im, "n_frames", 1) == 1 and im.mode in modes and not _tiff_16bit_colour(im)
+    except Exception:
+        return False  # e.g. 5 samples a pixel: PIL cannot open it, tifffile can
+
+
+def decode_data(path: str | Path, *, max_pixels: int | None = DEFAULT_MAX_PIXELS, array_layout: str = "auto",
+                warn: bool = True) -> tuple[np.ndarray, DataInfo]:
+    """Decode any data file into an (H, W, C) array of its own sample type (alpha kept; ``conform`` makes it a model
+    side's channels) and its ``DataInfo``:
+
+    - images PIL reads (JPEG, PNG, BMP, WebP, GIF, PPM, 8-bit TIFF): upright, as ``read_image`` but not reduced to 8
+      bits or composited: 16-bit PNG (colour too) stays uint16, float TIFF float32;
+    - other TIFFs through tifffile: several pages or any number of samples become channels, the type is kept;
+    - ``.npy`` / ``.npz`` (one array; read without pickle): H×W, or H×W×C / C×H×W as ``array_layout`` says.
+
+    ``BadImageError`` names the file for anything unusable."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    try:
+        if suffix in ARRAY_EXTENSIONS:
+            return _read_array(path, max_pixels, array_layout)
+        if suffix in _TIFF_SUFFIXES and not _tiff_by_pil(path):
+            try:
+                return _read_tiff(path, max_pixels, array_layout, warn)
+            except ValueError:
+                raise
+            except Exception as e:  # a codec tifffile lacks (LZW needs imagecodecs): PIL reads one page of gray
+                if not _tiff_by_pil(path, fallback=True):
+                    raise BadImageError(path, f"cannot decode ({type(e).__name__}: {e})") from e
+        with _open(path) as im:
+            problem = _header_problem(im, max_pixels)
+            if problem:
+                raise BadImageError(path, problem)
+            _warn_frames(im, path, warn)
+            im.load()
+            orientation = im.getexif().get(_ORIENTATION, 1)
+            if im.format == "PNG" and _png_16bit(path):
+                from torchvision.io import ImageReadMode, decode_png, read_file  # late: a heavy import
+
+                a = decode_png(read_file(str(path)), mode=ImageReadMode.UNCHANGED).permute(1, 2, 0).numpy()
+                info = DataInfo(a.shape[2], a.shape[2] in (2, 4), "rgb" if a.shape[2] >= 3 else "gray", "uint16")
+            else:
+                a, info = _pil_data(im, path)
+        return np.ascontiguousarray(_orient(_working(a), orientation)), info
+    except BadImageError:
+        raise
+    except ValueError as e:
+        raise BadImageError(path, str(e)) from e
+    except Exception as e:  # truncated data and malformed files surface as many exception types
+        raise BadImageError(path, _describe(e, path)) from e
+
+
+def probe_data(path: str | Path, *, max_pixels: int | None = DEFAULT_MAX_PIXELS,
+               array_layout: str = "auto") -> DataInfo:
+    """``decode_data``'s ``DataInfo`` from the header alone (``data.verify=header``); BadImageError names the file."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    try:
+        if suffix in ARRAY_EXTENSIONS:
+            return _array_info(path, max_pixels, array_layout)[0]
+        if suffix in _TIFF_SUFFIXES and not _tiff_by_pil(path):
+            import tifffile
+
+            try:
+                with tifffile.TiffFile(path) as tif:
+                    info, (h, w), _ = _tiff_info(tif, array_layout)
+            except Exception:
+                if not _tiff_by_pil(path, fallback=True):
+                    raise
+            else:
+                _check_size(w, h, max_pixels)
+                return info
+        with _open(path) as im:
+            problem = _header_problem(im, max_pixels)
+            if problem:
+                raise BadImageError(path, problem)
+            if im.format == "PNG" and _png_16bit(path):
+                bands = len(im.getbands())
+                return DataInfo(bands, bands in (2, 4), "rgb" if bands >= 3 else "gray", "uint16")
+            mode = {"P": "RGBA" if "transparency" in im.info else "RGB", "PA": "RGBA", "RGBa": "RGBA", "La": "LA",
+                    "1": "L", "CMYK": "RGB", "YCbCr": "RGB", "RGBX": "RGB"}.get(im.mode, im.mode)
+            dtype = {"F": "float32", "I": "uint16" if im.format in ("PNG", "PPM") else "int32"}.get(
+                mode, "uint16" if mode.startswith("I;16") else "uint8")
+            return DataInfo({"LA": 2, "RGB": 3, "RGBA": 4}.get(mode, 1), mode in ("LA", "RGBA"),
+                            "rgb" if mode in ("RGB", "RGBA") else "gray", dtype)
+    except BadImageError:
+        raise
+    except ValueError as e:
+        raise BadImageError(path, str(e)) from e
+    except Exception as e:
+        raise BadImageError(path, _describe(e, path)) from e
 
 
 # ---- decoding for conversion: alpha, 16 bits and metadata kept ---------------------------------------------------

@@ -1,8 +1,13 @@
 """Datasets over image folders, built from the config: ``build_dataset(config, split)``.
 
 Every item is a dict: "A" (the network input, input_nc channels) and, except for single, "B" (output_nc channels),
-float32 (C, H, W) tensors in [-1, 1], plus "A_path" / "B_path". ``set_epoch(e)`` reseeds the augmentation: item i of
-epoch e draws all its randomness from ``np.random.default_rng((train.seed, e, i))``.
+float32 (C, H, W) tensors in [-1, 1] (each side normalised by data.normalize: ``dataset.normalization``), plus
+"A_path" / "B_path". ``set_epoch(e)`` reseeds the augmentation: item i of epoch e draws all its randomness from
+``np.random.default_rng((train.seed, e, i))``.
+
+Building a dataset scans its files, checks each side's channel count against them and fits each side's normalisation
+from the training split's statistics, which it writes into ``config.data.normalize_stats`` ({"A": ..., "B": ...},
+plain dicts of ``translate.normalization``): the run's config.yaml keeps them, and so can an exported model.
 """
 
 from __future__ import annotations
@@ -16,11 +21,12 @@ from translate.data.base import BadFileDuringTraining, ImageDataset
 from translate.data.builtin import BUILTINS, ensure_builtin, holds_other_data
 from translate.data.colorization import ColorizationDataset, lab_to_rgb
 from translate.data.paired import PairedDataset
-from translate.data.scan import DatasetError, DatasetNotFoundError, list_images
+from translate.data.scan import DatasetError, DatasetNotFoundError, fit_normalization, list_images
 from translate.data.single import SingleDataset
 from translate.data.transforms import AUGMENTATIONS
 from translate.data.unaligned import UnalignedDataset
 from translate.imageio import BadImageError, check_image, parse_color, read_image
+from translate.normalization import Normalization
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +82,7 @@ def detect_dataset_mode(root: str | Path) -> str | None:
 
 
 def _check(config, split: str) -> None:
-    d, m = config.data, config.model
+    d = config.data
     problems = []
     if split not in SPLITS:
         problems.append(f"split={split!r} is not one of {', '.join(SPLITS)}")
@@ -87,8 +93,6 @@ def _check(config, split: str) -> None:
         problems.append(f"data.builtin={name!r} is not one of {', '.join(BUILTINS)} (or none)")
     if name is None and not d.root:
         problems.append("data.root is required without a built-in dataset (data.builtin=none)")
-    if 2 in (m.input_nc, m.output_nc) and d.dataset_mode != "colorization":
-        problems.append("model.input_nc/output_nc=2 (ab channels) only go with data.dataset_mode=colorization")
     unknown = [a for a in d.augment if a not in AUGMENTATIONS]
     if unknown:
         problems.append(f"data.augment: unknown {', '.join(unknown)}; known: {', '.join(AUGMENTATIONS)}")
@@ -111,4 +115,63 @@ def build_dataset(config, split: str = "train") -> ImageDataset:
     and DatasetError for empty folders, unmatched pairs or bad files (all of them listed at once).
     """
     _check(config, split)
-    return DATASETS[config.data.dataset_mode](config, split, dataset_root(config))
+    dataset = DATASETS[config.data.dataset_mode](config, split, dataset_root(config))
+    dataset.check_sides()
+    if dataset.normalized:
+        fit_sides(config, dataset, split)
+    return dataset
+
+
+def _wanted(config, side: str) -> dict:
+    """What a side's normalisation must have been fitted with: the method and its setting."""
+    d = config.data
+    wanted = {"method": d.normalize}
+    if d.normalize == "percentile":
+        wanted["percentiles"] = [float(p) for p in d.normalize_percentiles]
+    elif d.normalize == "fixed":
+        low, high = d.normalize_range_B if side == "B" and d.normalize_range_B else d.normalize_range
+        wanted.update(low=float(low), high=float(high))
+    return wanted
+
+
+def _fits(entry, wanted: dict, channels: int) -> bool:
+    """Whether a normalisation given in data.normalize_stats is one the config asks for (else it is fitted again)."""
+    if not isinstance(entry, dict) or entry.get("method") != wanted["method"] or entry.get("channels") != channels:
+        return False
+    if "percentiles" in wanted:
+        return entry.get("percentiles") == wanted["percentiles"]
+    if "low" in wanted:
+        return set(entry.get("low") or []) == {wanted["low"]} and set(entry.get("high") or []) == {wanted["high"]}
+    return True
+
+
+def fit_sides(config, dataset: ImageDataset, split: str) -> None:
+    """Set ``dataset.normalization`` for each side: the normalisations in data.normalize_stats where they are the
+    ones asked for (a run's config.yaml, a model's), else fitted from the training split's files (cached with the
+    scan) and written into data.normalize_stats. Another split without them measures the train split; without one,
+    its own files (with a warning)."""
+    d = config.data
+    stats = dict(d.normalize_stats or {})
+    sides = dataset.sides()
+    missing = [s for s in sides if not _fits(stats.get(s), _wanted(config, s), dataset.channels[s])]
+    if missing:
+        source = dataset
+        if split != "train":
+            try:
+                source = DATASETS[d.dataset_mode](config, "train", dataset_root(config))
+                source.check_sides()
+            except DatasetNotFoundError:
+                log.warning("no train split under %s: data.normalize=%s measures the %s split instead", dataset.root,
+                            d.normalize, split)
+        source_sides = source.sides()
+        for side in missing:
+            range_ = _wanted(config, side)
+            stats[side] = fit_normalization(
+                source_sides[side], source.channels[side], source.infos, method=d.normalize,
+                percentiles=tuple(d.normalize_percentiles),
+                value_range=(range_["low"], range_["high"]) if d.normalize == "fixed" else None,
+                background=dataset.background, max_pixels=d.max_pixels, array_layout=d.array_layout,
+                num_workers=d.num_workers, progress=config.train.progress)
+        d.normalize_stats = stats
+    for side in sides:
+        dataset.normalization[side] = Normalization.from_dict(stats[side])

@@ -5,8 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from translate.data.base import ImageDataset
-from translate.data.transforms import to_tensor
-from translate.imageio import to_mode
+from translate.data.scan import part_of
 
 
 class AlignedDataset(ImageDataset):
@@ -19,15 +18,20 @@ class AlignedDataset(ImageDataset):
     def __len__(self) -> int:
         return len(self.paths)
 
+    def parts(self) -> tuple[str, str]:
+        """The halves A and B read: split at the middle (an odd width loses its last column)."""
+        return ("right", "left") if self.swap else ("left", "right")
+
+    def sides(self):
+        part_A, part_B = self.parts()
+        return {"A": [(p, part_A) for p in self.paths], "B": [(p, part_B) for p in self.paths]}
+
     def load(self, index, rng):
         path = self.paths[index]
-        ab = self.read(path)
-        # Split at the middle; an odd width loses its last column so that both halves have the same size.
-        w2 = ab.shape[1] // 2
-        a, b = ab[:, :w2], ab[:, w2 : 2 * w2]
-        if self.swap:
-            a, b = b, a
-        params = self.transform.sample((w2, ab.shape[0]), rng)
-        A = self.transform.apply(to_mode(a, self.mode_A), params)
-        B = self.transform.apply(to_mode(b, self.mode_B), params)
-        return {"A": to_tensor(A), "B": to_tensor(B), "A_path": str(path), "B_path": str(path)}
+        ab, info = self.decode(path)  # decoded once, each half conformed to its side's channels
+        part_A, part_B = self.parts()
+        a = self.conform(path, part_of(ab, part_A), info, "A")
+        b = self.conform(path, part_of(ab, part_B), info, "B")
+        params = self.transform.sample((a.shape[1], a.shape[0]), rng)
+        A, B = self.transform.apply(a, params), self.transform.apply(b, params)
+        return {"A": self.to_tensor(A, "A"), "B": self.to_tensor(B, "B"), "A_path": str(path), "B_path": str(path)}

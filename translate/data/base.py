@@ -13,10 +13,12 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from translate.data.scan import DatasetError, check_files, find_images
-from translate.data.transforms import Transform
-from translate.imageio import BadImageError, parse_color, read_image
+from translate.config import ConfigError
+from translate.data.scan import DatasetError, check_channels, find_images, part_of, scan_files
+from translate.data.transforms import COLOR_AUGMENTATIONS, Transform, to_tensor
+from translate.imageio import BadImageError, DataInfo, conform, decode_data, parse_color
 from translate.networks import GENERATORS
+from translate.normalization import Normalization
 
 log = logging.getLogger(__name__)
 
@@ -57,9 +59,12 @@ def make_transform(config, split: str) -> Transform:
 
 
 class ImageDataset(Dataset):
-    """Base class: subclasses set ``self.layout`` (for messages), list their files and implement ``load``."""
+    """Base class: subclasses set ``self.layout`` (for messages), list their files and implement ``load`` and
+    ``sides``. ``build_dataset`` then checks each side's channels against the data (``check_sides``) and sets its
+    normalisation (``normalization``: data units → [-1, 1] per side; ``auto`` until then)."""
 
     layout = ""
+    normalized = True  # its images go through data.normalize (colorization scales its Lab channels itself)
 
     def __init__(self, config, split: str, root: Path):
         d = config.data
@@ -73,8 +78,11 @@ class ImageDataset(Dataset):
         self.max_pixels, self.on_bad_file, self.max_dataset_size = d.max_pixels, d.on_bad_file, d.max_dataset_size
         self.verify, self.num_workers, self.progress = d.verify, d.num_workers, config.train.progress
         # The network input is always "A" (direction already applied), so it has input_nc channels, "B" output_nc.
-        self.mode_A = "L" if config.model.input_nc == 1 else "RGB"
-        self.mode_B = "L" if config.model.output_nc == 1 else "RGB"
+        self.channels = {"A": config.model.input_nc, "B": config.model.output_nc}
+        self.array_layout = d.array_layout
+        self.augment = tuple(d.augment)
+        self.normalization = {"A": Normalization(), "B": Normalization()}
+        self.infos: dict[Path, DataInfo] = {}  # what each scanned file holds (channels, sample type)
         self.swap = d.direction == "BtoA"
         self.failed: dict[str, str] = {}  # files that failed to decode when loaded (skip mode; this process only)
 
@@ -104,12 +112,57 @@ class ImageDataset(Dataset):
         return paths
 
     def check(self, paths: list[Path]) -> set[Path]:
-        """The bad files among ``paths`` (skip), or a DatasetError listing them all (error); see ``check_files``."""
-        return check_files(paths, max_pixels=self.max_pixels, on_bad_file=self.on_bad_file, verify=self.verify,
-                           num_workers=self.num_workers, progress=self.progress)
+        """The bad files among ``paths`` (skip), or a DatasetError listing them all (error); see ``check_files``.
+        What the good ones hold is kept in ``self.infos``."""
+        bad, infos = scan_files(paths, max_pixels=self.max_pixels, on_bad_file=self.on_bad_file, verify=self.verify,
+                                num_workers=self.num_workers, progress=self.progress, array_layout=self.array_layout)
+        self.infos.update(infos)
+        return bad
 
-    def read(self, path: Path, mode: str | None = "RGB") -> np.ndarray:
-        return read_image(path, mode=mode, background=self.background, max_pixels=self.max_pixels)
+    def sides(self) -> dict[str, list[tuple[Path, str | None]]]:
+        """The files of each side ("A", "B"), each with the part of it that side reads (an aligned file's "left" or
+        "right" half, or None for the whole file)."""
+        raise NotImplementedError
+
+    def side_key(self, side: str) -> str:
+        """The setting that gives ``side``'s channel count, for messages."""
+        return "model.input_nc" if side == "A" else "model.output_nc"
+
+    def check_sides(self) -> None:
+        """One line naming a file whose channel count a side cannot use (``scan.check_channels``), and a ConfigError
+        for a colour augmentation of data that is not 8-bit gray or RGB images."""
+        for side, parts in self.sides().items():
+            paths = [p for p, _ in parts]
+            check_channels(self.infos, paths, self.channels[side], self.side_key(side))
+            for name in set(self.augment) & set(COLOR_AUGMENTATIONS):
+                nc = self.channels[side]
+                odd = next((p for p in paths if p in self.infos and not (
+                    self.infos[p].dtype == "uint8" and self.infos[p].kind in ("gray", "rgb"))), None)
+                if nc not in (1, 3) or odd is not None:
+                    what = (f"{self.side_key(side)}={nc}" if nc not in (1, 3) else
+                            f"{odd} holds {self.infos[odd].channels}-channel {self.infos[odd].dtype} "
+                            f"{self.infos[odd].kind}")
+                    raise ConfigError(f"data.augment={name} changes the colours of 8-bit gray or RGB images, but "
+                                      f"{what}: leave {name} out of data.augment (the geometric ones work on any data)")
+
+    def decode(self, path: Path) -> tuple[np.ndarray, DataInfo]:
+        return decode_data(path, max_pixels=self.max_pixels, array_layout=self.array_layout)
+
+    def conform(self, path: Path, pixels: np.ndarray, info: DataInfo, side: str) -> np.ndarray:
+        """``pixels`` (decoded from ``path``) as ``side`` reads them: its channel count, alpha composited or kept."""
+        try:
+            return conform(pixels, info, self.channels[side], self.background)
+        except ValueError as e:  # changed since the scan
+            raise BadImageError(path, f"{e} ({self.side_key(side)}={self.channels[side]})") from e
+
+    def read(self, path: Path, side: str, part: str | None = None) -> np.ndarray:
+        """The (H, W, C) array ``side`` reads from ``path`` (or from its ``part``), in the data's own type."""
+        pixels, info = self.decode(path)
+        return self.conform(path, part_of(pixels, part), info, side)
+
+    def to_tensor(self, image: np.ndarray, side: str):
+        """A transformed image of ``side`` → a float32 (C, H, W) tensor in [-1, 1], by the side's normalisation."""
+        return to_tensor(image, self.normalization[side])
 
     def __getitem__(self, index: int) -> dict:
         if not 0 <= index < len(self):

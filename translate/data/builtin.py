@@ -17,9 +17,21 @@
   (sharper detail, stronger colour: near the input, the other way from ``stylization``'s smoothing) and
   ``pencilSketch`` (a colour pencil drawing on white: far from the input). More tasks with a known truth for
   tools/quality.py, so that settings chosen on one are checked on others.
+- ``photo2cartoon``, ``photo2stripes`` and their ``_paired`` forms: two more tasks far from the input, whose output
+  changes texture, not only tone: flat posterised colour regions with black outlines (mean-shift segmentation,
+  4 levels per channel, Canny edges), and zebra stripes inside the photo's warm-coloured regions with the rest
+  unchanged (a change confined to part of the image, as horse -> zebra; only crops whose warm regions cover 15-75 %
+  of them, in both domains). ``FAR_TASKS`` names the far ones.
 - ``digits`` (single, 28² gray; 5000 train / 500 val / 1000 test): digits 0-9 in turn, white on black as MNIST,
   drawn with Pillow's bundled font at random stroke widths, slightly rotated, sheared, squeezed and shifted.
   Procedural: a stand-in for MNIST (DCGAN's first example), which no installed package ships.
+- ``multispectral`` (paired folders ``<split>/A`` and ``<split>/B``, 64 px; 48 train / 8 val / 8 test): A = five
+  spectral bands of a photo crop (blue, green, red, red edge, near infrared), each a fixed mix of the photo's RGB
+  (``SPECTRAL_MIX``), 12-bit values (0-4095) in uint16 five-page TIFFs; B = a depth-like map of the same crop in a
+  16-bit gray PNG (1000-61000: a heavily blurred luminance on a ramp that grows towards the bottom). Data of other
+  channel counts and bit depths for the tests and the README: ``model.input_nc=5 model.output_nc=1``
+  (``CHANNELS``), with ``data.normalize=fixed data.normalize_range=[0,4095] data.normalize_range_B=[0,65535]`` or
+  ``minmax``.
 
 - ``clip`` (not a dataset: a video, ``ensure_clip()``): 48 frames of 128×96 at 12 fps from two of the photos with a
   known camera path: frames 0-23 pan right across astronaut (3 px a frame), frames 24-47 zoom into chelsea (2 % a
@@ -38,6 +50,7 @@ folder, then renamed), into ``$TRANSLATE_CACHE/builtin/<name>`` (default ``~/.ca
 
 from __future__ import annotations
 
+import itertools
 import os
 from collections.abc import Callable
 from functools import partial
@@ -197,32 +210,120 @@ def _sketch(photo: np.ndarray) -> np.ndarray:
     return cv2.pencilSketch(photo, sigma_s=60, sigma_r=0.07, shade_factor=0.05)[1]
 
 
+def _cartoon(photo: np.ndarray) -> np.ndarray:
+    """Flat colour regions with black outlines: mean-shift segmentation (regions of similar colour averaged), each
+    channel posterised to 4 levels (64 colours), and the segmentation's Canny edges drawn 2 px wide in black."""
+    flat = cv2.pyrMeanShiftFiltering(photo, sp=8, sr=40, maxLevel=1)
+    out = (np.round(flat / 85.0) * 85).astype(np.uint8)
+    edges = cv2.Canny(cv2.cvtColor(flat, cv2.COLOR_RGB2GRAY), 30, 90)
+    out[cv2.dilate(edges, np.ones((2, 2), np.uint8)) > 0] = 0
+    return out
+
+
+def warm_mask(photo: np.ndarray) -> np.ndarray:
+    """The saturated warm (red, orange, brown) regions of an RGB photo, uint8 0/1: OpenCV hue >= 170 or <= 22 (of
+    180: crimson through red to orange), saturation >= 100, value >= 60, opened and closed with a 5 px disc so that
+    it is made of regions, not specks."""
+    h, s, v = cv2.split(cv2.cvtColor(photo, cv2.COLOR_RGB2HSV))
+    m = (((h <= 22) | (h >= 170)) & (s >= 100) & (v >= 60)).astype(np.uint8)
+    disc = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (5, 5))
+    return cv2.morphologyEx(cv2.morphologyEx(m, cv2.MORPH_OPEN, disc), cv2.MORPH_CLOSE, disc)
+
+
+def _stripes(photo: np.ndarray) -> np.ndarray:
+    """Zebra stripes inside the warm regions (``warm_mask``), the rest unchanged: a texture change confined to part
+    of the image, as horse -> zebra. Black and white bands that follow the region's outline (the distance to its
+    edge, every 7 px) bent by its shading (blurred luminance, every 64 grey levels): a function of the photo alone,
+    so the truth is known and the same wherever a crop is taken."""
+    m = warm_mask(photo)
+    distance = cv2.distanceTransform(m, cv2.DIST_L2, 5)
+    shading = cv2.GaussianBlur(cv2.cvtColor(photo, cv2.COLOR_RGB2GRAY).astype(np.float32), (0, 0), 2)
+    bands = 127.5 + 110 * np.tanh(3 * np.sin(2 * np.pi * (distance / 7 + shading / 64)))
+    inside = cv2.GaussianBlur(m.astype(np.float32), (3, 3), 0)[..., None]  # a 1 px soft edge
+    return np.round(photo * (1 - inside) + bands[..., None] * inside).clip(0, 255).astype(np.uint8)
+
+
 # photo2<name> and photo2<name>_paired for each: the same crops through another of OpenCV's photo filters, so that a
 # setting chosen on one task can be checked on others with a known truth.
-PHOTO_FILTERS = {"stylized": _stylize, "stylized_strong": _stylize_strong, "enhanced": _enhance, "sketch": _sketch}
+PHOTO_FILTERS = {"stylized": _stylize, "stylized_strong": _stylize_strong, "enhanced": _enhance, "sketch": _sketch,
+                 "cartoon": _cartoon, "stripes": _stripes}
+# Which of them keep the input's layout, detail and colours (near: the output is the input a little changed) and which
+# change its texture (far: a drawing, flat posterised colours, stripes): the two kinds tools/quality.py reports.
+FAR_TASKS = ("sketch", "cartoon", "stripes")
+# Crops a task keeps (the others are skipped): stripes takes only crops whose warm regions cover 15-75 % of them, so
+# that every image, in both domains, has a part to change and a part to keep (as every horse2zebra image has a horse).
+_KEEP = {"stripes": lambda crop: 0.15 <= warm_mask(crop).mean() <= 0.75}
 
 
-def _photo2filtered(out: Path, filtered: Callable[[np.ndarray], np.ndarray]) -> None:
+def _kept_crops(photos: list[np.ndarray], n: int, held_out: bool, rng: np.random.Generator,
+                keep: Callable[[np.ndarray], bool] | None = None):
+    """``n`` crops as ``_crops`` draws them, those that ``keep`` rejects skipped (none without it: the same crops)."""
+    crops = _crops(photos, n if keep is None else 50 * n, held_out, rng)
+    return itertools.islice(crops if keep is None else filter(keep, crops), n)
+
+
+def _photo2filtered(out: Path, filtered: Callable[[np.ndarray], np.ndarray],
+                    keep: Callable[[np.ndarray], bool] | None = None) -> None:
     photos = _photos()
     for split, n, seed in (("train", 140, 0), ("test", 14, 1)):  # fewer than edges2photos: stylization is slow
         for domain in "AB":
             # Different streams for A and B: the two domains show different crops, as unpaired data should.
             rng = np.random.default_rng((14, seed, ord(domain)))
-            for i, crop in enumerate(_crops(photos, n, split != "train", rng)):
+            for i, crop in enumerate(_kept_crops(photos, n, split != "train", rng, keep)):
                 _save(out / f"{split}{domain}" / f"{i:04d}.png", filtered(crop) if domain == "B" else crop)
 
 
-def _photo2filtered_paired(out: Path, filtered: Callable[[np.ndarray], np.ndarray]) -> None:
+def _photo2filtered_paired(out: Path, filtered: Callable[[np.ndarray], np.ndarray],
+                           keep: Callable[[np.ndarray], bool] | None = None) -> None:
     # train and test hold exactly the unpaired form's trainA and testA crops (same streams), each beside its filtered
     # truth: the known answer a model trained on the unpaired form is measured against; val is extra held-out crops.
     photos = _photos()
     for split, n, seed in (("train", 140, 0), ("val", 14, 2), ("test", 14, 1)):
         rng = np.random.default_rng((14, seed, ord("A")))
-        for i, crop in enumerate(_crops(photos, n, split != "train", rng)):
+        for i, crop in enumerate(_kept_crops(photos, n, split != "train", rng, keep)):
             _save(out / split / f"{i:04d}.png", np.concatenate([crop, filtered(crop)], axis=1))
 
 
 _PHOTO_FORMS = {"": (_photo2filtered, "unaligned"), "_paired": (_photo2filtered_paired, "aligned")}
+
+
+# ---- multispectral: other channel counts and bit depths --------------------------------------------------------
+
+# Each band's response to the photo's R, G, B (rows: blue, green, red, red edge, near infrared): a fixed mix, so the
+# bands are a function of the photo and the task has a known truth.
+SPECTRAL_MIX = np.array([[0.05, 0.15, 0.80], [0.10, 0.80, 0.10], [0.85, 0.10, 0.05], [0.55, 0.40, 0.05],
+                         [0.30, 0.65, 0.05]])
+
+
+def _bands(crop: np.ndarray) -> np.ndarray:
+    """(5, H, W) uint16 12-bit bands of an RGB uint8 crop; near infrared brightens where green dominates red (as
+    vegetation reflects it), which no band mixes linearly."""
+    rgb = crop.astype(np.float64) / 255
+    bands = np.einsum("kc,hwc->khw", SPECTRAL_MIX, rgb)
+    bands[4] += 0.3 * np.clip(rgb[..., 1] - rgb[..., 0], 0, None)
+    return np.round(np.clip(bands, 0, 1) * 4095).astype(np.uint16)
+
+
+def _depth(crop: np.ndarray) -> np.ndarray:
+    """A depth-like (H, W) uint16 map: heavily blurred luminance on a ramp towards the bottom, 1000-61000."""
+    h = crop.shape[0]
+    luma = cv2.GaussianBlur(cv2.cvtColor(crop, cv2.COLOR_RGB2GRAY).astype(np.float64) / 255, (0, 0), 6)
+    ramp = np.linspace(0, 1, h)[:, None]
+    return np.round(1000 + 60000 * (0.6 * luma + 0.4 * ramp)).astype(np.uint16)
+
+
+def _multispectral(out: Path) -> None:
+    import tifffile
+
+    photos = _photos()
+    for split, n, seed in (("train", 48, 0), ("val", 8, 1), ("test", 8, 2)):
+        for i, crop in enumerate(_crops(photos, n, split != "train", np.random.default_rng((16, seed)), size=64)):
+            (out / split / "A").mkdir(parents=True, exist_ok=True)
+            (out / split / "B").mkdir(parents=True, exist_ok=True)
+            # Five pages, deflate-compressed (tifffile and libtiff decode it without extra codecs), no timestamp.
+            tifffile.imwrite(out / split / "A" / f"{i:04d}.tif", _bands(crop), photometric="minisblack",
+                             compression="zlib", metadata=None)
+            Image.fromarray(_depth(crop)).save(out / split / "B" / f"{i:04d}.png", format="PNG", compress_level=1)
 
 
 # ---- digits -------------------------------------------------------------------------------------------------------
@@ -261,15 +362,18 @@ BUILTINS: dict[str, Callable[[Path], None]] = {
     "shapes_unpaired": _shapes_unpaired,
     "edges2photos": _edges2photos,
     "photos": _photo_crops,
-    **{f"photo2{name}{form}": partial(make, filtered=f) for name, f in PHOTO_FILTERS.items()
+    **{f"photo2{name}{form}": partial(make, filtered=f, keep=_KEEP.get(name)) for name, f in PHOTO_FILTERS.items()
        for form, (make, _) in _PHOTO_FORMS.items()},
     "digits": _digits,
+    "multispectral": _multispectral,
 }
 # The dataset_mode each one is laid out for.
 MODES = {"shapes_paired": "aligned", "shapes_unpaired": "unaligned", "edges2photos": "aligned",
          "photos": "single",
          **{f"photo2{name}{form}": mode for name in PHOTO_FILTERS for form, (_, mode) in _PHOTO_FORMS.items()},
-         "digits": "single"}
+         "digits": "single", "multispectral": "paired"}
+# (model.input_nc, model.output_nc) of the built-ins that are not RGB on both sides.
+CHANNELS = {"multispectral": (5, 1)}
 
 
 # ---- a video clip ---------------------------------------------------------------------------------------------------

@@ -8,7 +8,7 @@ import numpy as np
 
 from translate.data.base import ImageDataset
 from translate.data.scan import DatasetError, find_images
-from translate.data.transforms import resize, to_tensor
+from translate.data.transforms import resize
 
 SPLITS = ("train", "val", "test")
 
@@ -52,12 +52,15 @@ class PairedDataset(ImageDataset):
     def __len__(self) -> int:
         return len(self.pairs)
 
+    def sides(self):
+        return {"A": [(pa, None) for pa, _ in self.pairs], "B": [(pb, None) for _, pb in self.pairs]}
+
     def load(self, index: int, rng: np.random.Generator) -> dict:
         path_A, path_B = self.pairs[index]
-        a, b = self.read(path_A, self.mode_A), self.read(path_B, self.mode_B)
+        a, b = self.read(path_A, "A"), self.read(path_B, "B")
         size = (a.shape[1], a.shape[0])
         # B is brought to A's size first, so that one crop position means the same pixels in both.
         b = resize(b, size)
         params = self.transform.sample(size, rng)
         A, B = self.transform.apply(a, params), self.transform.apply(b, params)
-        return {"A": to_tensor(A), "B": to_tensor(B), "A_path": str(path_A), "B_path": str(path_B)}
+        return {"A": self.to_tensor(A, "A"), "B": self.to_tensor(B, "B"), "A_path": str(path_A), "B_path": str(path_B)}

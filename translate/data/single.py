@@ -7,7 +7,6 @@ from pathlib import Path
 import numpy as np
 
 from translate.data.base import ImageDataset
-from translate.data.transforms import to_tensor
 
 
 def split_folder(root: Path, split: str) -> Path:
@@ -25,8 +24,11 @@ class SingleDataset(ImageDataset):
     def __len__(self) -> int:
         return len(self.paths)
 
+    def sides(self):
+        return {"A": [(p, None) for p in self.paths]}
+
     def load(self, index: int, rng: np.random.Generator) -> dict:
         path = self.paths[index]
-        a = self.read(path, self.mode_A)
+        a = self.read(path, "A")
         A = self.transform.apply(a, self.transform.sample((a.shape[1], a.shape[0]), rng))
-        return {"A": to_tensor(A), "A_path": str(path)}
+        return {"A": self.to_tensor(A, "A"), "A_path": str(path)}

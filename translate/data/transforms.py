@@ -3,7 +3,8 @@
 ``Transform.sample(size, rng)`` draws the parameters of one image (crop position, flip, a seed for each extra
 augmentation, which are albumentations transforms) from the item's own generator; ``Transform.apply(image, params)``
 applies them. Paired data samples once and applies the same parameters to A and B, which keeps their pixels in
-correspondence.
+correspondence. Images of any channel count and sample type (uint8, uint16, float...) go through in their own type;
+``to_tensor`` normalises them last (``translate.normalization``), so nothing is rounded to 8 bits on the way.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import torch
 PREPROCESS = ("resize_and_crop", "crop", "scale_width", "scale_width_and_crop", "none")
 
 
-def _color_jitter() -> A.BasicTransform:  # brightness, contrast, saturation ±20 %, hue ±0.05 turn
+def _color_jitter() -> A.BasicTransform:  # brightness, contrast, saturation ±20 %, hue ±0.05 turn: 8-bit gray/RGB
     return A.ColorJitter(brightness=0.2, contrast=0.2, saturation=0.2, hue=0.05, p=1.0)
 
 
@@ -38,17 +39,20 @@ def _vflip() -> A.BasicTransform:  # upside down with probability 1/2
 
 # Extra augmentations, off by default (data.augment): name → a factory of the albumentations transform. Each image
 # gets a fresh transform seeded from its own generator (see Transform.sample), so the same seed gives the same
-# pixels on A and on B (pairs stay aligned) and after a resume.
+# pixels on A and on B (pairs stay aligned) and after a resume. The geometric ones move every channel alike, whatever
+# their count and type; colour_jitter only knows 8-bit gray and RGB images (COLOR_AUGMENTATIONS: refused otherwise).
 AUGMENTATIONS: dict[str, Callable[[], A.BasicTransform]] = {
     "color_jitter": _color_jitter,
     "rotate": _rotate,
     "affine": _affine,
     "vflip": _vflip,
 }
+COLOR_AUGMENTATIONS = ("color_jitter",)
 
 
 def resize(img: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """Resize a uint8 (H, W, C) array to ``size`` = (w, h): area averaging to shrink, bicubic to enlarge.
+    """Resize an (H, W, C) array (uint8, uint16, int16, float32 or float64, any C) to ``size`` = (w, h): area
+    averaging to shrink, bicubic to enlarge, in the array's own type.
 
     The reference uses PIL's antialiased bicubic; OpenCV's pair gives the same pictures (0.7 grey levels apart on
     average) 4-7× faster, which is most of the time a loader worker spends on an item.
@@ -56,16 +60,22 @@ def resize(img: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     if (img.shape[1], img.shape[0]) == size:
         return img
     shrink = size[0] <= img.shape[1] and size[1] <= img.shape[0]
-    out = cv2.resize(img, size, interpolation=cv2.INTER_AREA if shrink else cv2.INTER_CUBIC)
+    interpolation = cv2.INTER_AREA if shrink else cv2.INTER_CUBIC
+    if img.shape[2] > 4:  # OpenCV's area resize takes at most 4 channels: 4 at a time (each channel on its own)
+        return np.concatenate([resize(img[..., i : i + 4], size) for i in range(0, img.shape[2], 4)], axis=2)
+    out = cv2.resize(img, size, interpolation=interpolation)
     return out.reshape(size[1], size[0], img.shape[2])  # cv2 drops a single channel axis
 
 
-def to_tensor(img: np.ndarray) -> torch.Tensor:
-    """uint8 (H, W, C) → float32 (C, H, W) in [-1, 1]."""
-    x = np.ascontiguousarray(img.transpose(2, 0, 1), dtype=np.float32)  # numpy: fast whatever torch's thread count
-    x /= 127.5
-    x -= 1.0
-    return torch.from_numpy(x)
+def to_tensor(img: np.ndarray, normalization=None) -> torch.Tensor:
+    """(H, W, C) in data units → float32 (C, H, W) in [-1, 1] by ``normalization`` (a translate.normalization
+    ``Normalization``; None: ``auto``, x / 127.5 - 1 for uint8 as always)."""
+    if normalization is None:
+        from translate.normalization import Normalization
+
+        normalization = Normalization()
+    x = normalization.apply(img)  # numpy: fast whatever torch's thread count
+    return torch.from_numpy(np.ascontiguousarray(x.transpose(2, 0, 1)))
 
 
 @dataclass(frozen=True)
@@ -117,7 +127,7 @@ class Transform:
         return params
 
     def apply(self, img: np.ndarray, params: dict) -> np.ndarray:
-        """Resize, crop, flip and augment a uint8 (H, W, C) image as ``params`` says."""
+        """Resize, crop, flip and augment an (H, W, C) image as ``params`` says (every channel alike, its type kept)."""
         img = resize(img, params["size"])
         if params["crop"] is not None:
             x, y = params["crop"]

@@ -11,7 +11,6 @@ from pathlib import Path
 import numpy as np
 
 from translate.data.base import ImageDataset
-from translate.data.transforms import to_tensor
 
 
 class UnalignedDataset(ImageDataset):
@@ -28,11 +27,14 @@ class UnalignedDataset(ImageDataset):
     def __len__(self) -> int:
         return max(len(self.paths_A), len(self.paths_B))
 
+    def sides(self):
+        return {"A": [(p, None) for p in self.paths_A], "B": [(p, None) for p in self.paths_B]}
+
     def load(self, index: int, rng: np.random.Generator) -> dict:
         path_A = self.paths_A[index % len(self.paths_A)]
         path_B = self.paths_B[int(rng.integers(len(self.paths_B))) if self.random_B else index % len(self.paths_B)]
-        a, b = self.read(path_A, self.mode_A), self.read(path_B, self.mode_B)
+        a, b = self.read(path_A, "A"), self.read(path_B, "B")
         # Independent crops and flips: the two images show different scenes.
         A = self.transform.apply(a, self.transform.sample((a.shape[1], a.shape[0]), rng))
         B = self.transform.apply(b, self.transform.sample((b.shape[1], b.shape[0]), rng))
-        return {"A": to_tensor(A), "B": to_tensor(B), "A_path": str(path_A), "B_path": str(path_B)}
+        return {"A": self.to_tensor(A, "A"), "B": self.to_tensor(B, "B"), "A_path": str(path_A), "B_path": str(path_B)}

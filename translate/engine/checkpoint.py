@@ -15,6 +15,8 @@ from pathlib import Path
 
 import torch
 
+from translate.engine.jobs import Job
+
 STEP_DIR = re.compile(r"^step_(\d+)$")
 
 
@@ -59,6 +61,21 @@ def save_checkpoint(accelerator, run_dir: Path, step: int, keep: int, process_st
             shutil.rmtree(old, ignore_errors=True)
     accelerator.wait_for_everyone()
     return final
+
+
+class Checkpoints(Job):
+    """A checkpoint every ``train.checkpoint_every`` steps and one at the end (``Trainer.checkpoint``)."""
+
+    def __init__(self, trainer, max_steps: int):
+        self.trainer, self.max_steps = trainer, max_steps
+
+    def on_step(self, batch: dict, ctx: dict) -> None:
+        step = self.trainer.state.step
+        if step % self.trainer.config.train.checkpoint_every == 0 and step < self.max_steps:  # the end saves the last
+            self.trainer.checkpoint()
+
+    def on_end(self, batch: dict | None, ctx: dict | None) -> None:
+        self.trainer.checkpoint()
 
 
 def training_state(checkpoint: Path) -> dict:

@@ -1,4 +1,6 @@
-"""Sample grids written during training: one row per example, the recipe's visuals side by side."""
+"""Sample grids written during training: one row per example, the recipe's visuals side by side, each shown as RGB
+through a stated channel mapping (``to_rgb``: train.sample_channels, by default the first three channels, gray for one
+or two)."""
 
 from __future__ import annotations
 
@@ -7,24 +9,30 @@ from pathlib import Path
 import torch
 from torchvision.utils import make_grid, save_image
 
+from translate.engine.jobs import Job
 from translate.fileio import atomic_write
 
 
-def _to_rgb(images: torch.Tensor) -> torch.Tensor:
-    if images.shape[1] == 1:
-        return images.expand(-1, 3, -1, -1)
-    if images.shape[1] == 2:
-        return torch.cat([images, torch.zeros_like(images[:, :1])], 1)
-    return images
+def to_rgb(images: torch.Tensor, channels: list[int] | tuple[int, ...] = ()) -> torch.Tensor:
+    """(N, C, H, W) images of any channel count → (N, 3, H, W) to look at: the ``channels`` given (3 indices shown as
+    R, G, B, or 1 shown as gray) where the images have them all; otherwise (and by default) their first three channels
+    as R, G, B, or the first as gray when they have one or two."""
+    c = images.shape[1]
+    if channels and max(channels) < c:
+        picked = images[:, list(channels)]
+    else:
+        picked = images[:, :3] if c >= 3 else images[:, :1]
+    return picked.expand(-1, 3, -1, -1) if picked.shape[1] == 1 else picked
 
 
-def save_samples(path: Path, visuals: list[torch.Tensor], max_rows: int = 4) -> None:
-    """One row per example: the recipe's visuals (e.g. input | output | target) side by side; visuals of other
-    sizes (a ×4 output) are resized to the first's so they line up."""
+def save_samples(path: Path, visuals: list[torch.Tensor], max_rows: int = 4,
+                 channels: list[int] | tuple[int, ...] = ()) -> None:
+    """One row per example: the recipe's visuals (e.g. input | output | target) side by side, each through
+    ``to_rgb(visual, channels)``; visuals of other sizes (a ×4 output) are resized to the first's so they line up."""
     size = visuals[0].shape[-2:]
     columns = []
     for v in visuals:
-        v = _to_rgb(v[:max_rows].detach().float().cpu())
+        v = to_rgb(v[:max_rows].detach().float().cpu(), channels)
         if v.shape[-2:] != size:
             v = torch.nn.functional.interpolate(v, size=size, mode="nearest")
         columns.append(v)
@@ -32,3 +40,24 @@ def save_samples(path: Path, visuals: list[torch.Tensor], max_rows: int = 4) -> 
     grid = make_grid(rows, nrow=len(columns), padding=2, value_range=(-1, 1), normalize=True)
     with atomic_write(path, "wb") as f:
         save_image(grid, f, format="png")
+
+
+class Samples(Job):
+    """``samples/step_NNNNNN.png`` every ``train.sample_every`` steps and at the end (main process)."""
+
+    def __init__(self, trainer):
+        self.trainer = trainer
+
+    def on_step(self, batch: dict, ctx: dict) -> None:
+        if self.trainer.state.step % self.trainer.config.train.sample_every == 0:
+            self.save(batch, ctx)
+
+    def on_end(self, batch: dict | None, ctx: dict | None) -> None:
+        if batch is not None:
+            self.save(batch, ctx)
+
+    def save(self, batch: dict, ctx: dict) -> None:
+        trainer = self.trainer
+        if trainer.accelerator.is_main_process:
+            save_samples(trainer.run_dir / "samples" / f"step_{trainer.state.step:06d}.png",
+                         trainer.recipe.visuals(batch, ctx), channels=trainer.config.train.sample_channels)

@@ -5,7 +5,8 @@ Paired data (aligned, paired, colorization) gets PSNR, SSIM and LPIPS against th
 KID and IS between the translated images and the real target domain; both get the mode-collapse diagnostics.
 Two kinds of model are not translations: a noise model (DCGAN) gets FID, KID, IS and diversity of its samples against
 real images; a ×4 super-resolution model gets the pixel metrics of its outputs next to those of bicubic upscaling.
-Outputs are quantised to 8 bits first, as saved images would be.
+Each kind's evaluator (``evaluate_translation``, ``evaluate_samples``, ``evaluate_upscaling``) is named by its row of
+``translate.networks.description.MODEL_KINDS``. Outputs are quantised to 8 bits first, as saved images would be.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from torch import Tensor, nn
 from translate.evaluation import metrics as M
 from translate.fileio import write_text
 from translate.imageio import plural
+from translate.networks.description import ModelDescription
 
 log = logging.getLogger(__name__)
 
@@ -38,11 +40,6 @@ ALL_METRICS = (*PIXEL_METRICS, *INCEPTION_METRICS, "diversity")
 DEFAULT_PAIRED = ("psnr", "ssim", "lpips", "diversity")
 DEFAULT_UNPAIRED = ("fid", "kid", "is", "diversity")
 DEFAULT_SR = ("psnr", "ssim", "lpips")
-# What a noise and a super-resolution model can be scored with: (allowed, auto), and why the rest cannot.
-KIND_METRICS = {"noise": (DEFAULT_UNPAIRED, DEFAULT_UNPAIRED), "super-resolution": (PIXEL_METRICS, DEFAULT_SR)}
-WRONG_FOR_KIND = {"noise": "needs paired images; a noise model is scored with fid, kid, is, diversity",
-                  "super-resolution": "is not for a super-resolution model: it is scored against the high-res "
-                                      "originals with psnr, ssim, l1, lpips (each next to bicubic upscaling)"}
 MAX_NOISE_SAMPLES = 10_000  # the default number of samples of a noise model: as many as real images, at most this
 MAX_THUMBNAILS = 1000  # images kept (at 64²) for the pairwise diversity measure
 FID_SAMPLE_NOTE = 2048  # below this many images FID is noticeably biased upward
@@ -92,17 +89,17 @@ def choose_metrics(requested: Iterable[str] | None, dataset_mode: str) -> list[s
     return list(dict.fromkeys(requested))
 
 
-def _metrics_of(kind: str, requested: Iterable[str] | None) -> list[str]:
-    """The metrics for a noise or super-resolution model: its kind's defaults for "auto", else ``requested``,
-    checked."""
-    allowed, defaults = KIND_METRICS[kind]
+def _metrics_of(requested: Iterable[str] | None, allowed: tuple[str, ...], defaults: tuple[str, ...],
+                why_not: str) -> list[str]:
+    """The metrics for a noise or super-resolution model: ``defaults`` for "auto", else ``requested``, checked
+    against ``allowed`` (``why_not`` says why the others cannot be computed)."""
     requested = list(requested or ["auto"])
     if requested == ["auto"]:
         return list(defaults)
     wanted = choose_metrics(requested, "single")
     wrong = [m for m in wanted if m not in allowed]
     if wrong:
-        raise ValueError(f"{', '.join(wrong)} {WRONG_FOR_KIND[kind]}")
+        raise ValueError(f"{', '.join(wrong)} {why_not}")
     return wanted
 
 
@@ -440,14 +437,14 @@ def resolve_model_dir(path: str | Path) -> tuple[Path, Path | None]:
     return path, run_dir
 
 
-def _config_from(meta: dict, data: str | Path | None, model: dict, data_values: dict):
+def _config_from(description: ModelDescription, data: str | Path | None, model: dict, data_values: dict):
     """A Config for evaluating an exported model: its training config's model and data where it has one (imported
     reference models do not), updated with ``model`` and ``data_values``, reading ``data`` when given."""
     from translate.config import from_dict
 
-    saved = meta.get("config", {})
+    saved = description.config.get("config", {})
     values = {"model": {**saved.get("model", {}), **model}, "data": {**saved.get("data", {}), **data_values}}
-    values["model"].setdefault("recipe", meta.get("recipe", "pix2pix"))
+    values["model"].setdefault("recipe", description.config.get("recipe", "pix2pix"))
     if data:
         values["data"].update({"root": str(data), "builtin": ""})
     # Evaluation reads whole files in order: no worker processes, no size limit, nothing dropped at random.
@@ -461,33 +458,19 @@ def _spec_values(spec: dict) -> dict:
     return {k: spec[k] for k in ("netG", "ngf", "norm", "input_nc", "output_nc") if k in spec}
 
 
-def model_config(model_meta: dict, data: str | None, direction: str, dataset_mode: str | None):
+def model_config(description: ModelDescription, data: str | None, direction: str, dataset_mode: str | None):
     """A Config for evaluating an exported model: its training config where it has one (imported reference models
     do not), with ``data.root`` = ``data`` and the direction asked. The dataset layout: ``dataset_mode``, else the
     one ``data``'s folders show (``A/`` + ``B/``: paired, ``trainA/``...: unaligned), else the training config's,
     else aligned (unaligned for CycleGAN)."""
     from translate.data import detect_dataset_mode
 
-    spec = model_meta["generators"][model_meta["directions"][direction]]
-    recipe = model_meta.get("recipe", "pix2pix")
+    spec = description.generators[description.directions[direction]]
+    recipe = description.config.get("recipe", "pix2pix")
     mode = (dataset_mode or (detect_dataset_mode(data) if data else None)
-            or model_meta.get("config", {}).get("data", {}).get("dataset_mode")
+            or description.config.get("config", {}).get("data", {}).get("dataset_mode")
             or ("unaligned" if recipe == "cyclegan" else "aligned"))
-    return _config_from(model_meta, data, _spec_values(spec), {"dataset_mode": mode, "direction": direction})
-
-
-def model_kind(meta: dict, direction: str | None = None) -> str:
-    """"noise" (a generator from noise, e.g. DCGAN), "super-resolution" (the direction's generator upscales ×4) or
-    "translation"."""
-    from translate.methods.sr import SCALE
-    from translate.networks import GENERATORS
-
-    entries = {name: GENERATORS.get(spec["netG"]) for name, spec in meta["generators"].items()}
-    if any(e is not None and e.kind == "noise" for e in entries.values()):
-        return "noise"
-    directions = meta["directions"]
-    entry = entries.get(directions.get(direction or next(iter(directions), None)))
-    return "super-resolution" if entry is not None and entry.scale == SCALE else "translation"
+    return _config_from(description, data, _spec_values(spec), {"dataset_mode": mode, "direction": direction})
 
 
 def _folder_dataset(config, split: str, full_size: bool = False):
@@ -515,14 +498,56 @@ def _items(dataset, limit: int | None, min_size: int = 1):
         yield item["A"], item["A_path"]
 
 
-def _evaluate_sr(net: nn.Module, config, split: str, metrics: Iterable[str] | None, max_images: int | None,
-                 batch_size: int) -> Evaluation:
+def _image_model(description: ModelDescription, direction: str | None, device: torch.device, n: int | None,
+                 seed: int | None) -> tuple[str, str, nn.Module]:
+    """(direction, generator name, generator ready to evaluate on ``device``) of a model that takes images."""
+    from translate.inference.export import prepare_for_export
+    from translate.networks.pretrained import load_pretrained
+
+    if n is not None or seed is not None:
+        raise ValueError(f"--n and --seed are for noise models (dcgan); {description.directory} translates images")
+    directions = description.directions
+    direction = direction or next(iter(directions))
+    if direction not in directions:
+        raise ValueError(f"{description.directory} translates {', '.join(directions)}, not {direction}")
+    name = directions[direction]
+    _, nets = load_pretrained(description, [name])
+    # Imported reference models may ask for batch statistics at test time (norm_mode "train"), deterministically.
+    return direction, name, prepare_for_export(nets[name], description.norm_mode).to(device)
+
+
+def _one_folder(description: ModelDescription, dataset_mode: str | None) -> None:
+    if dataset_mode not in (None, "single"):
+        raise ValueError(f"a {description.kind} model is evaluated on one folder of images (single), not "
+                         f"{dataset_mode}")
+
+
+def evaluate_translation(description: ModelDescription, data: str | Path | None, *, metrics, direction, split,
+                         dataset_mode, inception, max_images, device, batch_size, keep_images, n, seed) -> Evaluation:
+    """``translate eval`` of a translation model: ``evaluate_details`` on the full-size images of ``data``."""
+    direction, name, net = _image_model(description, direction, device, n, seed)
+    config = model_config(description, data, direction, dataset_mode)
+    result = evaluate_details({name: net}, config, split, metrics, max_images, inception=inception,
+                              full_size=True, batch_size=batch_size, keep_images=keep_images)
+    result.info.update({"data": str(config.data.root or config.data.builtin), "generator": name})
+    return result
+
+
+def evaluate_upscaling(description: ModelDescription, data: str | Path | None, *, metrics, direction, split,
+                       dataset_mode, inception, max_images, device, batch_size, keep_images, n,
+                       seed) -> Evaluation:
     """A ×4 model's outputs and bicubic upscaling, both from the recipe's own ×4 downscales of the full-size
     high-res images (cropped to multiples of 4), measured against those images."""
     from translate.methods.sr import SCALE, SuperResolution, upscale_bicubic
 
-    wanted = _metrics_of("super-resolution", metrics)
-    result = Evaluation(info={"split": split, "direction": config.data.direction, "kind": "super-resolution"})
+    _one_folder(description, dataset_mode)
+    direction, name, net = _image_model(description, direction, device, n, seed)
+    config = _config_from(description, data, _spec_values(description.generators[name]),
+                          {"dataset_mode": "single", "direction": direction})
+    wanted = _metrics_of(metrics, PIXEL_METRICS, DEFAULT_SR, "is not for a super-resolution model: it is scored "
+                         "against the high-res originals with psnr, ssim, l1, lpips (each next to bicubic upscaling)")
+    result = Evaluation(info={"split": split, "direction": direction, "kind": description.kind,
+                              "data": str(config.data.root or config.data.builtin), "generator": name})
     lpips = _lpips(wanted, result, next(net.parameters()).device)
     dataset = _folder_dataset(config, split, full_size=True)
     run = _generator_runner({"G": net}, "G", config.model.netG)
@@ -540,20 +565,23 @@ def _evaluate_sr(net: nn.Module, config, split: str, metrics: Iterable[str] | No
     return result
 
 
-def _evaluate_samples(model_dir: Path, meta: dict, data: str | Path | None, metrics: Iterable[str] | None,
-                      split: str, inception: str | Path | None, max_images: int | None, device: torch.device,
-                      batch_size: int, n: int | None, seed: int | None) -> Evaluation:
+def evaluate_samples(description: ModelDescription, data: str | Path | None, *, metrics, direction, split,
+                     dataset_mode, inception, max_images, device, batch_size, keep_images, n, seed) -> Evaluation:
     """``n`` samples of a noise model (seeded) against the real images of ``split``: FID, KID, IS, diversity."""
     from translate.inference.sampler import Sampler, noise_generator
 
-    wanted = _metrics_of("noise", metrics)
+    _one_folder(description, dataset_mode)
+    if direction:
+        raise ValueError(f"{description.directory} generates images from noise: it has no direction to choose")
+    wanted = _metrics_of(metrics, DEFAULT_UNPAIRED, DEFAULT_UNPAIRED,
+                         "needs paired images; a noise model is scored with fid, kid, is, diversity")
     auto = is_auto(metrics)
-    spec = meta["generators"][noise_generator(meta, model_dir)]
+    spec = description.generators[noise_generator(description)]
     size, channels = spec["image_size"], spec["output_nc"]
     # The real images as the model saw them in training (the test-time resize and centre crop to the size it
     # generates, the training config's load size when there is one), in its number of channels.
-    load_size = meta.get("config", {}).get("data", {}).get("load_size", size)
-    config = _config_from(meta, data, {"input_nc": channels, "output_nc": channels},
+    load_size = description.config.get("config", {}).get("data", {}).get("load_size", size)
+    config = _config_from(description, data, {"input_nc": channels, "output_nc": channels},
                           {"dataset_mode": "single", "load_size": load_size, "crop_size": size})
     dataset = _folder_dataset(config, split)
     real = min(len(dataset), max_images or len(dataset))
@@ -566,7 +594,7 @@ def _evaluate_samples(model_dir: Path, meta: dict, data: str | Path | None, metr
     result = Evaluation(info={"split": split, "direction": "samples", "kind": "noise", "seed": seed,
                               "data": str(config.data.root or config.data.builtin)})
     net_inception = _inception(wanted, inception, device, result, auto)
-    sampler = Sampler.from_pretrained(model_dir, device=device, dtype="fp32")
+    sampler = Sampler.from_pretrained(description, device=device, dtype="fp32")
     acc = _Accumulator(wanted, net_inception, None, False, 0)
     for x in sampler.batches(n, seed, batch_size):
         acc.add_samples(x)
@@ -586,46 +614,18 @@ def evaluate_model(model_dir: str | Path, data: str | Path | None = None, *, met
 
     A noise model draws ``n`` samples (default: as many as the split's real images, at most ``MAX_NOISE_SAMPLES``) from
     ``seed`` (default 0) and compares them with the split's images; a ×4 super-resolution model upscales the ×4
-    downscales of the split's images, next to bicubic upscaling.
+    downscales of the split's images, next to bicubic upscaling (the evaluator of the model's kind).
     """
-    from translate.inference.export import prepare_for_export
-    from translate.networks.pretrained import load_pretrained, read_config
+    from translate.networks.description import describe
 
     model_dir, _ = resolve_model_dir(model_dir)
-    meta = read_config(model_dir)
-    kind = model_kind(meta, direction)
+    description = describe(model_dir)
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    if kind != "translation" and dataset_mode not in (None, "single"):
-        raise ValueError(f"a {kind} model is evaluated on one folder of images (single), not {dataset_mode}")
-    if kind == "noise":
-        if direction:
-            raise ValueError(f"{model_dir} generates images from noise: it has no direction to choose")
-        result = _evaluate_samples(model_dir, meta, data, metrics, split, inception, max_images, device, batch_size,
-                                   n, seed)
-        result.info.update({"model": str(model_dir), "step": meta.get("step")})
-        return _stamp(result)
-    if n is not None or seed is not None:
-        raise ValueError(f"--n and --seed are for noise models (dcgan); {model_dir} translates images")
-    directions = meta["directions"]
-    direction = direction or next(iter(directions))
-    if direction not in directions:
-        raise ValueError(f"{model_dir} translates {', '.join(directions)}, not {direction}")
-    name = directions[direction]
-    if kind == "super-resolution":
-        config = _config_from(meta, data, _spec_values(meta["generators"][name]),
-                              {"dataset_mode": "single", "direction": direction})
-    else:
-        config = model_config(meta, data, direction, dataset_mode)
-    _, nets = load_pretrained(model_dir, [name])
-    # Imported reference models may ask for batch statistics at test time (norm_mode "train"), deterministically.
-    net = prepare_for_export(nets[name], meta.get("norm_mode", "eval")).to(device)
-    if kind == "super-resolution":
-        result = _evaluate_sr(net, config, split, metrics, max_images, batch_size)
-    else:
-        result = evaluate_details({name: net}, config, split, metrics, max_images, inception=inception,
-                                  full_size=True, batch_size=batch_size, keep_images=keep_images)
-    result.info.update({"model": str(model_dir), "data": str(config.data.root or config.data.builtin),
-                        "generator": name, "step": meta.get("step")})
+    result = description.behaviour.evaluate(
+        description, data, metrics=metrics, direction=direction, split=split, dataset_mode=dataset_mode,
+        inception=inception, max_images=max_images, device=device, batch_size=batch_size, keep_images=keep_images,
+        n=n, seed=seed)
+    result.info.update({"model": str(model_dir), "step": description.config.get("step")})
     return _stamp(result)
 
 

@@ -2,9 +2,10 @@
 
 Loss curves and metric history as inline SVG (no plotting library, nothing fetched from the web), evaluation results
 of ``translate eval``, sample grids over time (linked, not copied) and a gallery of a few test images with per-image
-metrics in a table sortable by an inline script. A model that generates from noise (DCGAN) gets instead one strip of
-its fixed-latent samples over time (``report/samples_strip.png``; the grids stay linked) and no gallery. Each
-section is skipped with a note when its inputs are missing.
+metrics in a table sortable by an inline script. A model whose kind is reported as a "strip" (one that generates from
+noise, DCGAN: ``translate.networks.description.MODEL_KINDS``) gets instead one strip of its fixed-latent samples over
+time (``report/samples_strip.png``; the grids stay linked) and no gallery. Each section is skipped with a note when
+its inputs are missing.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from torchvision.utils import save_image
 
 from translate.fileio import write_text
 from translate.imageio import plural
+from translate.networks.description import ModelDescription, describe
 
 log = logging.getLogger(__name__)
 
@@ -183,7 +185,7 @@ def _metrics_table(values: dict, labels: dict | None = None) -> str:
     return f"<table>{rows}</table>"
 
 
-def _eval_section(run_dir: Path) -> str:
+def _eval_section(run_dir: Path, strip: bool) -> str:
     """The results of `translate eval` (and the demo), which measure full-size images; without any, the last
     periodic evaluation of training (logs/metrics.jsonl, at the config's test-time size)."""
     from translate.evaluation.evaluate import NOISE_LABELS
@@ -195,7 +197,7 @@ def _eval_section(run_dir: Path) -> str:
         last = {k: v for k, v in periodic[-1].items() if k not in ("step", "epoch")}
         return (_note(f"the last periodic evaluation of training, step {periodic[-1]['step']} (logs/metrics.jsonl, "
                       "at the config's test-time size); `translate eval RUN_DIR` measures full-size images")
-                + _metrics_table(last, WATCH_LABELS if _noise_image_size(run_dir) else None))
+                + _metrics_table(last, WATCH_LABELS if strip else None))
     if not files:
         return _note("no evaluation results yet: run `translate eval RUN_DIR` to add them")
     parts = [_note("full-size images, as `translate eval` measures them; the metric history above is measured at "
@@ -254,14 +256,24 @@ def _evenly(n: int, count: int) -> list[int]:
     return sorted({round(i * (n - 1) / max(1, count - 1)) for i in range(count)})
 
 
-def _noise_image_size(run_dir: Path) -> int | None:
-    """The sample size (data.crop_size) of a run whose generator makes images from noise, else None."""
-    from translate.networks import GENERATORS
-
+def describe_run(run_dir: Path) -> ModelDescription | None:
+    """The run's model: ``model/`` once exported; before, what its config.yaml trains (kind and image size from
+    model.netG and data.crop_size, no directions); None without either."""
+    if (run_dir / "model" / "config.json").is_file():
+        return describe(run_dir / "model")
     path = run_dir / "config.yaml"
     config = (yaml.safe_load(path.read_text()) or {}) if path.is_file() else {}
-    entry = GENERATORS.get(config.get("model", {}).get("netG"))
-    return config["data"]["crop_size"] if entry and entry.kind == "noise" else None
+    if not config.get("model", {}).get("netG"):
+        return None
+    spec = {"netG": config["model"]["netG"], "image_size": config.get("data", {}).get("crop_size")}
+    return ModelDescription.from_config({"generators": {"G": spec}, "config": config})
+
+
+def _strip_size(description: ModelDescription | None) -> int | None:
+    """The sample size of a model shown as a strip of samples, else None."""
+    if description is None or description.behaviour.report != "strip":
+        return None
+    return description.generators[description.generator()]["image_size"]
 
 
 def write_strip(grids: list[Path], size: int, path: Path) -> None:
@@ -303,11 +315,10 @@ def _strip_section(out_dir: Path, samples: list[Path], size: int) -> str:
             + f"<details><summary>all {plural(len(samples), 'grid')}</summary>{links}</details>")
 
 
-def _samples_section(run_dir: Path, out_dir: Path, recipe: str) -> str:
+def _samples_section(run_dir: Path, out_dir: Path, recipe: str, size: int | None) -> str:
     samples = sorted((run_dir / "samples").glob("*.png"), key=_step_of) if (run_dir / "samples").is_dir() else []
     if not samples:
         return _note("no sample grids saved (samples/*.png)")
-    size = _noise_image_size(run_dir)
     if size:
         return _strip_section(out_dir, samples, size)
     columns = {"pix2pix": "input | output | target", "cyclegan": "A | fake B | B | fake A"}.get(recipe, "")
@@ -323,7 +334,8 @@ def _samples_section(run_dir: Path, out_dir: Path, recipe: str) -> str:
     return intro + figures + (f"<details><summary>{len(others)} more</summary>{links}</details>" if others else "")
 
 
-def _gallery_section(run_dir: Path, out_dir: Path, size: int, device: str | None) -> str:
+def _gallery_section(run_dir: Path, out_dir: Path, size: int, device: str | None,
+                     description: ModelDescription | None) -> str:
     """Run the exported model on the first ``size`` test images (test-time crop of the config)."""
     from translate.config import load_config
     from translate.data import DatasetNotFoundError
@@ -332,13 +344,13 @@ def _gallery_section(run_dir: Path, out_dir: Path, size: int, device: str | None
 
     if size <= 0:
         return _note("gallery disabled")
-    if _noise_image_size(run_dir):
-        return _note("the model generates from noise: it has no test images to translate (its samples are above; "
-                     "`translate sample RUN_DIR/model OUT_DIR` draws more)")
-    if not (run_dir / "model" / "config.json").is_file() or not (run_dir / "config.yaml").is_file():
+    if description is not None and description.behaviour.report == "strip":
+        return _note(f"the model {description.behaviour.does}: it has no test images to translate (its samples are "
+                     f"above; `{description.behaviour.command} RUN_DIR/model OUT_DIR` draws more)")
+    if description is None or description.directory is None or not (run_dir / "config.yaml").is_file():
         return _note("no exported model (model/) yet: the gallery appears once training has finished")
     config = load_config(run_dir / "config.yaml")
-    meta, nets = load_pretrained(run_dir / "model")
+    meta, nets = load_pretrained(description)
     if device:
         nets = {k: v.to(device) for k, v in nets.items()}
     paired = config.data.dataset_mode in PAIRED_MODES
@@ -376,15 +388,20 @@ def write_report(run_dir: str | Path, gallery_size: int = 8, device: str | None 
         raise FileNotFoundError(f"{run_dir} is not a run directory")
     out_dir = run_dir / "report"
     out_dir.mkdir(exist_ok=True)
-    meta_path = run_dir / "model" / "config.json"
-    meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
-    recipe = meta.get("recipe", "")
+    try:
+        description = describe_run(run_dir)
+    except (OSError, ValueError, yaml.YAMLError) as e:  # the sections that need the model say so themselves
+        log.warning("report: cannot describe the run's model: %s", e)
+        description = None
+    exported = description is not None and description.directory is not None
+    meta = description.config if exported else {}
+    recipe, strip = meta.get("recipe", ""), _strip_size(description)
     sections = [
         ("Losses", lambda: _losses_section(run_dir)),
         ("Metric history", lambda: _metrics_section(run_dir)),
-        ("Evaluation", lambda: _eval_section(run_dir)),
-        ("Samples over time", lambda: _samples_section(run_dir, out_dir, recipe)),
-        ("Test gallery", lambda: _gallery_section(run_dir, out_dir, gallery_size, device)),
+        ("Evaluation", lambda: _eval_section(run_dir, bool(strip))),
+        ("Samples over time", lambda: _samples_section(run_dir, out_dir, recipe, strip)),
+        ("Test gallery", lambda: _gallery_section(run_dir, out_dir, gallery_size, device, description)),
     ]
     body = []
     for title, build in sections:

@@ -149,15 +149,14 @@ def jobs_digest(jobs: list[Job], output_dir: Path) -> str:
 LOSSY_SUFFIXES = (".jpg", ".jpeg", ".webp")
 
 
-def model_digest(model_dir: Path | None) -> str | None:
+def model_digest(translator: Translator) -> str | None:
     """A hash of the model's files (config.json, then each generator's weights): the same model on every shard,
     wherever its folder is mounted. None for a Translator built in memory."""
-    if model_dir is None or not (Path(model_dir) / "config.json").is_file():
+    model_dir = translator.model_dir
+    if model_dir is None:
         return None
-    model_dir = Path(model_dir)
-    config = json.loads((model_dir / "config.json").read_text())
     digest = hashlib.sha256()
-    for name in ["config.json", *(f"{g}.safetensors" for g in sorted(config.get("generators", {})))]:
+    for name in ["config.json", *(f"{g}.safetensors" for g in sorted(translator.specs))]:
         path = model_dir / name
         if path.is_file():
             digest.update(f"{name}\0".encode())
@@ -172,7 +171,7 @@ def job_options(translator: Translator, direction: str | None, jobs: list[Job], 
     """What, besides the input files, decides a job's outputs: the model's files, the generator, the output format,
     (for lossy outputs) the quality and (for videos and animations) ``video``: codec, CRF and temporal strength.
     Shards of one folder must agree on all of them; device, dtype, backend and tiling may differ per machine."""
-    options = {"model_sha256": model_digest(translator.model_dir), "generator": translator.generator_name(direction),
+    options = {"model_sha256": model_digest(translator), "generator": translator.generator_name(direction),
                "format": fmt}
     if any(job.dst.suffix.lower() in LOSSY_SUFFIXES for job in jobs):
         options["quality"] = quality

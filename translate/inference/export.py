@@ -19,7 +19,8 @@ import torch
 from torch import nn
 
 from translate.networks import GENERATORS
-from translate.networks.pretrained import load_pretrained, read_config
+from translate.networks.description import ModelDescription, describe
+from translate.networks.pretrained import load_pretrained
 
 DEFAULT_OPSET = 17
 TOLERANCE = 1e-4  # max abs difference to PyTorch accepted at export, on outputs in [-1, 1]
@@ -73,28 +74,29 @@ def sample_size(netG: str) -> int:
     return math.ceil(max(64, entry.min_size) / entry.stride) * entry.stride
 
 
-def onnx_paths(model_dir: str | Path) -> dict[str, Path]:
+def onnx_paths(model_dir: str | Path | ModelDescription) -> dict[str, Path]:
     """Where ``export_onnx`` writes each generator by default: ``model.onnx`` for one, ``<name>.onnx`` for several."""
-    model_dir = Path(model_dir)
-    names = list(read_config(model_dir)["generators"])
+    description = describe(model_dir)
+    model_dir, names = description.directory, list(description.generators)
     if len(names) == 1:
         return {names[0]: model_dir / "model.onnx"}
     return {name: model_dir / f"{name}.onnx" for name in names}
 
 
-def sample_input(spec: dict, height: int, width: int, batch: int = 1, seed: int = 0) -> torch.Tensor:
-    """A seeded input of generator ``spec``: an image in [-1, 1], or latents of a noise model."""
-    g = torch.Generator().manual_seed(seed)
-    if GENERATORS[spec["netG"]].kind == "noise":
+def sample_input(description: ModelDescription, name: str, height: int, width: int, batch: int = 1,
+                 seed: int = 0) -> torch.Tensor:
+    """A seeded input of generator ``name``: an image in [-1, 1], or latents where the model takes noise."""
+    g, spec = torch.Generator().manual_seed(seed), description.generators[name]
+    if description.behaviour.takes == "noise":
         return torch.randn(batch, spec["nz"], generator=g)
     return torch.rand(batch, spec["input_nc"], height, width, generator=g) * 2 - 1
 
 
-def dynamic_axes(entry) -> dict[str, dict[int, str]]:
-    if entry.kind == "noise":
+def dynamic_axes(description: ModelDescription) -> dict[str, dict[int, str]]:
+    if description.behaviour.takes == "noise":
         return {"input": {0: "batch"}, "output": {0: "batch"}}
     # An upscaler's output sides are not the input's: other names, or ONNX would take them for equal.
-    output = _DYNAMIC if entry.scale == 1 else {0: "batch", 2: "out_height", 3: "out_width"}
+    output = _DYNAMIC if description.scale == 1 else {0: "batch", 2: "out_height", 3: "out_width"}
     return {"input": _DYNAMIC, "output": output}
 
 
@@ -125,9 +127,11 @@ def max_abs_diff(onnx_net: OnnxGenerator, net: nn.Module, x: torch.Tensor) -> fl
         return (onnx_net(x) - net(x)).abs().max().item()
 
 
-def export_onnx(model_dir: str | Path, out: str | Path | None = None, *, direction: str | None = None,
-                opset: int = DEFAULT_OPSET, verify: bool = True, log=print) -> dict[str, Path]:
-    """Export the generators of ``model_dir`` (or the one for ``direction``: "AtoB", "BtoA" or a generator name).
+def export_onnx(model_dir: str | Path | ModelDescription, out: str | Path | None = None, *,
+                direction: str | None = None, opset: int = DEFAULT_OPSET, verify: bool = True,
+                log=print) -> dict[str, Path]:
+    """Export the generators of ``model_dir`` (or of its description; or only the one for ``direction``: "AtoB",
+    "BtoA" or a generator name).
 
     Each file is checked with onnxruntime against PyTorch on a random non-square input; above ``TOLERANCE`` the file
     is deleted and ``ExportError`` raised. Returns {generator name: path}.
@@ -135,38 +139,30 @@ def export_onnx(model_dir: str | Path, out: str | Path | None = None, *, directi
     _require("onnx")
     if verify:
         _require("onnxruntime")
-    model_dir = Path(model_dir)
-    config = read_config(model_dir)
-    names = list(config["generators"])
-    if direction is not None:
-        if direction in config["directions"]:
-            names = [config["directions"][direction]]
-        elif direction in config["generators"]:
-            names = [direction]
-        else:
-            raise ValueError(f"unknown direction '{direction}'; this model has {', '.join(config['directions'])} "
-                             f"(generators {', '.join(config['generators'])})")
+    description = describe(model_dir)
+    names = list(description.generators) if direction is None else [description.generator(direction)]
     if out is not None and len(names) > 1:
         raise ValueError(f"one output file given but the model has {len(names)} generators ({', '.join(names)}): "
                          f"pass --direction, or omit the output to write {', '.join(n + '.onnx' for n in names)}")
-    paths = {names[0]: Path(out)} if out is not None else {n: onnx_paths(model_dir)[n] for n in names}
-    _, nets = load_pretrained(model_dir, names)
-    norm_mode = config.get("norm_mode", "eval")
+    paths = {names[0]: Path(out)} if out is not None else {n: onnx_paths(description)[n] for n in names}
+    _, nets = load_pretrained(description, names)
+    norm_mode = description.norm_mode
     for name, path in paths.items():
-        spec = config["generators"][name]
+        spec = description.generators[name]
         entry, size = GENERATORS[spec["netG"]], sample_size(spec["netG"])
         net = prepare_for_export(nets[name], norm_mode)
-        metadata = {"translate_generator": name, "netG": spec["netG"], "kind": entry.kind, "scale": entry.scale,
-                    "stride": entry.stride, "min_size": entry.min_size, "input_nc": spec.get("input_nc"),
-                    "output_nc": spec.get("output_nc"), "nz": spec.get("nz"), "norm_mode": norm_mode,
-                    "range": "[-1, 1]",
-                    "directions": json.dumps([d for d, g in config["directions"].items() if g == name])}
-        export_generator(net, path, sample_input(spec, size, size), axes=dynamic_axes(entry), opset=opset,
-                         metadata={k: v for k, v in metadata.items() if v is not None})
+        metadata = {"translate_generator": name, "netG": spec["netG"], "kind": description.kind,
+                    "scale": description.scale, "stride": entry.stride, "min_size": entry.min_size,
+                    "input_nc": spec.get("input_nc"), "output_nc": spec.get("output_nc"), "nz": spec.get("nz"),
+                    "norm_mode": norm_mode, "range": "[-1, 1]",
+                    "directions": json.dumps([d for d, g in description.directions.items() if g == name])}
+        export_generator(net, path, sample_input(description, name, size, size), axes=dynamic_axes(description),
+                         opset=opset, metadata={k: v for k, v in metadata.items() if v is not None})
         if verify:
             # Non-square and a different width from the traced input (a larger batch for latents), so the dynamic
             # axes are exercised too.
-            x = sample_input(spec, size, 2 * size, batch=3 if entry.kind == "noise" else 1, seed=1)
+            x = sample_input(description, name, size, 2 * size, seed=1,
+                             batch=3 if description.behaviour.takes == "noise" else 1)
             diff = max_abs_diff(OnnxGenerator(path), net, x)
             if not diff <= TOLERANCE:
                 path.unlink(missing_ok=True)
@@ -210,10 +206,9 @@ class OnnxGenerator:
         self.min_size = int(self.metadata.get("min_size", entry.min_size if entry else 1))
 
     def _netG_from_config(self) -> str | None:
-        config_path = self.path.parent / "config.json"
-        if not config_path.is_file():
+        if not (self.path.parent / "config.json").is_file():
             return None
-        generators = json.loads(config_path.read_text()).get("generators", {})
+        generators = describe(self.path.parent).generators
         if self.path.stem in generators:
             return generators[self.path.stem]["netG"]
         if len(generators) == 1:

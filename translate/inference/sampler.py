@@ -19,18 +19,14 @@ from torch import Tensor, nn
 
 from translate.imageio import array_to_pil
 from translate.inference.translator import resolve_device, resolve_dtype
-from translate.networks import generator_entry
-from translate.networks.pretrained import build_generator, load_pretrained, read_config
-
-NOT_A_SAMPLER = "this model translates images: use translate convert (translate sample needs a noise model, e.g. dcgan)"
+from translate.networks.description import ModelDescription, describe
+from translate.networks.pretrained import build_generator, load_pretrained
 
 
-def noise_generator(config: dict, model_dir: Path) -> str:
-    """The name of the model's noise → image generator; a one-line error for a translation model."""
-    names = [n for n, spec in config["generators"].items() if generator_entry(spec["netG"]).kind == "noise"]
-    if not names:
-        raise ValueError(f"{model_dir}: {NOT_A_SAMPLER}")
-    return names[0]
+def noise_generator(description: ModelDescription) -> str:
+    """The name of the model's noise → image generator; a one-line error for a model of another kind."""
+    description.require("noise", " (translate sample needs a noise model, e.g. dcgan)")
+    return description.generator()
 
 
 def _mismatch(model_dir: Path, name: str, spec: dict, error: RuntimeError) -> str:
@@ -57,16 +53,15 @@ class Sampler:
         self.net = net.eval().requires_grad_(False).to(self.device)
 
     @classmethod
-    def from_pretrained(cls, model_dir: str | Path, *, device: str | torch.device = "auto",
+    def from_pretrained(cls, model_dir: str | Path | ModelDescription, *, device: str | torch.device = "auto",
                         dtype: str | torch.dtype = "auto") -> Sampler:
-        model_dir = Path(model_dir)
-        config = read_config(model_dir)
-        name = noise_generator(config, model_dir)
-        spec = config["generators"][name]
+        description = describe(model_dir)
+        name = noise_generator(description)
+        spec = description.generators[name]
         try:
-            _, nets = load_pretrained(model_dir, [name])
+            _, nets = load_pretrained(description, [name])
         except RuntimeError as e:  # load_state_dict: a shape differs
-            raise ValueError(_mismatch(model_dir, name, spec, e)) from None
+            raise ValueError(_mismatch(description.directory, name, spec, e)) from None
         device = resolve_device(device)
         return cls(nets[name], spec, device=device, dtype=resolve_dtype(dtype, device))
 

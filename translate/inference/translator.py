@@ -24,12 +24,12 @@ from torch import Tensor
 
 from translate.devices import warn_if_slow_bf16
 from translate.imageio import array_to_pil, icc_fits, pil_to_array
+from translate.inference.autotune import choose, resolve_dtype
 from translate.inference.tiling import install_image_norms, pad_to_stride, padded_size, translate_tiled
 from translate.networks import GENERATORS
-from translate.networks.pretrained import build_generator, load_pretrained, read_config
+from translate.networks.description import ModelDescription, describe
+from translate.networks.pretrained import build_generator, load_pretrained
 
-DTYPES = {"fp32": torch.float32, "float32": torch.float32, "bf16": torch.bfloat16, "bfloat16": torch.bfloat16,
-          "fp16": torch.float16, "float16": torch.float16}
 # Images up to this many (padded) pixels run whole; larger ones in tiles, whose normalisation statistics come from
 # one pass of at most this size. On the CPU resnet_9blocks at ngf 64 needs ~0.9 GiB for 1 MP in fp32; on CUDA the
 # budget follows the free memory (see default_whole_pixels).
@@ -49,19 +49,6 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
     if torch.backends.mps.is_available():
         return torch.device("mps")
     return torch.device("cpu")
-
-
-def resolve_dtype(dtype: str | torch.dtype = "auto", device: torch.device | str = "cpu") -> torch.dtype:
-    """``"auto"``: bfloat16 on GPUs that support it, float32 elsewhere (bfloat16 on the CPU is opt-in: ``"bf16"``,
-    about twice as fast on CPUs with bf16 instructions, outputs within ~0.04 of float32)."""
-    if isinstance(dtype, torch.dtype):
-        return dtype
-    if dtype == "auto":
-        cuda = torch.device(device).type == "cuda"
-        return torch.bfloat16 if cuda and torch.cuda.is_bf16_supported() else torch.float32
-    if dtype not in DTYPES:
-        raise ValueError(f"unknown dtype {dtype!r}: auto, {', '.join(DTYPES)}")
-    return DTYPES[dtype]
 
 
 def default_whole_pixels(device: torch.device, dtype: torch.dtype, ngf: int) -> int:
@@ -95,12 +82,6 @@ def _back_to_input_channels(y: Tensor, channels: int, spec: dict) -> Tensor:
     if channels != spec["input_nc"] and spec["output_nc"] == spec["input_nc"]:
         return _match_channels(y[None], channels)[0]
     return y
-
-
-def _check_translates(config: dict, model_dir: Path) -> None:
-    entries = [GENERATORS.get(spec["netG"]) for spec in config["generators"].values()]
-    if any(entry and entry.kind == "noise" for entry in entries):
-        raise ValueError(f"{model_dir}: this model generates from noise: use translate sample")
 
 
 def _resize_alpha(alpha: Tensor, size) -> Tensor:
@@ -213,20 +194,20 @@ class Translator:
     least number of pixels neighbouring tiles share ("auto": an eighth of the tile). A GPU running out of memory on a
     whole image falls back to tiles.
 
-    The constructor takes over ``generators`` (nn.Modules by name, or .onnx paths for ``backend="onnxruntime"``):
-    they are moved to ``device`` and their instance-norm layers replaced by ``tiling.ImageNorm``.
+    The constructor takes over ``generators`` (nn.Modules by name, or .onnx paths for ``backend="onnxruntime"``) of
+    the model ``description`` (``translate.networks.description``): they are moved to ``device`` and their
+    instance-norm layers replaced by ``tiling.ImageNorm``.
     """
 
-    def __init__(self, generators: dict, config: dict, *, device: str | torch.device = "cpu",
+    def __init__(self, generators: dict, description: ModelDescription, *, device: str | torch.device = "cpu",
                  dtype: torch.dtype = torch.float32, backend: str = "torch", tile: int | str = "auto",
                  tile_overlap: int | str = "auto", whole_pixels: int | None = None):
-        self.config = config
+        self.description, self.config = description, description.config
         self.model_dir: Path | None = None  # set by from_pretrained
-        self.specs = config["generators"]
-        self.directions = dict(config.get("directions") or {})
+        self.specs, self.directions = description.generators, description.directions
         self.generators = dict(generators)
         self.device, self.dtype, self.backend = torch.device(device), dtype, backend
-        self.norm_mode = config.get("norm_mode", "eval")
+        self.norm_mode = description.norm_mode
         self.norms = {}
         if backend == "torch":
             warn_if_slow_bf16(self.device, dtype, "Translator")
@@ -242,15 +223,14 @@ class Translator:
         self.tile_overlap = tile_overlap
         ngf = max(spec.get("ngf", 64) for spec in self.specs.values())
         # A ×s upscaler's output and late activations have s² times the input's pixels: the budget shrinks with it.
-        scale = max(GENERATORS[spec["netG"]].scale for spec in self.specs.values())
-        self.whole_pixels = whole_pixels or default_whole_pixels(self.device, dtype, ngf) // scale**2
+        self.whole_pixels = whole_pixels or default_whole_pixels(self.device, dtype, ngf) // description.scale**2
         self._warned = set()
         self._receptive_fields: dict[str, int | None] = {}
         for name in self.specs:
             self._check_tile(name, tile)
 
     @classmethod
-    def from_pretrained(cls, model_dir: str | Path, *, device: str | torch.device = "auto",
+    def from_pretrained(cls, model_dir: str | Path | ModelDescription, *, device: str | torch.device = "auto",
                         dtype: str | torch.dtype = "auto", backend: str = "torch", onnx: str | Path | None = None,
                         tile: int | str = "auto", tile_overlap: int | str = "auto",
                         whole_pixels: int | None = None) -> Translator:
@@ -260,33 +240,31 @@ class Translator:
         ``dtype="auto"``: bf16 where the device runs it natively and the model's output stays close to fp32, else
         fp32; ``backend="auto"``: onnxruntime where it is faster for this model (``translate.inference.autotune``).
         """
-        model_dir = Path(model_dir)
-        _check_translates(read_config(model_dir), model_dir)
+        description = describe(model_dir)
+        description.require("image")
         options = dict(tile=tile, tile_overlap=tile_overlap, whole_pixels=whole_pixels)
         onnx_files = None
         if backend == "auto" or (backend == "torch" and str(dtype) == "auto"):
-            from translate.inference.autotune import choose  # measured once per model and machine, then cached
-
             device = resolve_device(device)
-            choice = choose(model_dir, device, dtype, backend)
+            choice = choose(description, device, dtype, backend)  # measured once per model and machine, cached
             backend, dtype, onnx_files = choice.backend, choice.dtype, choice.onnx
         if backend == "torch":
-            config, nets = load_pretrained(model_dir)
+            _, nets = load_pretrained(description)
             device = resolve_device(device)
-            translator = cls(nets, config, device=device, dtype=resolve_dtype(dtype, device), **options)
+            translator = cls(nets, description, device=device, dtype=resolve_dtype(dtype, device), **options)
         elif backend == "onnxruntime":
             from translate.inference.export import onnx_paths
 
-            config = read_config(model_dir)
-            paths = onnx_files or onnx_paths(model_dir)
+            paths = onnx_files or onnx_paths(description)
             if onnx is not None:
                 if len(paths) != 1:
-                    raise ValueError(f"onnx= names one file but {model_dir} has generators {', '.join(paths)}")
+                    raise ValueError(f"onnx= names one file but {description.directory} has generators "
+                                     f"{', '.join(paths)}")
                 paths = {next(iter(paths)): Path(onnx)}
-            translator = cls(paths, config, device="cpu", dtype=torch.float32, backend=backend, **options)
+            translator = cls(paths, description, device="cpu", dtype=torch.float32, backend=backend, **options)
         else:
             raise ValueError(f"unknown backend {backend!r}: auto, torch or onnxruntime")
-        translator.model_dir = model_dir
+        translator.model_dir = description.directory
         return translator
 
     @classmethod
@@ -307,16 +285,7 @@ class Translator:
     def generator_name(self, direction: str | None = None) -> str:
         """The generator for ``direction`` ("AtoB", "BtoA", or a generator name; None: the model's only one, or
         AtoB)."""
-        if direction is None:
-            if len(self.directions) == 1:
-                return next(iter(self.directions.values()))
-            direction = "AtoB" if "AtoB" in self.directions else next(iter(self.specs))
-        if direction in self.directions:
-            return self.directions[direction]
-        if direction in self.specs:
-            return direction
-        raise ValueError(f"unknown direction {direction!r}; this model has {', '.join(self.directions)} "
-                         f"(generators {', '.join(self.specs)})")
+        return self.description.generator(direction)
 
     def __call__(self, images, *, direction: str | None = None, batch_size: int = 1, tile: int | str | None = None,
                  tile_overlap: int | str | None = None):
@@ -334,7 +303,7 @@ class Translator:
         """CHW tensors (uint8, uint16 or float in [0, 1]; alpha included) → their translations, same dtype."""
         spec = self.specs[name]
         stride, min_size = self._geometry(name)
-        scale = GENERATORS[spec["netG"]].scale
+        scale = self.description.scale
         self._check_tile(name, tile)
         if self.backend == "onnxruntime" and self.norm_mode == "train":
             batch_size = 1  # the exported batch norm pools its statistics over the batch
@@ -440,7 +409,7 @@ class Translator:
         y = translate_tiled(partial(self._forward, name), colour[None], prepare, out_channels=spec["output_nc"],
                             tile=size, overlap=overlap, stride=stride, min_size=min_size,
                             batch_size=max(1, batch_size), norms=norms, stats_pixels=self.whole_pixels,
-                            scale=GENERATORS[spec["netG"]].scale)
+                            scale=self.description.scale)
         return self._finish(y[0], colour.shape[0], alpha, pixels.dtype, spec)
 
     def video(self, src: str | Path, dst: str | Path, *, direction: str | None = None, batch_size: int = 1,

@@ -16,6 +16,7 @@ from typing import Any, ClassVar
 from torch import Tensor, nn
 
 from translate.losses import adversarial_loss, discriminator_terms, r1_penalty
+from translate.methods.equivariance import equivariance_loss
 
 RECIPES: dict[str, type[Recipe]] = {}
 
@@ -64,6 +65,35 @@ class Recipe:
     defaults: ClassVar[dict[str, dict[str, Any]]] = {}  # e.g. {"model": {"netG": "unet_256"}, "data": {...}}
     networks: ClassVar[dict[str, Role]] = {}
     groups: ClassVar[dict[str, tuple[str, ...]]] = {}  # optimizer group -> its networks; lr/betas: train.optimizers
+    # Its generator losses add train.temporal's equivariance term (``temporal``); recipes that do not are refused
+    # the option when the config loads, rather than ignoring it.
+    temporal_term: ClassVar[bool] = False
+
+    @classmethod
+    def check(cls, config) -> list[str]:
+        """Every problem with this recipe's options (``model.<name>.*``) and with the shared keys as it uses them,
+        one message each, naming the full key (``model.cyclegan.smooth_l1_beta=-1 must be ...``). Called by
+        ``translate.config.validate``, so a bad value is reported with every other problem when the config loads,
+        before anything is built. Overrides extend ``super().check(config)``; ``out_of_range`` checks bounds."""
+        problems = []
+        if config.train.temporal > 0 and not cls.temporal_term:
+            problems.append(f"train.temporal={config.train.temporal}: recipe {cls.name} has no equivariance term "
+                            f"(it needs a generator that translates an input image); leave it 0")
+        return problems
+
+    @classmethod
+    def out_of_range(cls, config, *, zero_or_more: tuple[str, ...] = (), positive: tuple[str, ...] = (),
+                     one_or_more: tuple[str, ...] = ()) -> list[str]:
+        """For ``check``: messages for the options of ``model.<name>`` outside their bounds, by full key: weights
+        and sizes that may be 0 (``zero_or_more``), values above 0 (``positive``: a temperature), counts
+        (``one_or_more``)."""
+        options, problems = getattr(config.model, cls.name), []
+        for keys, bad, rule in ((zero_or_more, lambda v: v < 0, "must be 0 or more"),
+                                (positive, lambda v: v <= 0, "must be positive"),
+                                (one_or_more, lambda v: v < 1, "must be at least 1")):
+            problems += [f"model.{cls.name}.{key}={getattr(options, key)} {rule}" for key in keys
+                         if bad(getattr(options, key))]
+        return problems
 
     def __init__(self, config):
         self.config = config
@@ -112,6 +142,15 @@ class Recipe:
     def adversarial(self, prediction: Tensor) -> Tensor:
         """G's adversarial term: D should call its output real."""
         return adversarial_loss(prediction, True, self.config.model.gan_mode, for_discriminator=False)
+
+    def temporal(self, G: nn.Module, x: Tensor, fake: Tensor, name: str = "loss_temporal",
+                 scale: float = 1.0) -> dict[str, Tensor]:
+        """``train.temporal``'s term for generator ``G`` on its input ``x``, with ``fake`` = G(x) from the recipe's
+        own forward and ``scale`` = output size / input size: weight · mean |G(T(x)) − T(G(x))| for a small random
+        motion T (translate.methods.equivariance); no term when the option is 0. A recipe that calls it declares
+        ``temporal_term = True``."""
+        weight = self.config.train.temporal
+        return {name: weight * equivariance_loss(G, x, fake, scale)} if weight > 0 else {}
 
     def judge(self, nets, name: str, real: Tensor, fake: Tensor) -> dict[str, Tensor]:
         """Discriminator ``name``'s loss on a real and a (detached) fake batch, with the penalties the config asks

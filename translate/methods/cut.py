@@ -9,6 +9,8 @@ is the CycleGAN reference's (stride-2 convolutions: their ``--no_antialias`` var
 
 from __future__ import annotations
 
+import dataclasses
+import types
 from dataclasses import dataclass, field
 
 import torch
@@ -82,6 +84,33 @@ class CUT(Recipe):
     }
     networks = {"G": Role.exported, "D": Role.discriminator, "F": Role.auxiliary}
     groups = {"G": ("G", "F"), "D": ("D",)}
+    temporal_term = True
+
+    @classmethod
+    def check(cls, config):
+        key, o = f"model.{cls.name}", getattr(config.model, cls.name)
+        problems = super().check(config) + cls.out_of_range(config, zero_or_more=("lambda_GAN", "lambda_NCE"),
+                                                            positive=("nce_T",), one_or_more=("num_patches", "netF_nc"))
+        layers = list(o.nce_layers)
+        if not layers:
+            return [*problems, f"{key}.nce_layers=[] must name at least one layer of G (the paper's: 0,4,8,12,16)"]
+        if min(layers) < 0 or len(set(layers)) < len(layers):
+            problems.append(f"{key}.nce_layers={layers} must be different indices into G's layer list, 0 or more")
+        # G's layer list, from the generator itself at width 1 (milliseconds): netG may be any registered one.
+        m = config.model
+        try:
+            G = build_generator(types.SimpleNamespace(model=dataclasses.replace(m, ngf=1)), m.input_nc, m.output_nc)
+        except Exception:  # a netG that does not build: validate or the build itself reports it
+            return problems
+        if not isinstance(getattr(G, "model", None), nn.Sequential):
+            problems.append(f"model.netG={m.netG}: {cls.name} needs a generator with a layer list (resnet_*)")
+        elif max(layers) >= len(G.model):
+            problems.append(f"{key}.nce_layers={layers}: model.netG={m.netG} has only {len(G.model)} layers "
+                            f"(0 to {len(G.model) - 1})")
+        if o.nce_idt and m.input_nc != m.output_nc:  # the identity term runs G on a real B
+            problems.append(f"{key}.nce_idt=true runs G on images of the output side, which needs model.input_nc == "
+                            f"model.output_nc ({m.input_nc} != {m.output_nc}); set it to false")
+        return problems
 
     def export_spec(self, name):
         m = self.config.model
@@ -89,10 +118,8 @@ class CUT(Recipe):
 
     def build(self):
         m = self.config.model
-        G = build_generator(self.config, m.input_nc, m.output_nc)
-        if not isinstance(getattr(G, "model", None), nn.Sequential):
-            raise ValueError(f"model.netG={m.netG}: {self.name} needs a generator with a layer list (resnet_*)")
-        return {"G": G, "D": build_discriminator(self.config, m.output_nc)}
+        return {"G": build_generator(self.config, m.input_nc, m.output_nc),
+                "D": build_discriminator(self.config, m.output_nc)}
 
     def build_after_first_batch(self, nets, batch):
         with torch.no_grad():
@@ -118,6 +145,8 @@ class CUT(Recipe):
             terms["loss_NCE_Y"] = 0.5 * self.nce(nets, real_B, fake[len(real_A):], flipped)
         else:
             terms["loss_NCE"] = nce
+        # G's input for fake_B: real_A, flipped with it under flip-equivariance.
+        terms.update(self.temporal(G, real[: len(real_A)], fake_B))
         return terms
 
     def nce(self, nets, source, output, flipped):

@@ -31,12 +31,24 @@ class CycleGAN(Recipe):
     defaults = {"data": {"dataset_mode": "unaligned"}}
     networks = {"G_A": Role.exported, "G_B": Role.exported, "D_A": Role.discriminator, "D_B": Role.discriminator}
     groups = {"G": ("G_A", "G_B"), "D": ("D_A", "D_B")}
+    temporal_term = True
+
+    @classmethod
+    def check(cls, config):
+        problems = super().check(config) + cls.out_of_range(
+            config, zero_or_more=("lambda_A", "lambda_B", "lambda_identity", "pool_size"))
+        beta = getattr(config.model, cls.name).smooth_l1_beta
+        if beta < 0:
+            problems.append(f"model.{cls.name}.smooth_l1_beta={beta} must be 0 (L1, the paper's) or positive")
+        m, identity = config.model, getattr(config.model, cls.name).lambda_identity
+        if identity > 0 and m.input_nc != m.output_nc:  # G_A is fed a real B (the reference asserts the same)
+            problems.append(f"model.{cls.name}.lambda_identity={identity} feeds each generator an image of the other "
+                            f"side, which needs model.input_nc == model.output_nc ({m.input_nc} != {m.output_nc}); "
+                            f"set it to 0")
+        return problems
 
     def __init__(self, config):
         super().__init__(config)
-        if self.opt.smooth_l1_beta < 0:
-            raise ValueError(f"model.cyclegan.smooth_l1_beta={self.opt.smooth_l1_beta} must be 0 (L1, the paper's) or "
-                             "positive")
         seed = config.train.seed
         self.fake_A_pool = ImagePool(self.opt.pool_size, seed)
         self.fake_B_pool = ImagePool(self.opt.pool_size, seed + 1)
@@ -78,6 +90,8 @@ class CycleGAN(Recipe):
             # G_A fed a real B should change nothing (helps keep colours, e.g. for photo↔painting).
             terms["loss_idt_A"] = o.lambda_B * o.lambda_identity * l1_loss(G_A(real_B), real_B, beta)
             terms["loss_idt_B"] = o.lambda_A * o.lambda_identity * l1_loss(G_B(real_A), real_A, beta)
+        terms.update(self.temporal(G_A, real_A, fake_B, "loss_temporal_A"))
+        terms.update(self.temporal(G_B, real_B, fake_A, "loss_temporal_B"))
         return terms
 
     def discriminator_loss(self, nets, batch, ctx):

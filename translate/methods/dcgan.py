@@ -18,7 +18,7 @@ from torch import Tensor
 
 from translate.methods import Recipe, Role, register_recipe, with_d_options
 from translate.networks import create_generator, init_weights
-from translate.networks.dcgan import DCGANDiscriminator
+from translate.networks.dcgan import DCGANDiscriminator, plan
 
 
 @dataclass
@@ -39,6 +39,20 @@ class DCGAN(Recipe):
     networks = {"G": Role.exported, "D": Role.discriminator}
     groups = {"G": ("G",), "D": ("D",)}
 
+    @classmethod
+    def check(cls, config):
+        o, size = config.model.dcgan, config.data.crop_size
+        problems = super().check(config) + cls.out_of_range(config, one_or_more=("nz",))
+        if o.n_samples < 4 or o.n_samples % 4:
+            problems.append(f"model.dcgan.n_samples={o.n_samples} must be a multiple of 4 (the grids' 4 rows)")
+        if config.model.residual:
+            problems.append("model.residual=true: a DCGAN generator has no input image to change; leave it false")
+        try:
+            plan(size)
+        except ValueError as e:
+            problems.append(f"data.crop_size={size}: {e}")
+        return problems
+
     @property
     def directions(self):
         return {}  # nothing to translate: Translator refuses the model, ``translate sample`` draws from it
@@ -50,8 +64,6 @@ class DCGAN(Recipe):
 
     def build(self):
         m, size = self.config.model, self.config.data.crop_size
-        if m.residual:
-            raise ValueError("model.residual=true: a DCGAN generator has no input image to change; leave it false")
         spec = {k: v for k, v in self.export_spec("G").items() if k != "netG"}
         G = create_generator(m.netG, **spec, init_type=m.init_type, init_gain=m.init_gain)
         # The gradient penalty is per sample: batch norm, which mixes the samples of a batch, breaks it.

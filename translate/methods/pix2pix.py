@@ -25,6 +25,11 @@ class Pix2Pix(Recipe):
                 "data": {"dataset_mode": "aligned"}}
     networks = {"G": Role.exported, "D": Role.discriminator}
     groups = {"G": ("G",), "D": ("D",)}
+    temporal_term = True
+
+    @classmethod
+    def check(cls, config):
+        return super().check(config) + cls.out_of_range(config, zero_or_more=("lambda_L1", "pool_size"))
 
     def __init__(self, config):
         super().__init__(config)
@@ -48,7 +53,8 @@ class Pix2Pix(Recipe):
         real_A, real_B = batch["A"], batch["B"]
         fake_B = ctx["fake_B"] = nets["G"](real_A)
         return {"loss_G_GAN": self.adversarial(nets["D"](torch.cat([real_A, fake_B], 1))),
-                "loss_G_L1": self.opt.lambda_L1 * l1_loss(fake_B, real_B)}
+                "loss_G_L1": self.opt.lambda_L1 * l1_loss(fake_B, real_B),
+                **self.temporal(nets["G"], real_A, fake_B)}
 
     def discriminator_loss(self, nets, batch, ctx):
         fake_AB = self.fake_pool.query(torch.cat([batch["A"], ctx["fake_B"].detach()], 1))

@@ -16,7 +16,7 @@ from torch import Tensor
 
 from translate.losses import l1_loss
 from translate.methods import Recipe, Role, build_discriminator, register_recipe
-from translate.networks import create_generator, generator_entry
+from translate.networks import GENERATORS, create_generator
 
 SCALE = 4
 
@@ -51,6 +51,20 @@ class SuperResolution(Recipe):
     }
     networks = {"G": Role.exported, "D": Role.discriminator}
     groups = {"G": ("G",), "D": ("D",)}
+    temporal_term = True
+
+    @classmethod
+    def check(cls, config):
+        m = config.model
+        problems = super().check(config) + cls.out_of_range(
+            config, zero_or_more=("n_blocks", "lambda_L1", "lambda_GAN"))
+        if m.residual:
+            problems.append("model.residual=true: the sr generator already adds its output to a bicubic upscale of "
+                            "its input; leave model.residual false")
+        if m.netG in GENERATORS and GENERATORS[m.netG].scale != SCALE:
+            problems.append(f"model.netG={m.netG} does not upscale ×{SCALE} (registered scale "
+                            f"{GENERATORS[m.netG].scale}); use sr_resnet_x4")
+        return problems
 
     def export_spec(self, name):
         m = self.config.model
@@ -59,12 +73,6 @@ class SuperResolution(Recipe):
 
     def build(self):
         m = self.config.model
-        if m.residual:
-            raise ValueError("model.residual=true: the sr generator already adds its output to a bicubic upscale of "
-                             "its input; leave model.residual false")
-        if generator_entry(m.netG).scale != SCALE:
-            raise ValueError(f"model.netG={m.netG} does not upscale ×{SCALE} (registered scale "
-                             f"{generator_entry(m.netG).scale}); use sr_resnet_x4")
         spec = {k: v for k, v in self.export_spec("G").items() if k != "netG"}
         return {"G": create_generator(m.netG, **spec, init_type=m.init_type, init_gain=m.init_gain),
                 "D": build_discriminator(self.config, m.output_nc)}
@@ -81,7 +89,8 @@ class SuperResolution(Recipe):
         fake = nets["G"](lr)
         ctx.update(lr=lr, hr=hr, fake=fake)
         return {"loss_G_L1": self.opt.lambda_L1 * l1_loss(fake, hr),
-                "loss_G_GAN": self.opt.lambda_GAN * self.adversarial(nets["D"](fake))}
+                "loss_G_GAN": self.opt.lambda_GAN * self.adversarial(nets["D"](fake)),
+                **self.temporal(nets["G"], lr, fake, scale=SCALE)}
 
     def discriminator_loss(self, nets, batch, ctx):
         return self.judge(nets, "D", ctx["hr"], ctx["fake"])

@@ -1,7 +1,8 @@
 """The exported model directory: ``config.json`` + one ``<paper name>.safetensors`` per generator, never pickle.
 
-Written by the trainer (``run/model``) and by the reference-checkpoint importer; read by ``Translator`` and by
-``train.init_from``. Everything needed to rebuild the generators is in ``config.json``.
+Written by the trainer (``run/model``) and by the reference-checkpoint importer; read by ``Translator``, ``Sampler``,
+``translate eval``/``export``/``report`` and by ``train.init_from``. ``config.json`` is a ``ModelDescription``
+(``translate.networks.description``): everything needed to rebuild and use the generators.
 """
 
 from __future__ import annotations
@@ -14,10 +15,10 @@ from torch import nn
 
 from translate.fileio import atomic_directory
 from translate.networks import create_generator
+from translate.networks.description import FORMAT_VERSION, NORMALIZATION, ModelDescription, describe, read_config
 
-FORMAT_VERSION = 1
-# Generators see images in [-1, 1]: x * 2 - 1 from [0, 1], as in the reference's Normalize((0.5,), (0.5,)).
-NORMALIZATION = {"mean": 0.5, "std": 0.5}
+__all__ = ["FORMAT_VERSION", "NORMALIZATION", "build_generator", "describe", "generator_spec", "load_pretrained",
+           "read_config", "save_pretrained"]
 
 
 def generator_spec(netG: str, ngf: int, norm: str, use_dropout: bool, input_nc: int, output_nc: int,
@@ -39,50 +40,36 @@ def build_generator(spec: dict) -> nn.Module:
     return create_generator(spec["netG"], **options, init_type=None)
 
 
-def save_pretrained(directory: str | Path, generators: dict[str, nn.Module], meta: dict) -> Path:
+def save_pretrained(directory: str | Path, generators: dict[str, nn.Module], meta: dict | ModelDescription) -> Path:
     """Write the model directory atomically (temp dir, then rename), readable as the umask allows (not 0700, which
-    would lock colleagues out of a shared model); ``meta`` must hold ``generators`` specs and
-    ``directions`` ({"AtoB": "G_A", ...}); format and library versions are added here."""
-    from translate import __version__
-
+    would lock colleagues out of a shared model). ``meta``: a description, or the content of its ``config.json``
+    (at least ``generators`` specs and ``directions`` ({"AtoB": "G_A", ...}), then whatever the model should
+    carry: recipe, step, training config...), from which the kind, scale and channels are derived."""
+    description = meta if isinstance(meta, ModelDescription) else ModelDescription.from_config(meta)
     directory = Path(directory)
-    missing = set(generators) - set(meta["generators"])
+    missing = set(generators) - set(description.generators)
     if missing:
         raise ValueError(f"no architecture given for generators {sorted(missing)}")
-    config = {"format_version": FORMAT_VERSION, "translate_version": __version__, "normalization": NORMALIZATION,
-              **meta}
     with atomic_directory(directory) as tmp:
         for name, net in generators.items():
             state = {k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}
             # save() and a plain write: safetensors' save_file creates its files 0600, whatever the umask.
             (tmp / f"{name}.safetensors").write_bytes(save(state, metadata={"format": "pt"}))
-        (tmp / "config.json").write_text(json.dumps(config, indent=2) + "\n")
+        (tmp / "config.json").write_text(json.dumps(description.to_json(), indent=2) + "\n")
     return directory
 
 
-def read_config(directory: str | Path) -> dict:
-    directory = Path(directory)
-    path = directory / "config.json"
-    if not path.is_file():
-        hint = " (a training run directory holds it in model/)" if (directory / "checkpoints").is_dir() else ""
-        raise FileNotFoundError(f"{directory} is not a translate model directory: no config.json{hint}")
-    config = json.loads(path.read_text())
-    if config.get("format_version", 0) > FORMAT_VERSION:
-        raise ValueError(f"{path} has format_version {config['format_version']}; this translate reads up to "
-                         f"{FORMAT_VERSION}: upgrade translate")
-    return config
-
-
-def load_pretrained(directory: str | Path, names: list[str] | None = None) -> tuple[dict, dict[str, nn.Module]]:
-    """Rebuild the generators of a model directory with their weights, in eval mode."""
-    directory = Path(directory)
-    config = read_config(directory)
+def load_pretrained(directory: str | Path | ModelDescription,
+                    names: list[str] | None = None) -> tuple[dict, dict[str, nn.Module]]:
+    """Rebuild the generators of a model directory (or of its description) with their weights, in eval mode:
+    (its config.json content, {name: generator})."""
+    description = describe(directory)
     nets = {}
-    for name in names or list(config["generators"]):
-        net = build_generator(config["generators"][name])
-        weights = directory / f"{name}.safetensors"
+    for name in names or list(description.generators):
+        net = build_generator(description.generators[name])
+        weights = description.directory / f"{name}.safetensors"
         if not weights.is_file():
             raise FileNotFoundError(f"{weights} is missing from the model directory")
         net.load_state_dict(load_file(weights))
         nets[name] = net.eval()
-    return config, nets
+    return description.config, nets
