@@ -11,6 +11,7 @@ gray, 2 gray + alpha, 3 RGB, 4 RGBA, plus the ICC profile and EXIF.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import logging
 import struct
@@ -101,6 +102,19 @@ def _open(path: Path) -> Image.Image:
             return Image.open(path, formats=DECODERS)
         finally:
             Image.MAX_IMAGE_PIXELS = saved
+
+
+@contextlib.contextmanager
+def _loaded(path: Path, max_pixels: int | None, warn: bool, **where):
+    """``path`` opened, refused (``BadImageError`` naming it) when its header is bad or too large, warned about when
+    animated (``warn``) and its first frame loaded. ``where``: the setting named in the too-large message."""
+    with _open(path) as im:
+        problem = _header_problem(im, max_pixels, **where)
+        if problem:
+            raise BadImageError(path, problem)
+        _warn_frames(im, path, warn)
+        im.load()
+        yield im
 
 
 def _header_problem(im: Image.Image, max_pixels: int | None, setting: str = "data.max_pixels",
@@ -234,12 +248,7 @@ def read_image(path: str | Path, *, mode: str | None = "RGB",
     background = parse_color(background)
     path = Path(path)
     try:
-        with _open(path) as im:
-            problem = _header_problem(im, max_pixels)
-            if problem:
-                raise BadImageError(path, problem)
-            _warn_frames(im, path, warn)
-            im.load()
+        with _loaded(path, max_pixels, warn) as im:
             arr = _orient(_composited(im, background), im.getexif().get(_ORIENTATION, 1))
     except BadImageError:
         raise
@@ -501,19 +510,20 @@ def _read_tiff(path: Path, max_pixels: int | None, layout: str, warn: bool) -> t
     return _working(np.ascontiguousarray(_orient(a, orientation))), info
 
 
+def _plain_mode(im: Image.Image) -> Image.Image:
+    """Palette, premultiplied and 1-bit images in the plain mode of their samples (alpha kept)."""
+    if im.mode == "P":
+        return im.convert("RGBA" if "transparency" in im.info else "RGB")
+    if im.mode in ("PA", "RGBa"):
+        return im.convert("RGBA")
+    return im.convert({"La": "LA", "1": "L"}[im.mode]) if im.mode in ("La", "1") else im
+
+
 def _pil_data(im: Image.Image, path: Path) -> tuple[np.ndarray, DataInfo]:
     """A PIL image → (H, W, C) with alpha kept and its sample type: 8-bit modes as uint8 (converted as
     ``_composited`` does, without compositing), 16-bit gray as uint16, "F" as float32, 32-bit "I" as int32."""
-    mode = im.mode
-    if mode == "P":
-        im = im.convert("RGBA" if "transparency" in im.info else "RGB")
-    elif mode in ("PA", "RGBa"):
-        im = im.convert("RGBA")
-    elif mode == "La":
-        im = im.convert("LA")
-    elif mode == "1":
-        im = im.convert("L")
-    elif mode in ("CMYK", "YCbCr", "RGBX"):
+    im = _plain_mode(im)
+    if im.mode in ("CMYK", "YCbCr", "RGBX"):
         im = im.convert("RGB")
     mode = im.mode
     a = np.asarray(im)
@@ -564,12 +574,7 @@ def decode_data(path: str | Path, *, max_pixels: int | None = DEFAULT_MAX_PIXELS
             except Exception as e:  # a codec tifffile lacks (LZW needs imagecodecs): PIL reads one page of gray
                 if not _tiff_by_pil(path, fallback=True):
                     raise BadImageError(path, f"cannot decode ({type(e).__name__}: {e})") from e
-        with _open(path) as im:
-            problem = _header_problem(im, max_pixels)
-            if problem:
-                raise BadImageError(path, problem)
-            _warn_frames(im, path, warn)
-            im.load()
+        with _loaded(path, max_pixels, warn) as im:
             orientation = im.getexif().get(_ORIENTATION, 1)
             if im.format == "PNG" and _png_16bit(path):
                 from torchvision.io import ImageReadMode, decode_png, read_file  # late: a heavy import
@@ -642,21 +647,14 @@ class ImageFile:
 
 def pil_to_array(im: Image.Image) -> np.ndarray:
     """A PIL image of any supported mode → (H, W, C) uint8 or uint16 array, alpha kept, 16-bit kept."""
+    im = _plain_mode(im)
     mode = im.mode
-    if mode == "P":
-        im = im.convert("RGBA" if "transparency" in im.info else "RGB")
-    elif mode in ("PA", "RGBa"):
-        im = im.convert("RGBA")
-    elif mode == "La":
-        im = im.convert("LA")
-    elif mode == "1":
-        im = im.convert("L")
-    elif mode.startswith("I") or mode == "F":
+    if mode.startswith("I") or mode == "F":
         a = np.asarray(im)
         if mode == "F":  # float samples: taken to be in [0, 1], as for training
             a = np.round(np.clip(np.nan_to_num(a.astype(np.float32)), 0, 1) * 65535)
         return np.clip(a, 0, 65535).astype(np.uint16)[..., None]
-    elif mode not in ("L", "LA", "RGB", "RGBA"):
+    if mode not in ("L", "LA", "RGB", "RGBA"):
         im = im.convert("RGB")  # CMYK, YCbCr, RGBX without colour management (see _colour_managed)
     a = np.array(im)  # a writable copy (np.asarray of a PIL image is read-only, which torch.from_numpy warns about)
     return a[..., None] if a.ndim == 2 else a
@@ -741,12 +739,7 @@ def read_image_file(path: str | Path, max_pixels: int | None = DEFAULT_MAX_PIXEL
     for anything unusable (missing, empty, corrupt, not an image, more than ``max_pixels``)."""
     path = Path(path)
     try:
-        with _open(path) as im:
-            problem = _header_problem(im, max_pixels, setting="max_pixels", option="--max-pixels")
-            if problem:
-                raise BadImageError(path, problem)
-            _warn_frames(im, path, True)
-            im.load()
+        with _loaded(path, max_pixels, True, setting="max_pixels", option="--max-pixels") as im:
             exif = im.getexif()
             orientation = exif.get(_ORIENTATION, 1)
             pixels, icc = _decode_pixels(im, path, im.info.get("icc_profile") or None)
