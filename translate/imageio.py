@@ -545,7 +545,10 @@ def _tiff_by_pil(path: Path, fallback: bool = False) -> bool:
     try:
         with _open(path) as im:
             modes = _EIGHT_BIT_MODES | ({"I", "I;16", "I;16B", "I;16L", "I;16N", "F"} if fallback else set())
-            return getattr(im, "n_frames", 1) == 1 and im.mode in modes and not _tiff_16bit_colour(im)
+            # PIL reads 2 samples without an alpha tag as gray, dropping the second: those go to tifffile.
+            samples = int(im.tag_v2.get(277, 1))
+            return (getattr(im, "n_frames", 1) == 1 and im.mode in modes and not _tiff_16bit_colour(im)
+                    and len(im.getbands()) == samples)
     except Exception:
         return False  # e.g. 5 samples a pixel: PIL cannot open it, tifffile can
 
@@ -841,11 +844,32 @@ def write_animation(path: str | Path, frames: list[np.ndarray], durations: list[
 # ---- writing ---------------------------------------------------------------------------------------------------------
 
 
-def output_suffix(src: Path, fmt: str) -> str:
-    """The output file's suffix for ``--format`` ``fmt`` ("same", "png", "jpg", "webp")."""
+# --format choices for results of any channel count and sample type: TIFF through tifffile, numpy's .npy.
+DATA_FORMATS = {"tiff": ".tif", "npy": ".npy"}
+
+
+def holds(suffix: str, channels: int, dtype: str | None = None) -> bool:
+    """Whether ``write_image`` keeps results of ``channels`` channels and sample type ``dtype`` (None: the input's,
+    as for image models) in a file of ``suffix`` as they are: PNG 1-4 channels of 8 or 16 bits, JPEG / WebP / BMP
+    8-bit gray or colour, TIFF and arrays anything."""
+    suffix = suffix.lower()
+    if suffix in ARRAY_EXTENSIONS + _TIFF_SUFFIXES:
+        return True
+    if suffix == ".png":
+        return channels <= 4 and dtype in (None, "uint8", "uint16")
+    return channels in (1, 3) and dtype in (None, "uint8")
+
+
+def output_suffix(src: Path, fmt: str, channels: int | None = None, dtype: str | None = None) -> str:
+    """The output file's suffix for ``--format`` ``fmt`` ("same", "png", "jpg", "webp", "tiff", "npy"). "same"
+    keeps the input's (GIF, PPM and PGM become PNG) where it ``holds`` results of ``channels`` and ``dtype`` (when
+    given), else TIFF."""
+    if fmt in DATA_FORMATS:
+        return DATA_FORMATS[fmt]
     if fmt == "same":
         suffix = src.suffix
-        return _SAME_SUFFIX.get(suffix.lower(), suffix)
+        suffix = _SAME_SUFFIX.get(suffix.lower(), suffix)
+        return suffix if channels is None or holds(suffix, channels, dtype) else ".tif"
     return OUTPUT_FORMATS[fmt][1]
 
 
@@ -917,12 +941,43 @@ def encode_image(pixels: np.ndarray, fmt: str, *, quality: int = 95, icc_profile
     return buffer.getvalue()
 
 
+def encode_data(pixels: np.ndarray, suffix: str) -> bytes:
+    """The bytes of (H, W, C) results of any channel count and sample type in a file of ``suffix``: ``.npy`` /
+    ``.npz`` (one array, channels last, H×W for one channel) or TIFF (tifffile: one page of C samples, minisblack,
+    deflate, no metadata), which ``decode_data`` and tifffile read back as they were."""
+    a = np.ascontiguousarray(pixels[..., 0] if pixels.shape[2] == 1 else pixels)
+    suffix = suffix.lower()
+    buffer = io.BytesIO()
+    if suffix == ".npy":
+        np.save(buffer, a, allow_pickle=False)
+    elif suffix == ".npz":
+        np.savez_compressed(buffer, image=a)
+    elif suffix in _TIFF_SUFFIXES:
+        import tifffile  # late: only data outputs need it
+
+        tifffile.imwrite(buffer, a, photometric="minisblack", planarconfig="contig" if a.ndim == 3 else None,
+                         compression="zlib", metadata=None)
+    else:
+        raise ValueError(f"cannot write data of {pixels.shape[2]} channels ({pixels.dtype}) to a {suffix} file: "
+                         f".tif or .npy")
+    return buffer.getvalue()
+
+
 def write_image(path: str | Path, pixels: np.ndarray, *, quality: int = 95, icc_profile: bytes | None = None,
-                exif: bytes | None = None) -> None:
+                exif: bytes | None = None, data: bool = False) -> None:
     """Write ``pixels`` in the format of ``path``'s suffix (see ``encode_image``), atomically: the path never holds
-    half a file."""
+    half a file. Arrays (.npy, .npz), and TIFFs of ``data`` (a model's results in the data's units) or of more than
+    4 channels or other sample types than uint8 / uint16, are written by ``encode_data``."""
     path = Path(path)
-    fmt = _SUFFIX_FORMAT.get(path.suffix.lower())
+    suffix = path.suffix.lower()
+    if suffix in ARRAY_EXTENSIONS or (suffix in _TIFF_SUFFIXES and (
+            data or pixels.shape[2] > 4 or pixels.dtype not in (np.uint8, np.uint16))):
+        write_bytes(path, encode_data(pixels, suffix))
+        return
+    fmt = _SUFFIX_FORMAT.get(suffix)
     if fmt is None:
-        raise ValueError(f"cannot write {path}: unknown suffix (png, jpg, webp, bmp, tif)")
+        raise ValueError(f"cannot write {path}: unknown suffix (png, jpg, webp, bmp, tif, npy, npz)")
+    if pixels.shape[2] > 4 or pixels.dtype not in (np.uint8, np.uint16):
+        raise ValueError(f"cannot write {pixels.shape[2]}-channel {pixels.dtype} results to {path}: .tif or .npy hold "
+                         f"them")
     write_bytes(path, encode_image(pixels, fmt, quality=quality, icc_profile=icc_profile, exif=exif))

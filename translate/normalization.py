@@ -114,6 +114,17 @@ class Normalization:
     percentiles: tuple[float, ...] = ()  # percentile: which ones low and high are
 
     # -- the maps ---------------------------------------------------------------------------------------------------
+    def affine(self, dtype=None, channels: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """(center, half) of each channel as float64 arrays: y = (x - center) / half, x = y * half + center. ``dtype``
+        (default: the data's) decides ``auto``'s scale; ``channels`` (default: the normalisation's) its length."""
+        return self._affine(np.dtype(dtype or self.dtype), self.channels if channels is None else channels)
+
+    def value_range(self, dtype=None, channels: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """The data values of each channel that map to -1 and 1 (float64 arrays): a PSNR's data range is their
+        difference (``meanstd``: mean ± 3 std)."""
+        center, half = self.affine(dtype, channels)
+        return center - half, center + half
+
     def _affine(self, dtype: np.dtype, channels: int) -> tuple[np.ndarray, np.ndarray]:
         """(center, half) per channel: y = (x - center) / half."""
         if self.method == "auto":

@@ -13,6 +13,11 @@ any file failed, 2 on a usage error. Converted files keep the input's ICC profil
 and reset), alpha channel and, in PNG, 16-bit depth. A summary is written to OUTPUT_DIR/convert_summary.json,
 with the files left out for their extension; a folder without images is an error (exit status 2).
 
+Models trained on data (data.normalize, any channel count or bit depth) read .npy/.npz arrays and TIFFs of any
+channels and sample type, normalise them with the statistics in the model's config.json and write their results
+in the training targets' units and sample type: as TIFF where the input's format cannot hold them, or --format npy.
+  translate convert runs/ms/model bands/ depth/            # 5-band uint16 TIFFs -> 1-channel uint16 TIFFs
+
 Videos (.mp4 .mov .mkv .webm .avi) are translated frame by frame into the same container with the same frame
 count, timestamps, frame rate and size, audio copied unchanged; encoder by extension (libx264 CRF 18, or mpeg4
 where FFmpeg lacks it; VP9 for .webm), odd sizes in 4:4:4. Animated GIF/WebP/PNG become animated PNG (APNG) /
@@ -72,8 +77,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("input_dir", metavar="INPUT", help="folder of images and videos (searched recursively), or one file")
     p.add_argument("output_dir", metavar="OUTPUT", help="where the translations go, same subfolders (for one file: "
                                                         "the output file, or a folder)")
-    p.add_argument("--format", choices=["same", "png", "jpg", "webp"], default="same",
-                   help="output format (default: same as the input; GIF becomes PNG)")
+    p.add_argument("--format", choices=["same", "png", "jpg", "webp", "tiff", "npy"], default="same",
+                   help="output format (default: same as the input; GIF becomes PNG; TIFF where the input's format "
+                        "cannot hold the model's results: N channels, 16-bit or float data); tiff and npy hold any "
+                        "channel count and sample type")
     p.add_argument("--quality", type=int, default=95, help="JPEG/WebP quality, 1-100 (default 95)")
     p.add_argument("--direction", help="AtoB, BtoA or a generator name (default: the model's only one, or AtoB)")
     p.add_argument("--batch-size", type=int, help="images of equal size run together (default: 1 on the CPU, where "

@@ -49,6 +49,10 @@ def add_parser(subparsers) -> None:
     p.add_argument("--direction", choices=["AtoB", "BtoA"], default="AtoB",
                    help="the reference's --direction at training time (default AtoB): with BtoA the checkpoint's G "
                         "(G_A) translates B into A, and the model's directions say so")
+    p.add_argument("--input_nc", type=int, metavar="N", help="the reference's --input_nc (any channel count; default: "
+                                                              "read from the checkpoint)")
+    p.add_argument("--output_nc", type=int, metavar="N", help="the reference's --output_nc (default: read from the "
+                                                               "checkpoint); G_B's channels are these swapped")
     p.add_argument("--test-mode", choices=["eval", "train"], default="eval",
                    help="eval: like test.py --eval (default); train: like plain test.py")
     p.set_defaults(func=run)
@@ -61,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         out = import_reference(args.checkpoint, args.output, netG=args.netG, norm=args.norm, ngf=args.ngf,
                                use_dropout=args.use_dropout, G_B=args.G_B, test_mode=args.test_mode,
-                               direction=args.direction)
+                               direction=args.direction, input_nc=args.input_nc, output_nc=args.output_nc)
     except (CheckpointMismatchError, UnsafeCheckpointError, FileNotFoundError, ValueError, KeyError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

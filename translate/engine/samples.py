@@ -10,19 +10,8 @@ import torch
 from torchvision.utils import make_grid, save_image
 
 from translate.engine.jobs import Job
+from translate.evaluation.display import to_rgb  # the mapping the report shows too
 from translate.fileio import atomic_write
-
-
-def to_rgb(images: torch.Tensor, channels: list[int] | tuple[int, ...] = ()) -> torch.Tensor:
-    """(N, C, H, W) images of any channel count → (N, 3, H, W) to look at: the ``channels`` given (3 indices shown as
-    R, G, B, or 1 shown as gray) where the images have them all; otherwise (and by default) their first three channels
-    as R, G, B, or the first as gray when they have one or two."""
-    c = images.shape[1]
-    if channels and max(channels) < c:
-        picked = images[:, list(channels)]
-    else:
-        picked = images[:, :3] if c >= 3 else images[:, :1]
-    return picked.expand(-1, 3, -1, -1) if picked.shape[1] == 1 else picked
 
 
 def save_samples(path: Path, visuals: list[torch.Tensor], max_rows: int = 4,

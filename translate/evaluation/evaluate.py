@@ -7,6 +7,13 @@ Two kinds of model are not translations: a noise model (DCGAN) gets FID, KID, IS
 real images; a ×4 super-resolution model gets the pixel metrics of its outputs next to those of bicubic upscaling.
 Each kind's evaluator (``evaluate_translation``, ``evaluate_samples``, ``evaluate_upscaling``) is named by its row of
 ``translate.networks.description.MODEL_KINDS``. Outputs are quantised to 8 bits first, as saved images would be.
+
+Data (issue #31: a ``data.normalize`` other than auto, 16-bit or float targets, channels other than gray or RGB) is
+measured in its own units: outputs and targets go back through the output side's normalisation (outputs rounded to
+the targets' sample type, as ``translate convert`` writes them) and PSNR, SSIM and L1 are taken on each channel's
+range (the values that map to -1 and 1: ``Normalization.value_range``: the stated or measured low..high, the
+sample type's range for auto, mean ± 3 std for meanstd), per channel (``psnr_ch0`` ...) and as the mean of the
+channels; LPIPS, FID, KID and IS compare RGB images and are skipped, with a note, for other channel counts.
 """
 
 from __future__ import annotations
@@ -30,11 +37,14 @@ from translate.evaluation import metrics as M
 from translate.fileio import write_text
 from translate.imageio import plural
 from translate.networks.description import ModelDescription
+from translate.normalization import Normalization
 
 log = logging.getLogger(__name__)
 
 PAIRED_MODES = ("aligned", "paired", "colorization")
 PIXEL_METRICS = ("psnr", "ssim", "l1", "lpips")
+PER_CHANNEL = ("psnr", "ssim")  # of data: also each channel's, as psnr_ch0, psnr_ch1, ...
+RGB_METRICS = ("lpips", "fid", "kid", "is")  # networks trained on RGB photos: for data, 3 channels only
 INCEPTION_METRICS = ("fid", "kid", "is")
 ALL_METRICS = (*PIXEL_METRICS, *INCEPTION_METRICS, "diversity")
 DEFAULT_PAIRED = ("psnr", "ssim", "lpips", "diversity")
@@ -120,8 +130,21 @@ def _generator_runner(nets: dict[str, nn.Module], name: str, netG: str) -> Calla
     return run
 
 
-def _translator_runner(translator, direction: str) -> Callable[[Tensor], Tensor]:
-    """A ``Translator`` speaks images: 8-bit PIL in and out, so no assumption about its tensor convention."""
+def _translator_runner(translator, direction: str, units: Normalization | None = None) -> Callable[[Tensor], Tensor]:
+    """A ``Translator`` speaks images: 8-bit PIL in and out, so no assumption about its tensor convention. A model
+    of data (``units``: the outputs' normalisation) takes and gives numpy arrays in the data's units: the inputs go
+    there through the translator's own input side."""
+
+    def run_data(x: Tensor) -> Tensor:
+        name = translator.generator_name(direction)
+        norm_in = translator.units[name].input
+        outputs = []
+        for image in x:
+            array = norm_in.invert(image, channel_axis=0).transpose(1, 2, 0)
+            out = translator(array, direction=direction)
+            out = out[..., None] if out.ndim == 2 else out
+            outputs.append(torch.from_numpy(units.apply(out)).permute(2, 0, 1))
+        return torch.stack(outputs)
 
     def run(x: Tensor) -> Tensor:
         outputs = []
@@ -133,7 +156,7 @@ def _translator_runner(translator, direction: str) -> Callable[[Tensor], Tensor]
             outputs.append(torch.from_numpy(out).permute(2, 0, 1) / 127.5 - 1)
         return torch.stack(outputs)
 
-    return run
+    return run if units is None else run_data
 
 
 @contextlib.contextmanager
@@ -160,20 +183,50 @@ def _quantize(x: Tensor) -> Tensor:
 
 
 def _pixel_metrics(rows: list[dict], outputs: Tensor, targets: Tensor, wanted: list[str], lpips,
-                   suffix: str = "") -> None:
-    """Add the wanted pixel metrics of each output against its target to its row, as ``name + suffix``."""
+                   suffix: str = "", per_channel: bool = False) -> None:
+    """Add the wanted pixel metrics of each output against its target to its row, as ``name + suffix``.
+    ``per_channel`` (data): PSNR and SSIM of each channel too (``psnr_ch0`` ...), and as ``psnr`` / ``ssim`` the
+    mean of the channels' values."""
     for name, fn in (("psnr", M.psnr), ("ssim", M.ssim), ("l1", M.l1), ("lpips", lpips)):
-        if name in wanted and fn is not None:
-            for row, value in zip(rows, fn(outputs, targets).tolist()):
-                row[name + suffix] = value
+        if name not in wanted or fn is None:
+            continue
+        if per_channel and name in PER_CHANNEL:
+            values = torch.stack([fn(outputs[:, c:c + 1], targets[:, c:c + 1]) for c in range(outputs.shape[1])], 1)
+            for row, channels in zip(rows, values.tolist()):
+                row.update({f"{name}_ch{c}{suffix}": v for c, v in enumerate(channels)})
+                row[name + suffix] = float(np.mean(channels))
+            continue
+        for row, value in zip(rows, fn(outputs, targets).tolist()):
+            row[name + suffix] = value
+
+
+def data_units(dataset) -> Normalization | None:
+    """The normalisation of a dataset's B side (the outputs' and targets') where its images are data, measured in
+    their own units: a method other than auto, a sample type other than uint8, or channels other than gray and RGB.
+    None for 8-bit gray and RGB images (and datasets that scale their own images: colorization)."""
+    norm = getattr(dataset, "normalization", {}).get("B") if getattr(dataset, "normalized", False) else None
+    if norm is None or (norm.method == "auto" and norm.dtype == "uint8" and dataset.channels.get("B") in (1, 3)):
+        return None
+    return norm
+
+
+def in_data_range(x: Tensor, norm: Normalization) -> Tensor:
+    """Network values (N, C, H, W) in [-1, 1] → the data's units (``norm.invert``: rounded to its sample type, as a
+    written file holds them) → each channel's range (``value_range``) as [0, 1], float64."""
+    c = x.shape[1]
+    data = torch.from_numpy(norm.invert(x.float(), channel_axis=1).astype(np.float64))
+    low, high = (torch.from_numpy(v).view(1, c, 1, 1) for v in norm.value_range(channels=c))
+    return (data - low) / (high - low)
 
 
 class _Accumulator:
     """Collects per-image metrics, thumbnails and Inception outputs batch by batch."""
 
-    def __init__(self, wanted: list[str], inception, lpips, colorization: bool, keep_images: int):
+    def __init__(self, wanted: list[str], inception, lpips, colorization: bool, keep_images: int,
+                 units: Normalization | None = None):
         self.wanted, self.inception, self.lpips = wanted, inception, lpips
         self.colorization, self.keep_images = colorization, keep_images
+        self.units = units  # the outputs' normalisation where they are data (``data_units``)
         self.rows: list[dict] = []
         self.count = 0  # images translated or generated
         self.images: list[dict] = []
@@ -201,11 +254,15 @@ class _Accumulator:
 
     def add_translated(self, A: Tensor, out: Tensor, B: Tensor | None, paths: list[tuple[str, str | None]]) -> None:
         inputs = _to_unit(A)
-        outputs = _quantize(self._display(A, out))
-        targets = self._display(A, B)
+        if self.units is not None:  # data: in its own units and ranges, per channel
+            outputs = in_data_range(out, self.units).float()
+            targets = None if B is None else in_data_range(B, self.units).float()
+        else:
+            outputs = _quantize(self._display(A, out))
+            targets = self._display(A, B)
         rows = [{"input": a, **({"target": b} if B is not None else {})} for a, b in paths]
         if targets is not None:
-            _pixel_metrics(rows, outputs, targets, self.wanted, self.lpips)
+            _pixel_metrics(rows, outputs, targets, self.wanted, self.lpips, per_channel=self.units is not None)
         self.rows += rows
         self.count += len(rows)
         for key, x in (("input", inputs), ("output", outputs), ("target", targets)):
@@ -317,6 +374,10 @@ def evaluate_details(model, config, split: str = "val", metrics: Iterable[str] |
             result.notes.append(f"{name}: skipped, needs {'paired' if name in PIXEL_METRICS else 'target'} images "
                                 f"(data.dataset_mode={mode})")
             wanted.remove(name)
+    dataset = build_dataset(config, split)
+    if full_size:
+        _full_size(dataset)
+    units = data_units(dataset)
     if isinstance(model, dict):
         name = generator or next(iter(model))
         nets = list(model.values())
@@ -324,15 +385,17 @@ def evaluate_details(model, config, split: str = "val", metrics: Iterable[str] |
         device = next(model[name].parameters()).device
     else:
         nets, device = [], getattr(model, "device", "cpu")
-        run = _translator_runner(model, config.data.direction)
+        run = _translator_runner(model, config.data.direction, units)
+    channels = dataset.channels.get("B")
+    rgb_only = [n for n in wanted if n in RGB_METRICS]
+    if units is not None and channels != 3 and rgb_only:
+        result.notes.append(f"{', '.join(rgb_only)}: skipped, they compare RGB images and the outputs have "
+                            f"{plural(channels, 'channel')} ({units.dtype} data)")
+        wanted[:] = [n for n in wanted if n not in RGB_METRICS]
     lpips = _lpips(wanted, result, device)
 
-    dataset = build_dataset(config, split)
-    if full_size:
-        _full_size(dataset)
-
     net_inception = _inception(wanted, inception, device, result, auto)
-    acc = _Accumulator(wanted, net_inception, lpips, mode == "colorization", keep_images)
+    acc = _Accumulator(wanted, net_inception, lpips, mode == "colorization", keep_images, units)
 
     limit = max_images or math.inf
     seen_A, seen_B = set(), set()
@@ -375,7 +438,9 @@ def evaluate_details(model, config, split: str = "val", metrics: Iterable[str] |
 def _summarise(result: Evaluation, acc: _Accumulator, wanted: list[str]) -> None:
     out = result.metrics
     out["images"] = acc.count
-    for name in PIXEL_METRICS:
+    channel_keys = sorted({k for row in acc.rows for k in row if _channel_of(k)[1] is not None},
+                          key=lambda k: (PIXEL_METRICS.index(_channel_of(k)[0]), _channel_of(k)[1]))
+    for name in [*PIXEL_METRICS, *channel_keys]:
         values = [row[name] for row in acc.rows if name in row]
         if values:
             out[name] = float(np.mean(values))
@@ -653,6 +718,21 @@ NOISE_LABELS = {"images": "generated samples", "real_images": "real images",
                 "diversity": "diversity (samples / real images)"}
 
 
+def _channel_of(key: str) -> tuple[str, int | None]:
+    """("psnr", 2) for a per-channel metric key "psnr_ch2"; (key, None) for the others."""
+    name, sep, channel = key.rpartition("_ch")
+    return (name, int(channel)) if sep and name in PER_CHANNEL and channel.isdigit() else (key, None)
+
+
+def metric_label(key: str, labels: dict | None = None) -> str:
+    """The label of a metric key in tables (``labels``: LABELS by default): "PSNR (dB), channel 2" for "psnr_ch2"."""
+    labels = LABELS if labels is None else labels
+    name, channel = _channel_of(key)
+    if channel is not None:
+        return f"{labels.get(name, name)}, channel {channel}"
+    return labels.get(key, key)
+
+
 def format_value(name: str, value: float, metrics: dict | None = None) -> str:
     if name in ("images", "real_images"):
         return str(int(value))
@@ -674,7 +754,7 @@ def format_table(result: Evaluation) -> str:
     for k in values:
         if not k.endswith(("_std", "_bicubic")):
             bicubic = [format_value(k, values[f"{k}_bicubic"])] if f"{k}_bicubic" in values else []
-            rows.append([labels.get(k, k), format_value(k, values[k], values), *bicubic])
+            rows.append([metric_label(k, labels), format_value(k, values[k], values), *bicubic])
     if kind == "super-resolution":  # the column heads above the first metric with two values
         rows.insert(next((i for i, row in enumerate(rows) if len(row) == 3), len(rows)), ["", "model", "bicubic"])
     widths = [max(len(row[i]) for row in rows if len(row) > i) for i in range(max(map(len, rows), default=0))]
@@ -719,6 +799,7 @@ def merge_results(old: dict, new: dict) -> tuple[dict, list[str]]:
     fresh = set(new["measured"])
     kept = [n for n in measured_old if n not in fresh]
     stale = {k for n in fresh for k in METRIC_KEYS[n]}
+    stale |= {k for k in old_metrics if _channel_of(k)[0] in fresh and _channel_of(k)[1] is not None}
     metrics = {**{k: v for k, v in old_metrics.items() if k not in stale}, **new["metrics"]}
     # The counts first, as a single evaluation writes them.
     metrics = {**{k: metrics[k] for k in ("images", "real_images") if k in metrics}, **metrics}

@@ -177,10 +177,10 @@ def _metrics_section(run_dir: Path) -> str:
 
 
 def _metrics_table(values: dict, labels: dict | None = None) -> str:
-    from translate.evaluation.evaluate import LABELS, format_value
+    from translate.evaluation.evaluate import LABELS, format_value, metric_label
 
     labels = {**LABELS, **(labels or {})}
-    rows = "".join(f'<tr><td class="name">{_e(labels.get(k, k))}</td><td>{_e(format_value(k, v, values))}</td>'
+    rows = "".join(f'<tr><td class="name">{_e(metric_label(k, labels))}</td><td>{_e(format_value(k, v, values))}</td>'
                    "</tr>" for k, v in values.items() if not k.endswith("_std") and isinstance(v, int | float))
     return f"<table>{rows}</table>"
 
@@ -336,10 +336,12 @@ def _samples_section(run_dir: Path, out_dir: Path, recipe: str, size: int | None
 
 def _gallery_section(run_dir: Path, out_dir: Path, size: int, device: str | None,
                      description: ModelDescription | None) -> str:
-    """Run the exported model on the first ``size`` test images (test-time crop of the config)."""
+    """Run the exported model on the first ``size`` test images (test-time crop of the config). Images of other
+    channel counts than gray and RGB are shown through ``train.sample_channels`` (``display.to_rgb``), as stated."""
     from translate.config import load_config
     from translate.data import DatasetNotFoundError
-    from translate.evaluation.evaluate import LABELS, PAIRED_MODES, evaluate_details
+    from translate.evaluation.display import describe_mapping, to_rgb
+    from translate.evaluation.evaluate import PAIRED_MODES, evaluate_details, metric_label
     from translate.networks.pretrained import load_pretrained
 
     if size <= 0:
@@ -364,13 +366,20 @@ def _gallery_section(run_dir: Path, out_dir: Path, size: int, device: str | None
     gallery.mkdir(parents=True)
     columns = ["input", "output"] + (["target"] if paired else [])
     metric_names = [m for m in ("psnr", "ssim") if any(m in row for row in result.per_image)]
-    head = "".join(f"<th>{_e(LABELS.get(c, c))}</th>" for c in ["#", "file", *columns, *metric_names])
+    metric_names += sorted({k for row in result.per_image for k in row if k.startswith(("psnr_ch", "ssim_ch"))})
+    head = "".join(f"<th>{_e(metric_label(c))}</th>" for c in ["#", "file", *columns, *metric_names])
     rows = []
+    channels = list(config.train.sample_channels)
+    shown = {}  # column -> how its channels are shown, for images that are not gray or RGB
     for k, (images, row) in enumerate(zip(result.images, result.per_image)):
         cells = [f'<td data-value="{k}">{k}</td>', f'<td class="name">{_e(Path(row["input"]).name)}</td>']
         for column in columns:
             name = f"{k:03d}_{column}.png"
-            save_image(images[column].float().clamp(0, 1), gallery / name)
+            image = images[column].float()
+            if image.shape[0] not in (1, 3) or channels:
+                shown[column] = describe_mapping(image.shape[0], channels)
+                image = to_rgb(image[None], channels)[0]
+            save_image(image.clamp(0, 1), gallery / name)
             cells.append(f'<td><img src="gallery/{name}" alt="{column} {k}" class="pixel" '
                          f'style="width: {max(128, min(256, images[column].shape[-1]))}px"></td>')
         cells += [f'<td data-value="{row[m]:.6f}">{row[m]:.4f}</td>' for m in metric_names]
@@ -378,6 +387,9 @@ def _gallery_section(run_dir: Path, out_dir: Path, size: int, device: str | None
     step = meta.get("step")
     intro = _note(f"model/ (step {step}) on the first {plural(len(rows), 'test image')}, test-time resize and crop "
                   "of the config; click a column header to sort")
+    if shown:  # the channel → RGB mapping (train.sample_channels), stated
+        intro += _note("shown: " + "; ".join(f"{column}: {how}" for column, how in shown.items())
+                       + " (train.sample_channels)")
     return f'{intro}<table class="sortable"><thead><tr>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table>'
 
 

@@ -173,6 +173,11 @@ def choose_dtype(description: ModelDescription, device: torch.device, cache: Pro
     precision, reason = resolve_mixed_precision("auto", device)
     if precision != "bf16":
         return torch.float32, reason
+    # A model of 16-bit or float data (#31): bf16's 8-bit mantissa would round its results coarser than the data.
+    fine = sorted({out["dtype"] for name in description.generators
+                   if (out := description.units(name)[1]) and out.get("dtype", "uint8") != "uint8"})
+    if fine:
+        return torch.float32, f"fp32: the model's results are {', '.join(fine)} data, finer than bf16 keeps"
     machine = hardware_key(device)
     psnr = cache.get(machine, "bf16_psnr_db")
     if psnr is None:

@@ -1,6 +1,8 @@
 """Translate every image and video of a folder tree into a mirrored output tree: resumable, safe to kill, bad files
 reported, sharded over the processes of a launcher (torchrun, accelerate launch) and over ``--shard I/N`` jobs.
-A video (``translate.inference.video``) or an animated GIF/WebP/PNG is one job, translated frame by frame.
+A video (``translate.inference.video``) or an animated GIF/WebP/PNG is one job, translated frame by frame. Data files
+(.npy / .npz, TIFFs of other channel counts or sample types: ``imageio.decode_data``) convert too; results that the
+input's format cannot hold (a model's N-channel, 16-bit or float results) go to TIFF, or to ``--format npy``.
 
 Decoding and encoding run in a thread pool while the model computes; images of equal size are batched. Each
 output is written to a temp file beside it and renamed, so an output that exists is complete: a re-run skips
@@ -28,19 +30,25 @@ from tqdm import tqdm
 from translate.fileio import TMP_PREFIX, write_text
 from translate.imageio import (
     ANIMATED_SUFFIXES,
+    ARRAY_EXTENSIONS,
+    DATA_FORMATS,
     DEFAULT_MAX_PIXELS,
     IMAGE_EXTENSIONS,
     OUTPUT_FORMATS,
     VIDEO_EXTENSIONS,
     BadImageError,
     ImageFile,
+    decode_data,
     frame_count,
+    holds,
     output_suffix,
     plural,
+    probe_data,
     read_image_file,
     write_image,
 )
-from translate.inference.translator import Translator
+from translate.inference.translator import Translator, Units
+from translate.networks.description import ModelDescription, describe
 
 SUMMARY_NAME = "convert_summary.json"
 _COUNTS = ("found", "converted", "skipped", "failed", "not_attempted")
@@ -62,6 +70,32 @@ class Job:
     src: Path
     dst: Path
     name: str  # the input's path relative to the input folder, as reported
+    data: bool = False  # the model's results are data (in a TIFF: written by imageio.encode_data)
+
+
+@dataclass(frozen=True)
+class Output:
+    """What a model's results are, for choosing their files: ``channels`` and sample type (``dtype``; None: the
+    input's, as image models do) and whether they are ``data`` (in the data's units: ``Units.data_out``). The
+    default, nothing known, plans files as for images."""
+
+    channels: int | None = None
+    dtype: str | None = None
+    data: bool = False
+
+    def __str__(self) -> str:
+        return f"{self.channels}-channel {self.dtype or ''}".rstrip()
+
+
+def model_output(model: str | Path | ModelDescription, direction: str | None = None) -> Output:
+    """The ``Output`` of the generator for ``direction`` of a model directory (or its description)."""
+    description = describe(model)
+    if description.behaviour.takes != "image":  # refused when loaded, with the command that runs it
+        return Output()
+    name = description.generator(direction)
+    units = Units(*description.units(name))
+    return Output(description.generators[name].get("output_nc"), units.target_dtype,
+                  units.data_out or units.target_dtype not in (None, "uint8", "uint16"))
 
 
 def _identity(path: str | Path) -> tuple[int, int]:
@@ -85,7 +119,7 @@ def list_inputs(input_dir: Path, output_dir: Path) -> tuple[list[Path], Counter]
         for name in filenames:
             if name.startswith("."):
                 continue
-            if name.lower().endswith(IMAGE_EXTENSIONS + VIDEO_EXTENSIONS):
+            if name.lower().endswith(IMAGE_EXTENSIONS + ARRAY_EXTENSIONS + VIDEO_EXTENSIONS):
                 images.append(Path(dirpath, name))
             else:
                 left_out[Path(name).suffix.lower()] += 1
@@ -97,46 +131,64 @@ def is_video(path: Path) -> bool:
     return path.suffix.lower() in VIDEO_EXTENSIONS
 
 
-def _suffix(src: Path, fmt: str) -> str:
+def _suffix(src: Path, fmt: str, output: Output = Output()) -> str:
     # A video keeps its container: --format is about images.
-    return src.suffix if is_video(src) else output_suffix(src, fmt)
+    return src.suffix if is_video(src) else output_suffix(src, fmt, output.channels, output.dtype)
 
 
-def plan_file(src: str | Path, dst: str | Path, fmt: str = "same") -> Job:
+FORMATS = ("same", *OUTPUT_FORMATS, *DATA_FORMATS)
+OUTPUT_SUFFIXES = (*(v[1] for v in OUTPUT_FORMATS.values()), ".bmp", ".tif", ".tiff", *ARRAY_EXTENSIONS)
+
+
+def check_format(fmt: str, output: Output = Output()) -> None:
+    """A ValueError for an unknown ``--format``, or one that cannot hold the model's results (``output``)."""
+    if fmt not in FORMATS:
+        raise ValueError(f"unknown format {fmt!r}: {', '.join(FORMATS)}")
+    if fmt in OUTPUT_FORMATS and output.channels and not holds(OUTPUT_FORMATS[fmt][1], output.channels, output.dtype):
+        raise ValueError(f"--format {fmt} cannot hold this model's {output} results: use --format tiff or npy "
+                         f"(or same: TIFF where the input's format cannot hold them)")
+
+
+def plan_file(src: str | Path, dst: str | Path, fmt: str = "same", output: Output = Output()) -> Job:
     """One input file and its output: ``dst``, or a file in ``dst`` when that is a folder (named as in a folder's
-    conversion). A video's output must be a video, an image's an image."""
+    conversion). A video's output must be a video, an image's an image (or an array) that holds the model's
+    results (``output``)."""
     src, dst = Path(src), Path(dst)
     if dst.is_dir():
-        dst = dst / src.with_suffix(_suffix(src, fmt)).name
+        dst = dst / src.with_suffix(_suffix(src, fmt, output)).name
     if is_video(src) and not is_video(dst):
         raise ValueError(f"the output of a video must be a video file ({', '.join(VIDEO_EXTENSIONS)}), not {dst}")
-    if not is_video(src) and dst.suffix.lower() not in tuple(v[1] for v in OUTPUT_FORMATS.values()) + (".bmp", ".tif",
-                                                                                                      ".tiff"):
-        raise ValueError(f"the output of an image must be an image file (.png, .jpg, .webp, .bmp, .tif), not {dst}")
+    if not is_video(src) and dst.suffix.lower() not in OUTPUT_SUFFIXES:
+        raise ValueError(f"the output of an image must be an image file (.png, .jpg, .webp, .bmp, .tif) or an array "
+                         f"(.npy, .npz), not {dst}")
+    if not is_video(src) and output.channels and not holds(dst.suffix, output.channels, output.dtype):
+        raise ValueError(f"{dst}: a {dst.suffix} file cannot hold this model's {output} results: name a .tif or "
+                         f".npy file")
     if dst.resolve() == src.resolve():
         raise ValueError("the output file must differ from the input file")
-    return Job(src, dst, src.name)
+    return Job(src, dst, src.name, output.data)
 
 
-def plan_jobs(input_dir: str | Path, output_dir: str | Path, fmt: str = "same") -> tuple[list[Job], Counter]:
+def plan_jobs(input_dir: str | Path, output_dir: str | Path, fmt: str = "same",
+              output: Output = Output()) -> tuple[list[Job], Counter]:
     """Every image and video under ``input_dir`` and its output path under ``output_dir`` (see ``list_inputs``), and
     the files left out for their extension. Inputs that would map to the same output (``a.jpg`` and ``a.png`` with
-    ``--format png``) keep their whole name instead: ``a.jpg.png``, ``a.png.png``. Videos keep their container."""
+    ``--format png``) keep their whole name instead: ``a.jpg.png``, ``a.png.png``. Videos keep their container.
+    ``output``: the model's results; with ``fmt`` "same" they go to TIFF where the input's format cannot hold them."""
     input_dir, output_dir = Path(input_dir), Path(output_dir)
-    if fmt != "same" and fmt not in OUTPUT_FORMATS:
-        raise ValueError(f"unknown format {fmt!r}: same, {', '.join(OUTPUT_FORMATS)}")
+    check_format(fmt, output)
     images, left_out = list_inputs(input_dir, output_dir)
     jobs = []
     for src in images:
         rel = src.relative_to(input_dir)
-        jobs.append(Job(src, output_dir / rel.with_suffix(_suffix(src, fmt)), rel.as_posix()))
+        jobs.append(Job(src, output_dir / rel.with_suffix(_suffix(src, fmt, output)), rel.as_posix(), output.data))
     by_output = defaultdict(list)
     for job in jobs:
         by_output[job.dst.as_posix().lower()].append(job)  # lower case: clashes on case-insensitive file systems
     for group in by_output.values():
         if len(group) > 1:
             for job in group:
-                job.dst = job.dst.with_name(job.src.name + _suffix(job.src, fmt))
+                job.dst = job.dst.with_name(job.src.name + _suffix(job.src, fmt, output))
     return jobs, left_out
 
 
@@ -263,14 +315,33 @@ def _alive(pid: int) -> bool:
 def _write(job: Job, pixels: torch.Tensor, image: ImageFile, quality: int) -> None:
     job.dst.parent.mkdir(parents=True, exist_ok=True)
     write_image(job.dst, pixels.permute(1, 2, 0).numpy(), quality=quality, icc_profile=image.icc_profile,
-                exif=image.exif)
+                exif=image.exif, data=job.data)
 
 
-def _read(job: Job, max_pixels: int | None) -> ImageFile | None:
-    """The image of ``job``, or None for an animated file whose output animates (PNG, WebP): a sequence job."""
+def is_data_file(path: Path, array_layout: str = "auto") -> bool:
+    """Whether ``path`` is read as data (``decode_data``: every channel, the sample type kept) rather than as an image
+    (``read_image_file``: ICC profile, EXIF and alpha kept): arrays, and TIFFs of several pages, more than 4
+    channels, samples other than 8 and 16 bits, or a photometric interpretation that is not gray or RGB."""
+    suffix = path.suffix.lower()
+    if suffix in ARRAY_EXTENSIONS:
+        return True
+    if suffix not in (".tif", ".tiff"):
+        return False
+    try:
+        info = probe_data(path, max_pixels=None, array_layout=array_layout)
+    except BadImageError:  # reading it as an image says what is wrong
+        return False
+    return info.kind == "data" or info.channels > 4 or info.dtype not in ("uint8", "uint16")
+
+
+def _read(job: Job, max_pixels: int | None, array_layout: str = "auto") -> ImageFile | None:
+    """The image of ``job``, or None for an animated file whose output animates (PNG, WebP): a sequence job.
+    Data files (``is_data_file``) give their (H, W, C) samples without metadata."""
     if (job.src.suffix.lower() in ANIMATED_SUFFIXES and job.dst.suffix.lower() in (".png", ".webp")
             and frame_count(job.src) > 1):
         return None
+    if is_data_file(job.src, array_layout):
+        return ImageFile(decode_data(job.src, max_pixels=max_pixels, array_layout=array_layout, warn=True)[0])
     return read_image_file(job.src, max_pixels)
 
 
@@ -387,7 +458,9 @@ def convert_folder(model: str | Path | Translator, input_dir: str | Path, output
     """Translate the images and videos of ``input_dir`` into ``output_dir`` (same subfolders) and return the
     summary, which is also written to ``output_dir/convert_summary.json``: counts of converted, skipped (output
     already there), failed and left-out files (other extensions), and each failure's file and reason. ``fmt``:
-    "same" (the input's format; GIF → PNG), "png", "jpg" or "webp" (images only: videos keep their container).
+    "same" (the input's format; GIF → PNG; TIFF where it cannot hold the model's results: N channels, float or
+    16-bit data), "png", "jpg", "webp", "tiff" or "npy" (images only: videos keep their container). Data files
+    (.npy / .npz, TIFFs of other channel counts or sample types) are read with the model's ``data.array_layout``.
     ``fail_fast``: stop at the first failure (of this process). ``input_dir`` may be one file, ``output_dir`` then
     the output file (or a folder for it); no summary file is written then.
 
@@ -415,18 +488,22 @@ def convert_folder(model: str | Path | Translator, input_dir: str | Path, output
     single = input_dir.is_file()
     if not single and not input_dir.is_dir():
         raise FileNotFoundError(f"input {input_dir} does not exist")
+    # What the model's results are decides their files (a format that holds them), before any output exists.
+    description = model.description if isinstance(model, Translator) else describe(model)
+    output = model_output(description, direction)
+    array_layout = description.config.get("config", {}).get("data", {}).get("array_layout", "auto")
     if single:
-        if fmt != "same" and fmt not in OUTPUT_FORMATS:
-            raise ValueError(f"unknown format {fmt!r}: same, {', '.join(OUTPUT_FORMATS)}")
-        job = plan_file(input_dir, output_dir, fmt)
+        check_format(fmt, output)
+        job = plan_file(input_dir, output_dir, fmt, output)
         jobs, left_out, output_dir = [job], Counter(), job.dst.parent
     elif output_dir.resolve() == input_dir.resolve():
         raise ValueError("the output folder must differ from the input folder (outputs would replace inputs)")
     else:
-        jobs, left_out = plan_jobs(input_dir, output_dir, fmt)
+        jobs, left_out = plan_jobs(input_dir, output_dir, fmt, output)
     if not jobs:
         others = f"; left out: {_describe_left_out(left_out)}" if left_out else ""
-        raise NoImagesError(f"no images found under {input_dir} (looked for {', '.join(IMAGE_EXTENSIONS)} and videos "
+        raise NoImagesError(f"no images found under {input_dir} (looked for {', '.join(IMAGE_EXTENSIONS)}, arrays "
+                            f"{', '.join(ARRAY_EXTENSIONS)} and videos "
                             f"{', '.join(VIDEO_EXTENSIONS)}; hidden files are ignored){others}")
     digest = jobs_digest(jobs, output_dir)
     rank, world, local_rank, local_world = launcher_env()
@@ -460,7 +537,7 @@ def convert_folder(model: str | Path | Translator, input_dir: str | Path, output
         result = _convert_jobs(translator, direction, [jobs[i] for i in todo[rank::world]], quality=quality,
                                batch_size=batch_size, tile=tile, tile_overlap=tile_overlap, fail_fast=fail_fast,
                                workers=workers, max_pixels=max_pixels, progress=progress and rank == 0,
-                               label=", ".join(label), video=video)
+                               label=", ".join(label), video=video, array_layout=array_layout)
         results = _all_gather({"rank": rank, **result}, world)
         options = job_options(translator, direction, jobs_all, fmt, quality, video)
         summary = {
@@ -486,7 +563,7 @@ def convert_folder(model: str | Path | Translator, input_dir: str | Path, output
 def _convert_jobs(translator: Translator, direction: str | None, jobs: list[Job], *, quality: int,
                   batch_size: int | None, tile: int | str, tile_overlap: int | str, fail_fast: bool,
                   workers: int | None, max_pixels: int | None, progress: bool, label: str,
-                  video: dict | None = None) -> dict:
+                  video: dict | None = None, array_layout: str = "auto") -> dict:
     """Convert ``jobs`` with this process's ``translator``; return its counts, time and failures. Images run
     first, through a thread pool and in batches; then videos and animations, one at a time, each frame through the
     same batching."""
@@ -553,7 +630,7 @@ def _convert_jobs(translator: Translator, direction: str | None, jobs: list[Job]
                 job = next(queue, None)
                 if job is None:
                     break
-                decoding.append((job, pool.submit(_read, job, max_pixels)))
+                decoding.append((job, pool.submit(_read, job, max_pixels, array_layout)))
             if not decoding:
                 break
             job, future = decoding.popleft()

@@ -4,6 +4,9 @@ File naming: a model directory with one generator exports to ``MODEL_DIR/model.o
 to ``MODEL_DIR/<generator>.onnx`` each (``G_A.onnx``: AtoB, ``G_B.onnx``: BtoA). Batch, height and width are
 dynamic; sides must be multiples of the generator's stride, which is stored in the file's metadata, with the
 generator's ``scale`` (output side / input side: 4 for a ×4 upscaler). A noise model (DCGAN) takes (batch, nz) latents.
+Any channel count (``input_nc``, ``output_nc`` in the metadata); a model trained on data also records its sides'
+normalisations (``normalize_input``, ``normalize_output``: JSON of ``translate.normalization``), which the file's
+[-1, 1] values go through.
 onnx and onnxruntime are optional dependencies (``pip install 'translate[onnx]'``), imported on first use.
 """
 
@@ -156,6 +159,10 @@ def export_onnx(model_dir: str | Path | ModelDescription, out: str | Path | None
                     "input_nc": spec.get("input_nc"), "output_nc": spec.get("output_nc"), "nz": spec.get("nz"),
                     "norm_mode": norm_mode, "range": "[-1, 1]",
                     "directions": json.dumps([d for d, g in description.directions.items() if g == name])}
+        # A model of data (#31): the normalisations that map its input's units to [-1, 1] and [-1, 1] back to its
+        # output's, so that the file alone says what its numbers mean (Translator applies them around it).
+        for key, units in zip(("normalize_input", "normalize_output"), description.units(name)):
+            metadata[key] = json.dumps(units) if units else None
         export_generator(net, path, sample_input(description, name, size, size), axes=dynamic_axes(description),
                          opset=opset, metadata={k: v for k, v in metadata.items() if v is not None})
         if verify:

@@ -221,18 +221,22 @@ def import_reference(checkpoint: str | Path, out_dir: str | Path, *, netG: str, 
     ``test_mode="eval"`` behaves like ``test.py --eval`` (running statistics, no dropout, deterministic);
     ``"train"`` like plain ``test.py`` (batch statistics of each input, dropout active: random outputs).
     ``direction``: the reference's ``--direction`` at training time; with "BtoA" ``G`` (and CycleGAN's ``G_A``)
-    translates the dataset's B side into its A side, and the model directory's directions say so.
+    translates the dataset's B side into its A side, and the model directory's directions say so. ``input_nc`` /
+    ``output_nc``: the reference's options (any channel count), read from each checkpoint when not given; they are
+    ``checkpoint``'s (G, G_A), so CycleGAN's G_B gets them swapped.
     """
     if test_mode not in ("eval", "train"):
         raise ValueError(f"test_mode must be 'eval' or 'train', not {test_mode!r}")
     if direction not in ("AtoB", "BtoA"):
         raise ValueError(f"direction must be 'AtoB' or 'BtoA', not {direction!r}")
     other = "BtoA" if direction == "AtoB" else "AtoB"
-    options = dict(netG=netG, norm=norm, ngf=ngf, use_dropout=use_dropout, input_nc=input_nc, output_nc=output_nc)
+    options = dict(netG=netG, norm=norm, ngf=ngf, use_dropout=use_dropout)
     files = {"G": Path(checkpoint)} if G_B is None else {"G_A": Path(checkpoint), "G_B": Path(G_B)}
     nets, specs = {}, {}
     for name, path in files.items():
-        nets[name], specs[name] = load_reference_generator(path, **options)
+        channels = (output_nc, input_nc) if name == "G_B" else (input_nc, output_nc)  # G_B maps B back to A
+        nets[name], specs[name] = load_reference_generator(path, **options, input_nc=channels[0],
+                                                           output_nc=channels[1])
     meta = {
         "recipe": recipe or ("pix2pix" if G_B is None else "cyclegan"),
         "generators": specs,

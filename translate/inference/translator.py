@@ -3,10 +3,14 @@
     t = Translator.from_pretrained("runs/horse2zebra/model")      # device="auto", dtype="auto"
     zebra = t(horse)                           # PIL → PIL; numpy HWC uint8/uint16 → same; torch float [0, 1] → same
     horses = t([z1, z2], direction="BtoA", batch_size=8)
+    depth = t(bands)                           # a model trained on data: (H, W, 5) uint16 → (H, W) uint16, its units
 
 Images keep their size (padded to the generator's stride, then cropped back), their alpha channel and their kind:
 gray and colour are converted to what the generator takes, and back (a gray photo through an RGB model comes out
 gray, as files written by ``translate convert`` do); large images run in tiles (``translate.inference.tiling``).
+A model trained with ``data.normalize`` (issue #31: any channel count, any sample type) states each side's
+normalisation in its ``config.json``: inputs are normalised with its input side's and outputs come back through its
+output side's, in the data's units and sample type (``Units``).
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from translate.inference.tiling import install_image_norms, pad_to_stride, padde
 from translate.networks import GENERATORS
 from translate.networks.description import ModelDescription, describe
 from translate.networks.pretrained import build_generator, load_pretrained
+from translate.normalization import Normalization
 
 # Images up to this many (padded) pixels run whole; larger ones in tiles, whose normalisation statistics come from
 # one pass of at most this size. On the CPU resnet_9blocks at ngf 64 needs ~0.9 GiB for 1 MP in fp32; on CUDA the
@@ -102,6 +107,92 @@ def _split_alpha(pixels: Tensor, n: int) -> tuple[Tensor, Tensor | None]:
     return pixels, None
 
 
+def _torch_dtype(name: str) -> torch.dtype:
+    return torch.from_numpy(np.empty(0, np.dtype(name))).dtype
+
+
+class Units:
+    """What one generator's pixels are and how they map to its [-1, 1] and back: ``input`` and ``output`` are the
+    normalisations of the sides it reads and writes (``ModelDescription.units``), None for a model that states
+    none. A side normalised by ``auto`` (or none) takes images as they always were: scaled by their own sample type
+    (uint8, uint16, float in [0, 1]), gray and colour converted; any other method is data: the stated channels, any
+    sample type, the model's statistics."""
+
+    def __init__(self, input: dict | None = None, output: dict | None = None):
+        self.input = Normalization.from_dict(input) if input else None
+        self.output = Normalization.from_dict(output) if output else None
+
+    @staticmethod
+    def _data(norm: Normalization | None) -> bool:
+        return norm is not None and norm.method != "auto"
+
+    @property
+    def data_in(self) -> bool:
+        return self._data(self.input)
+
+    @property
+    def data_out(self) -> bool:
+        return self._data(self.output)
+
+    @property
+    def target_dtype(self) -> str | None:
+        """The sample type of the training targets, which translations come in; None for image models whose sides
+        share a sample type (or state none): they give back the input's, as they always did (a 16-bit photo through
+        an 8-bit model comes out 16-bit)."""
+        out = self.output
+        if out is None or (out.method == "auto" and not self.data_in
+                           and (self.input is None or self.input.dtype == out.dtype)):
+            return None
+        return out.dtype
+
+    def output_dtype(self, dtype: torch.dtype) -> torch.dtype:
+        """The sample type of the translation of pixels of ``dtype``: ``target_dtype``, or ``dtype`` where that is
+        None and for float pixels through an image model (in [0, 1] either way)."""
+        target = self.target_dtype
+        if target is None or (dtype.is_floating_point and self.output.method == "auto" and not self.data_in):
+            return dtype
+        return _torch_dtype(target)
+
+    @staticmethod
+    def _affine(norm: Normalization, channels: int) -> tuple[Tensor, Tensor]:
+        center, half = norm.affine(channels=channels)
+        return torch.from_numpy(center).view(-1, 1, 1), torch.from_numpy(half).view(-1, 1, 1)
+
+    def normalise(self, x: Tensor, n: int) -> Tensor:
+        """Float NCHW data in the input side's units → float32 in [-1, 1], ``n`` channels (gray and colour converted
+        in data units first, as ``imageio.conform`` does for training)."""
+        x = _match_channels(x.double(), n)
+        center, half = self._affine(self.input, n)
+        y = (x - center) / half
+        if self.input.method == "percentile":
+            y.clamp_(-1, 1)
+        return y.float()
+
+    def denormalise(self, y: Tensor) -> Tensor:
+        """CHW generator output in [-1, 1] → float64 in the output side's units (not yet rounded or cast)."""
+        center, half = self._affine(self.output, y.shape[0])
+        return y.double() * half + center
+
+
+def _cast(x: Tensor, dtype: torch.dtype) -> Tensor:
+    """Values in a sample type's units → that type: integers rounded and kept within its range, floats as they are."""
+    if dtype.is_floating_point:
+        return x.to(dtype)
+    info = torch.iinfo(dtype)
+    return x.round_().clamp_(info.min, info.max).to(dtype)
+
+
+def _rescale_alpha(alpha: Tensor, dtype: torch.dtype) -> Tensor:
+    """Alpha in its own sample type's range (uint8 0..255, uint16 0..65535, float 0..1) → ``dtype``'s (integers
+    beyond those: 0..their maximum)."""
+    if alpha.dtype == dtype:
+        return alpha
+    unit = alpha.double() / _SCALE.get(alpha.dtype, 1.0)
+    if dtype.is_floating_point:
+        return unit.to(dtype)
+    return _cast(unit * _SCALE.get(dtype, torch.iinfo(dtype).max), dtype)
+
+
 def _from_unit(y: Tensor, dtype: torch.dtype) -> Tensor:
     """Generator output in [-1, 1] (float32, modified in place) → ``dtype``: integers use their full range."""
     if dtype in _SCALE:
@@ -110,8 +201,15 @@ def _from_unit(y: Tensor, dtype: torch.dtype) -> Tensor:
     return y.add_(1).mul_(0.5).clamp_(0, 1).to(dtype)
 
 
-def _check_pixels(pixels: Tensor, where: str) -> None:
-    """uint8, uint16, or float in [0, 1]: float data in 0..255 would otherwise be clipped to white without a word."""
+def _check_pixels(pixels: Tensor, where: str, data: bool = False) -> None:
+    """uint8, uint16, or float in [0, 1]: float data in 0..255 would otherwise be clipped to white without a word.
+    ``data`` (a model side normalised by its statistics): any real sample type, finite values."""
+    if data:
+        if pixels.dtype == torch.bool or pixels.is_complex():
+            raise TypeError(f"{where}: unsupported dtype {pixels.dtype} (real numbers)")
+        if pixels.is_floating_point() and pixels.numel() and not torch.isfinite(pixels).all():
+            raise ValueError(f"{where}: holds NaN or infinite values, which the model's normalisation cannot map")
+        return
     if pixels.dtype in (torch.uint8, torch.uint16):
         return
     if pixels.dtype not in (torch.float16, torch.bfloat16, torch.float32, torch.float64):
@@ -122,11 +220,12 @@ def _check_pixels(pixels: Tensor, where: str) -> None:
                          f"values by 255, or pass uint8)")
 
 
-def _unpack(images):
+def _unpack(images, data: bool = False):
     """User input → (list of CHW tensors on the CPU, in their own dtype, alpha included; a function that builds
-    the user's type back from the list of outputs)."""
+    the user's type back from the list of outputs). ``data``: the generator reads data (``Units.data_in``): any
+    sample type, PIL's 32-bit modes kept as they are."""
     if isinstance(images, list | tuple):
-        parts = [_unpack(image) for image in images]
+        parts = [_unpack(image, data) for image in images]
 
         def restore(outputs):
             result, k = [], 0
@@ -138,7 +237,10 @@ def _unpack(images):
         return [p for pixels, _ in parts for p in pixels], restore
     if isinstance(images, Image.Image):
         icc = images.info.get("icc_profile")
-        array = pil_to_array(images)
+        if data and images.mode in ("F", "I"):  # float / 32-bit samples: data units, not [0, 1] or 16 bits
+            array = np.array(images)[..., None]
+        else:
+            array = pil_to_array(images)
         return [torch.from_numpy(array).permute(2, 0, 1)], partial(_to_pil, icc=icc)
     if isinstance(images, np.ndarray):
         if images.ndim not in (2, 3):
@@ -148,10 +250,10 @@ def _unpack(images):
             # Read-only arrays (np.asarray of a PIL image) are fine: the pixels are only read.
             warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
             pixels = torch.from_numpy(array).permute(2, 0, 1)
-        _check_pixels(pixels, "numpy image")
+        _check_pixels(pixels, "numpy image", data)
         return [pixels], partial(_to_numpy, squeeze=images.ndim == 2)
     if isinstance(images, Tensor):
-        _check_pixels(images, "tensor image")
+        _check_pixels(images, "tensor image", data)
         if images.ndim == 3:
             return [images.detach().cpu()], lambda outputs: _to_tensor(outputs[0], images.device)
         if images.ndim == 4:
@@ -163,7 +265,11 @@ def _unpack(images):
 
 def _to_pil(outputs: list[Tensor], icc: bytes | None) -> Image.Image:
     array = outputs[0].permute(1, 2, 0).numpy()
-    image = array_to_pil(array)
+    c, dtype = array.shape[2], array.dtype
+    if not (dtype in (np.uint8, np.uint16) and c <= 4 or dtype == np.float32 and c == 1):
+        raise ValueError(f"the translation is {c}-channel {dtype.name}, which a PIL image cannot hold: pass a numpy "
+                         f"array (H, W, C) to get it")
+    image = array_to_pil(array) if c > 1 or dtype != np.float32 else Image.fromarray(array[..., 0])
     if icc and icc_fits(icc, array.shape[2]):
         image.info["icc_profile"] = icc
     return image
@@ -189,6 +295,11 @@ class Translator:
     input's alpha channel, unchanged. Float pixels outside [0, 1] are refused (ValueError). A PIL image's
     pixels are taken as they are (``ImageOps.exif_transpose`` first for upright photos; folder conversion does it).
 
+    A model trained on data (``data.normalize`` other than auto, or sides of different sample types: see ``Units``)
+    takes arrays and tensors of its input side's channels in the data's units, any sample type, and gives back its
+    output side's channels in the training targets' units and sample type (uint8, uint16, float32, ...): the input
+    side's normalisation applied on the way in, the output side's inverted on the way out.
+
     ``tile``: "auto" runs images above ``whole_pixels`` (1 MP on the CPU, ≥ 4 MP on GPUs) in tiles of 512 px (CPU) or
     1024 px; an int runs images with a side above it in tiles of that size; 0 never tiles. ``tile_overlap``: the
     least number of pixels neighbouring tiles share ("auto": an eighth of the tile). A GPU running out of memory on a
@@ -208,6 +319,7 @@ class Translator:
         self.generators = dict(generators)
         self.device, self.dtype, self.backend = torch.device(device), dtype, backend
         self.norm_mode = description.norm_mode
+        self.units = {name: Units(*description.units(name)) for name in self.specs}
         self.norms = {}
         if backend == "torch":
             warn_if_slow_bf16(self.device, dtype, "Translator")
@@ -291,7 +403,7 @@ class Translator:
                  tile_overlap: int | str | None = None):
         """Translate ``images`` (see the class docstring); images of equal size run ``batch_size`` at a time."""
         name = self.generator_name(direction)
-        pixels, restore = _unpack(images)
+        pixels, restore = _unpack(images, self.units[name].data_in)
         outputs = self.translate_pixels(pixels, name, batch_size=batch_size,
                                         tile=self.tile if tile is None else tile,
                                         tile_overlap=self.tile_overlap if tile_overlap is None else tile_overlap)
@@ -300,8 +412,8 @@ class Translator:
     @torch.inference_mode()
     def translate_pixels(self, pixels: list[Tensor], name: str, *, batch_size: int = 1, tile: int | str = "auto",
                          tile_overlap: int | str = "auto") -> list[Tensor]:
-        """CHW tensors (uint8, uint16 or float in [0, 1]; alpha included) → their translations, same dtype."""
-        spec = self.specs[name]
+        """CHW tensors (uint8, uint16 or float in [0, 1]; alpha included; for a model of data, any sample type in
+        the data's units) → their translations: same dtype, or the output side's (``Units.output_dtype``)."""
         stride, min_size = self._geometry(name)
         scale = self.description.scale
         self._check_tile(name, tile)
@@ -319,8 +431,8 @@ class Translator:
                 continue
             for start in range(0, len(indices), max(1, batch_size)):
                 chunk = indices[start:start + max(1, batch_size)]
-                colours, alphas = zip(*(_split_alpha(pixels[i], spec["input_nc"]) for i in chunk))
-                x = self._prepare(torch.stack(colours).float(), dtype, spec["input_nc"])
+                colours, alphas = zip(*(self._split_alpha(pixels[i], name) for i in chunk))
+                x = self._prepare(torch.stack(colours).float(), dtype, name)
                 try:
                     y = self._forward(name, pad_to_stride(x, stride, min_size))[..., :h * scale, :w * scale]
                 except torch.OutOfMemoryError:
@@ -334,7 +446,7 @@ class Translator:
                         results[i] = self._translate_tiled(name, pixels[i], batch_size, tile, tile_overlap)
                     continue
                 for k, i in enumerate(chunk):
-                    results[i] = self._finish(y[k], colours[k].shape[0], alphas[k], dtype, spec)
+                    results[i] = self._finish(y[k], colours[k].shape[0], alphas[k], dtype, name)
         return results
 
     def _geometry(self, name: str) -> tuple[int, int]:
@@ -361,16 +473,34 @@ class Translator:
             return hp * wp > self.whole_pixels
         return bool(tile) and max(hp, wp) > padded_size(int(tile), stride, min_size)
 
-    @staticmethod
-    def _prepare(x: Tensor, dtype: torch.dtype, n: int) -> Tensor:
-        """Float NCHW in the source's range → the generator's input: [-1, 1], ``n`` channels. Out of place: a
-        float32 source's ``.float()`` is the caller's own tensor."""
+    def _split_alpha(self, pixels: Tensor, name: str) -> tuple[Tensor, Tensor | None]:
+        """Colour and alpha (see ``_split_alpha``); for a model of data, alpha is only the one channel beyond those
+        its input side reads (as in training: ``imageio.conform``)."""
+        n = self.specs[name]["input_nc"]
+        if self.units[name].data_in and pixels.shape[0] != n + 1:
+            return pixels, None
+        return _split_alpha(pixels, n)
+
+    def _prepare(self, x: Tensor, dtype: torch.dtype, name: str) -> Tensor:
+        """Float NCHW in the source's range (for a model of data: its units) → the generator's input: [-1, 1],
+        the generator's channels. Out of place: a float32 source's ``.float()`` is the caller's own tensor."""
+        n, units = self.specs[name]["input_nc"], self.units[name]
+        if units.data_in:
+            return units.normalise(x, n)
         return _match_channels(x * (2 / _SCALE.get(dtype, 1.0)) - 1, n)
 
-    @staticmethod
-    def _finish(y: Tensor, channels: int, alpha: Tensor | None, dtype: torch.dtype, spec: dict) -> Tensor:
-        y = _from_unit(_back_to_input_channels(y, channels, spec), dtype)
-        return y if alpha is None else torch.cat([y, _resize_alpha(alpha, y.shape[-2:])])
+    def _finish(self, y: Tensor, channels: int, alpha: Tensor | None, dtype: torch.dtype, name: str) -> Tensor:
+        """Generator output (CHW, [-1, 1]) → the input's channels where the way in changed them, in the output
+        sample type (``Units.output_dtype``), with the input's alpha."""
+        spec, units = self.specs[name], self.units[name]
+        out_dtype = units.output_dtype(dtype)
+        if units.data_out:
+            y = _cast(_back_to_input_channels(units.denormalise(y), channels, spec), out_dtype)
+        else:
+            y = _from_unit(_back_to_input_channels(y, channels, spec), out_dtype)
+        if alpha is None:
+            return y
+        return torch.cat([y, _rescale_alpha(_resize_alpha(alpha, y.shape[-2:]), y.dtype)])
 
     def _generator(self, name: str):
         net = self.generators[name]
@@ -404,13 +534,13 @@ class Translator:
         if self.backend == "onnxruntime" and (spec.get("norm") == "instance" or self.norm_mode == "train"):
             self._warn_once("onnx-tiles", "onnxruntime runs each tile with its own normalisation statistics, so "
                                           "tiles may differ in colour; the torch backend shares them")
-        colour, alpha = _split_alpha(pixels, spec["input_nc"])
-        prepare = partial(self._prepare, dtype=pixels.dtype, n=spec["input_nc"])
+        colour, alpha = self._split_alpha(pixels, name)
+        prepare = partial(self._prepare, dtype=pixels.dtype, name=name)
         y = translate_tiled(partial(self._forward, name), colour[None], prepare, out_channels=spec["output_nc"],
                             tile=size, overlap=overlap, stride=stride, min_size=min_size,
                             batch_size=max(1, batch_size), norms=norms, stats_pixels=self.whole_pixels,
                             scale=self.description.scale)
-        return self._finish(y[0], colour.shape[0], alpha, pixels.dtype, spec)
+        return self._finish(y[0], colour.shape[0], alpha, pixels.dtype, name)
 
     def video(self, src: str | Path, dst: str | Path, *, direction: str | None = None, batch_size: int = 1,
               temporal: float = 0.0, codec: str | None = None, crf: int | None = None, **options) -> dict:

@@ -122,6 +122,25 @@ class ModelDescription:
         raise ValueError(f"unknown direction {direction!r}; this model has {', '.join(self.directions)} "
                          f"(generators {', '.join(self.generators)})")
 
+    def sides(self, name: str) -> tuple[str, str]:
+        """The data sides ("A", "B": the keys of ``normalize``, the network's sides after the training's
+        ``data.direction``) that generator ``name`` reads and writes. ``directions`` name the folders' direction, so
+        with ``data.direction=BtoA`` the folders' "BtoA" is the network's A → B (pix2pix's G, CycleGAN's G_A)."""
+        direction = next((d for d, g in self.directions.items() if g == name), "AtoB")
+        if self.config.get("config", {}).get("data", {}).get("direction") == "BtoA":
+            direction = "AtoB" if direction == "BtoA" else "BtoA"
+        return ("B", "A") if direction == "BtoA" else ("A", "B")
+
+    def units(self, name: str) -> tuple[dict | None, dict | None]:
+        """The normalisations (``translate.normalization`` dicts) of what generator ``name`` reads and writes, or
+        None where the model states none (models before #31, imported ones: images, scaled by their sample type).
+        A model trained on one folder (super-resolution) has side A only, which is then both."""
+        if not self.normalize:
+            return None, None
+        stats = self.normalize
+        only = next(iter(stats.values())) if len(stats) == 1 else None
+        return tuple(stats.get(side, only) for side in self.sides(name))
+
 
 def read_config(directory: str | Path) -> dict:
     """``config.json`` of a model directory as a dict, refused when a newer translate wrote it."""
