@@ -113,3 +113,34 @@ def test_tiny_run_end_to_end_and_rerun_reuses(tmp_path, capsys):
     quality.main(args)
     again = json.loads((tmp_path / "rows.json").read_text())
     assert again == rows  # nothing trained twice: the same seconds and scores
+
+
+@pytest.mark.slow
+def test_far_tasks_hold_their_filter_and_stripes_a_part_of_every_image(pairs):
+    from translate.data.builtin import _cartoon, _stripes, warm_mask
+
+    photos, _ = pairs
+    same, truth = quality.test_pairs("cartoon")
+    assert np.array_equal(same, photos) and np.array_equal(truth, np.stack([_cartoon(p) for p in photos]))
+    # stripes keeps only crops whose warm regions cover 15-75 % of them: other photos, each partly changed
+    inputs, truth = quality.test_pairs("stripes")
+    assert len(inputs) == 14 and np.array_equal(truth, np.stack([_stripes(p) for p in inputs]))
+    assert all(0.15 <= warm_mask(p).mean() <= 0.75 for p in inputs)
+    assert quality.score(inputs, truth, None)["psnr"] < 20  # no test image left unchanged
+
+
+@pytest.mark.slow
+def test_residual_auto_is_resolved_per_task_before_the_run_is_named(tmp_path, capsys):
+    (tmp_path / "auto").mkdir()
+    (tmp_path / "made").mkdir()
+    config = tmp_path / "auto" / "c.yaml"
+    config.write_text((REPO / quality.RECOMMENDED["cyclegan"]).read_text().replace("residual: true", "residual: auto"))
+    explicit = tmp_path / "made" / "c.yaml"  # the same config (and name) with each choice made explicit
+    for task, residual in (("stylized", True), ("sketch", False)):
+        explicit.write_text(config.read_text().replace("residual: auto", f"residual: {str(residual).lower()}"))
+        auto = quality.run_config(str(config), 300, 64, 16, 0, tmp_path, [], task=task)
+        assert auto.model.residual is residual
+        assert f"c, seed 0: model.residual=auto: {str(residual).lower()}; colour gap" in capsys.readouterr().out
+        # an auto run and the run of its choice are the same run (one cache entry)
+        assert quality.run_config(str(explicit), 300, 64, 16, 0, tmp_path, [], task=task).train.output_dir == \
+            auto.train.output_dir

@@ -22,7 +22,15 @@ from translate.fileio import TMP_PREFIX
 from translate.inference import Translator
 from translate.inference.convert import convert_folder
 from translate.inference.temporal import MotionEstimator, TemporalFilter
-from translate.inference.video import translate_video
+from translate.inference.video import (
+    display_matrix,
+    iter_video_frames,
+    orientation,
+    rotation_of,
+    to_display,
+    to_stored,
+    translate_video,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -51,13 +59,16 @@ def smooth_frames(n: int, w: int, h: int, seed: int = 0) -> list[np.ndarray]:
 
 
 def write_clip(path: Path, frames: list[np.ndarray], *, codec="libx264", pix_fmt="yuv420p", rate=25, pts=None,
-               time_base=None, audio: str | None = None, options=None) -> None:
+               time_base=None, audio: str | None = None, options=None, rotation=None) -> None:
     """A clip written with PyAV itself; ``pts``: each frame's timestamp in ``time_base`` (variable frame rate);
-    ``audio``: an audio codec for a mono 8 kHz noise track."""
+    ``audio``: an audio codec for a mono 8 kHz noise track; ``rotation``: (degrees counter-clockwise, hflip) into
+    the container's display matrix, as a phone records it."""
     h, w = frames[0].shape[:2]
     with av.open(str(path), "w") as c:
         s = c.add_stream(codec, rate=rate)
         s.width, s.height, s.pix_fmt = w, h, pix_fmt
+        if rotation is not None:
+            s.set_display_rotation(rotation[0], hflip=rotation[1])
         if time_base:
             s.time_base = s.codec_context.time_base = time_base
         if options:
@@ -154,6 +165,77 @@ def test_default_codecs_even_and_odd_sizes(translator, tmp_path):
     translate_video(translator, tmp_path / "odd.mkv", tmp_path / "odd_out.webm")
     back = read_back(tmp_path / "odd_out.webm")
     assert back["codec"] == "vp9" and back["size"] == (33, 21) and len(back["frames"]) == 6
+
+
+def test_variable_frame_rate_mp4_keeps_its_timestamps(translator, tmp_path):
+    """H.264 in MP4 (B-frames reorder the packets; the muxer has its own time base) at uneven intervals: every
+    frame's time is the input's."""
+    pts = [0, 33, 66, 150, 183, 300, 333, 366, 500, 533]  # ms
+    write_clip(tmp_path / "in.mp4", smooth_frames(10, 32, 32), pts=pts, time_base=Fraction(1, 1000))
+    translate_video(translator, tmp_path / "in.mp4", tmp_path / "out.mp4")
+    inp, out = read_back(tmp_path / "in.mp4"), read_back(tmp_path / "out.mp4")
+    assert inp["seconds"] == [Fraction(p, 1000) for p in pts]
+    assert out["seconds"] == inp["seconds"] and len(out["frames"]) == 10
+
+
+@pytest.mark.parametrize(("rotation", "displayed"), [
+    ((90, False), lambda a: np.rot90(a, 1)),             # PyAV and FFmpeg count degrees counter-clockwise
+    ((-90, False), lambda a: np.rot90(a, -1)),           # a phone held upright: stored landscape, shown portrait
+    ((180, False), lambda a: np.rot90(a, 2)),
+    ((90, True), lambda a: np.rot90(a, 1)[:, ::-1]),     # mirrored after the rotation
+    ((0, True), lambda a: a[:, ::-1]),
+    (None, lambda a: a),
+])
+def test_display_matrix_read_and_applied_as_ffmpeg_does(tmp_path, rotation, displayed):
+    """The matrix a container holds (written by PyAV's ``set_display_rotation``, FFmpeg's ``av_display_rotation_set``)
+    is read back from the decoded frame; ``to_display`` turns a stored frame as players show it; ``to_stored``
+    undoes it."""
+    frame = smooth_frames(1, 20, 12)[0]
+    write_clip(tmp_path / "r.mkv", [frame], codec="ffv1", pix_fmt="bgr0", rotation=rotation)
+    matrix = display_matrix(tmp_path / "r.mkv")
+    with av.open(str(tmp_path / "r.mkv")) as c:
+        decoded = next(c.decode(video=0))
+        assert (matrix is None) == (rotation is None) and (matrix is None or rotation_of(matrix) == decoded.rotation)
+        if rotation and not rotation[1]:  # 180 ≡ -180; a mirror has no single angle (FFmpeg calls a plain hflip -180)
+            assert (decoded.rotation - rotation[0]) % 360 == 0
+        stored = decoded.to_ndarray(format="rgb24")
+    np.testing.assert_array_equal(stored, frame)
+    turn = orientation(matrix)
+    assert (turn is None) == (rotation is None)
+    np.testing.assert_array_equal(to_display(stored, turn), displayed(frame))
+    np.testing.assert_array_equal(to_stored(to_display(stored, turn), turn), frame)
+    np.testing.assert_array_equal(next(iter_video_frames(tmp_path / "r.mkv")), displayed(frame))
+
+
+def test_orientation_of_other_matrices():
+    assert orientation(None) is None and orientation((65536, 0, 0, 0, 65536, 0, 0, 0, 1 << 30)) is None
+    c = round(65536 * 0.7071)  # 45°: not a multiple of 90°, frames stay as stored
+    assert orientation((c, -c, 0, c, c, 0, 0, 0, 1 << 30)) is None
+
+
+@pytest.mark.parametrize("suffix", [".mkv", ".mp4"])
+def test_rotated_clip_keeps_its_display_matrix_and_the_model_sees_it_upright(translator, tmp_path, suffix):
+    """A phone's portrait clip (stored 40×24 landscape, display matrix -90°) with audio: the output holds the same
+    matrix, is stored the same size, and each frame is the model's output on the frame as displayed, turned back
+    (lossless ffv1 in .mkv: exactly; H.264 in .mp4: within its loss)."""
+    frames = smooth_frames(6, 40, 24)
+    src, dst = tmp_path / f"in{suffix}", tmp_path / f"out{suffix}"
+    lossless = suffix == ".mkv"
+    write_clip(src, frames, rotation=(-90, False), audio="pcm_s16le" if lossless else "aac",
+               **({"codec": "ffv1", "pix_fmt": "bgr0"} if lossless else {}))
+    result = translate_video(translator, src, dst, codec="ffv1" if lossless else None)
+    assert result["rotation"] == -90
+    assert display_matrix(dst) == display_matrix(src) is not None
+    inp, out = read_back(src), read_back(dst)
+    assert out["size"] == inp["size"] == (40, 24) and len(out["frames"]) == 6 and out["audio"] == inp["audio"]
+    turn = orientation(display_matrix(src))
+    expected = [to_stored(translator(to_display(f, turn)), turn) for f in inp["frames"]]
+    if lossless:
+        for got, want, f in zip(out["frames"], expected, inp["frames"]):
+            np.testing.assert_array_equal(got, want)
+            assert not np.array_equal(got, translator(f))  # the model is not rotation-equivariant: it matters
+    else:
+        assert min(psnr(luma(a), luma(b)) for a, b in zip(out["frames"], expected)) > 30
 
 
 def test_frames_stream_in_batches_and_the_api(translator, tmp_path):

@@ -5,12 +5,15 @@
     PYTHONPATH=. python tools/benchmark.py --rows train --jobs cyclegan --precisions bf16 --compile
     PYTHONPATH=. python tools/benchmark.py --quick             # tiny smoke version (seconds)
     PYTHONPATH=. python tools/benchmark.py --profile --jobs cyclegan --precisions fp32   # top ops of one step
+    PYTHONPATH=. python tools/benchmark.py --rows video --video-long 60   # videos vs PNG frames; a 1-min clip's peak
 
 Rows: ``train`` (``Trainer.train_step`` on a fixed batch, median s/iter after warm-up), ``convert`` (the whole
 ``translate convert`` command, timed from outside; also on ``--processes`` processes under torchrun), ``data``
-(dataset + DataLoader items/s), ``tiled`` (one large image converted in tiles: peak RSS). Each row runs in a fresh
-process, so its peak memory is its own: peak RSS (VmHWM) on the CPU, ``torch.cuda.max_memory_allocated`` for
-in-process rows on a GPU. "FLOP-bound limit": the row's network FLOPs (counted with ``FlopCounterMode``; a training
+(dataset + DataLoader items/s), ``tiled`` (one large image converted in tiles: peak RSS), ``memory`` (a training
+step with and without gradient checkpointing at ``--sizes``), ``video`` (a clip converted frame by frame against the
+same frames as a folder of PNGs, frames/s in the images/s column; ``--video-long``: a long clip's peak). Each row runs
+in a fresh process, so its peak memory is its own: peak RSS (VmHWM) on the CPU, ``torch.cuda.max_memory_allocated``
+for in-process rows on a GPU. "FLOP-bound limit": the row's network FLOPs (counted with ``FlopCounterMode``; a training
 step ≈ 3× the forward FLOPs of every network run) divided by this machine's measured convolution throughput, and how
 far the row is from it.
 """
@@ -158,6 +161,46 @@ def write_images(folder: Path, n: int, width: int, height: int, seed: int) -> Pa
     return folder
 
 
+def parse_video_size(spec: str) -> tuple[int, int, int]:
+    """(width, height, frames) of a ``--video-sizes`` entry ``WxH:FRAMES``."""
+    size, _, frames = spec.partition(":")
+    width, height = (int(n) for n in size.lower().split("x"))
+    return width, height, int(frames or 25)
+
+
+def write_clip(path: Path, width: int, height: int, frames: int, fps: int, seed: int) -> Path:
+    """A synthetic clip written with PyAV (H.264 4:2:0 CRF 18 where FFmpeg has it, else MPEG-4): a photo-like image
+    panning 4 px a frame, made one frame at a time, so a clip of any length is written in constant memory."""
+    import av
+
+    from translate.inference.video import choose_codec
+
+    still = np.asarray(smooth_image(np.random.default_rng(seed), width, height))
+    strip = np.concatenate([still, still[:, ::-1]], 1)  # mirrored: the pan wraps around without a seam
+    codec = choose_codec(path)
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream(codec, rate=fps)
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        stream.options = {"crf": "18", "preset": "veryfast"} if codec == "libx264" else {}
+        for t in range(frames):
+            frame = np.take(strip, np.arange(4 * t, 4 * t + width) % (2 * width), axis=1)
+            for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return path
+
+
+def write_png_frames(clip: Path, folder: Path) -> Path:
+    """The decoded frames of ``clip`` as PNG files in ``folder`` (what the folder rows convert)."""
+    from translate.inference.video import iter_video_frames
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for i, frame in enumerate(iter_video_frames(clip)):
+        Image.fromarray(frame).save(folder / f"{i:05d}.png", compress_level=1)
+    return folder
+
+
 def make_datasets(root: Path, n: int, size: int) -> None:
     """root/cyclegan/trainA|trainB (unaligned) and root/pix2pix/train (A|B side by side) of ``size``² JPEGs."""
     write_images(root / "cyclegan" / "trainA", n, size, size, 1)
@@ -295,13 +338,16 @@ def train_row(job: str, variants: list[dict], batch: int, warmup: int, iters: in
 
 
 def memory_row(job: str, size: int, checkpointing: bool, warmup: int, iters: int, root: str, quick: bool,
-               threads: int, interleave: bool = False) -> dict:
+               threads: int, interleave: bool = False, limit_gib: float | None = None) -> dict:
     """Peak memory and s/iter of ``Trainer.train_step`` at ``size``² (batch 1), with or without
     train.gradient_checkpointing: peak RSS (VmHWM) of this fresh process on the CPU, max_memory_allocated on a GPU;
     ``step_gib``: the peak above what the process held before its first step (the steps' own memory). With
-    ``interleave``: steps alternately without and with checkpointing in this one process, for their time ratio."""
+    ``interleave``: steps alternately without and with checkpointing in this one process, for their time ratio.
+    ``limit_gib``: one step, stopped where the process's RSS passes that many GiB (the engine's ``PeakMeter``, as
+    ``train.max_memory``'s probes), so that a step that cannot fit fails measured instead of meeting the
+    machine's out-of-memory killer (which may pick another process); on a GPU an out-of-memory error does."""
     from translate.config import load_config
-    from translate.engine.memory import release_free_memory, reset_peak
+    from translate.engine.memory import PeakMeter, is_out_of_memory, release_free_memory, reset_peak
     from translate.engine.trainer import Trainer
 
     root = Path(root)
@@ -325,7 +371,7 @@ def memory_row(job: str, size: int, checkpointing: bool, warmup: int, iters: int
     if interleave:  # the time ratio alone, immune to the machine's drift: steps alternate off / on
         timed = {False: [], True: []}
         for i in range(2 * (warmup + iters)):
-            trainer._set_checkpointing(i % 2 == 1)
+            trainer.set_checkpointing(i % 2 == 1)
             start = time.perf_counter()
             step()
             sync()
@@ -334,7 +380,25 @@ def memory_row(job: str, size: int, checkpointing: bool, warmup: int, iters: int
         off, on = (statistics.median(timed[k]) for k in (False, True))
         return {"s_iter": on, "off_s": off, "ratio": on / off, "ratios": [b / a for a, b in zip(*timed.values())],
                 "images_s": 1 / on, "peak_gib": peak_memory_gib()}
-    times, timed = median_times(step, warmup, iters)
+    if limit_gib is not None:
+        meter, start = PeakMeter(device(), int(limit_gib * 2**30)), time.perf_counter()
+        try:
+            with meter:
+                try:
+                    step()
+                    sync()
+                finally:
+                    meter.disarm()
+        except BaseException as e:  # the meter's interruption lands anywhere in the step
+            if not (meter.exceeded or is_out_of_memory(e)):
+                raise
+            why = f"RSS passed the limit of {limit_gib:.1f} GiB" if meter.exceeded else type(e).__name__
+            return {"error": f"out of memory: {why} {time.perf_counter() - start:.0f} s into the first step, which "
+                             f"was stopped there at {meter.value / 2**30:.1f} GiB (the process held {before:.2f} GiB "
+                             "before it)", "peak_gib": meter.value / 2**30}
+        times = timed = [time.perf_counter() - start]
+    else:
+        times, timed = median_times(step, warmup, iters)
     peak = peak_memory_gib()
     return {"s_iter": statistics.median(timed), "min_s": min(timed), "max_s": max(timed), "first_s": times[0],
             "images_s": 1 / statistics.median(timed), "peak_gib": peak, "step_gib": peak - before}
@@ -366,6 +430,47 @@ def data_row(workers: int, items: int, root: str, quick: bool, threads: int) -> 
         next(it)
     elapsed = time.perf_counter() - start
     return {"images_s": items / elapsed, "s_iter": elapsed / items, "peak_gib": peak_memory_gib()}
+
+
+def reset_peak_memory() -> None:
+    """A new peak from here: ``max_memory_allocated`` on a GPU, VmHWM on the CPU (as
+    ``translate.engine.memory.reset_peak``, without importing the training stack into a conversion's process)."""
+    if torch.cuda.is_available():
+        torch.cuda.reset_peak_memory_stats()
+        return
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:  # not Linux: the peak then includes the model's load
+        pass
+
+
+def rss_gib(key: str = "VmRSS") -> float:
+    return int(next(ln.split()[1] for ln in Path("/proc/self/status").read_text().splitlines()
+                    if ln.startswith(key + ":"))) / 2**20
+
+
+def video_row(model: str, inputs: str, out: str, dtype: str, threads: int) -> dict:
+    """Frames/s and peak memory of ``convert_folder`` (what ``translate convert`` runs) on one video file or a folder
+    of frames, timed after the model is loaded; the peak (VmHWM on the CPU, ``max_memory_allocated`` on a GPU)
+    also from then on, and ``before_gib``: the RSS with the model loaded."""
+    from translate.inference import Translator
+    from translate.inference.convert import convert_folder
+
+    translator = Translator.from_pretrained(model, dtype=dtype)
+    torch.set_num_threads(threads)
+    before = rss_gib()
+    reset_peak_memory()
+    start = time.perf_counter()
+    summary = convert_folder(translator, inputs, out, fmt="png", overwrite=True, progress=False)
+    sync()
+    elapsed = time.perf_counter() - start
+    if summary["failed"]:
+        return {"error": summary["failures"][0]["error"][:200]}
+    frames = summary["frames"]
+    return {"frames": frames, "s_iter": elapsed / frames, "images_s": frames / elapsed, "peak_gib": peak_memory_gib(),
+            "rss_gib": rss_gib("VmHWM"), "before_gib": before, "device": str(translator.device),
+            "dtype": {torch.float32: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}.get(
+                translator.dtype, str(translator.dtype))}
 
 
 def profile_step(job: str, root: str, precision: str, quick: bool, threads: int, top: int = 15) -> str:
@@ -522,7 +627,8 @@ def table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-WORKERS = {"train": train_row, "memory": memory_row, "data": data_row, "plain_convert": plain_convert}
+WORKERS = {"train": train_row, "memory": memory_row, "data": data_row, "plain_convert": plain_convert,
+           "video": video_row}
 
 
 # -- main --------------------------------------------------------------------------------------------------------
@@ -531,13 +637,16 @@ DEFAULTS = {  # option: (default, default with --quick)
     "precisions": ("fp32,bf16", "fp32"), "workers": ("0,1,2", "0"), "threads": (cores(), 1),
     "warmup": (1, 1), "iters": (3, 2), "images": (50, 3), "photos": (2, 0), "onnx": (True, False),
     "tiled_size": (4096, 320), "baseline": (True, True), "processes": (2, 2),
+    "video_sizes": ("256x256:25,1280x720:6", "64x64:4,96x64:4"), "video_precisions": ("fp32,auto", "fp32,auto"),
+    "video_long_size": ("1280x720", "96x64"),
 }
 
 
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--rows", help="comma list of train,convert,data,tiled,memory (default all but memory)")
+    p.add_argument("--rows", help="comma list of train,convert,data,tiled,memory,video (default all but memory and "
+                                  "video)")
     p.add_argument("--sizes", default="256,512,1024",
                    help="memory rows: image sides to train at, with and without checkpointing (default 256,512,1024)")
     p.add_argument("--jobs", help="training jobs: cyclegan,pix2pix,cut,fastcut (default cyclegan,pix2pix)")
@@ -558,6 +667,15 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--processes", type=int, help="processes of the torchrun conversion row (default 2; 1: no row)")
     p.add_argument("--workers", help="DataLoader worker counts to measure (default 0,1,2)")
     p.add_argument("--tiled-size", type=int, help="side of the image converted in tiles (default 4096)")
+    p.add_argument("--video-sizes", metavar="WxH:FRAMES,...",
+                   help="video rows: clip sizes and frame counts (default 256x256:25,1280x720:6: the paper-width model "
+                        "takes seconds a 720p frame on a CPU; '': none, for --video-long alone)")
+    p.add_argument("--video-fps", type=int, default=25, help="video rows: frame rate of the clips (default 25)")
+    p.add_argument("--video-precisions", help="video rows: --dtype values to convert the clips in (default fp32,auto)")
+    p.add_argument("--video-long", type=int, default=0, metavar="SECONDS",
+                   help="video rows: also the peak memory of a SECONDS-long clip against a 5-second one, with a tiny "
+                        "model (e.g. 60; default 0: not run)")
+    p.add_argument("--video-long-size", metavar="WxH", help="size of those clips (default 1280x720)")
     p.add_argument("--threads", type=int, help="intra-op threads of every row (default: this machine's cores)")
     p.add_argument("--quick", action="store_true", help="tiny networks and images, fp32, 1 thread: a smoke test")
     p.add_argument("--profile", action="store_true", help="print torch.profiler's top ops of a step of each job, exit")
@@ -651,20 +769,21 @@ def memory_rows(args, work: Path, add) -> None:
             default = None
             for ckpt in (False, True):
                 settings = f"{size}², batch 1, fp32" + (", gradient checkpointing" if ckpt else "")
-                below = step_gib.get((size // 2, ckpt))
-                if below is not None and 4 * below + 1.0 > available_gib():
-                    add({"kind": "memory", "job": f"memory {job}", "settings": settings, "error":
-                         f"not run: needs ≈ {4 * below + 1:.0f} GiB (4× the {size // 2}² step), "
-                         f"{available_gib():.0f} GiB available"})
-                    continue
+                below, free = step_gib.get((size // 2, ckpt)), available_gib()
+                # A row whose estimate (4× the step memory of the size below) exceeds the memory available runs one
+                # step stopped where it passes what is available (less 2 GiB left to the rest of the machine).
+                limit = free - 2.0 if below is not None and 4 * below + 1.0 > free else None
                 # One step at 1024² takes minutes here: no warm-up step there (its first step is the timed one).
-                warm = 0 if size >= 1024 else args.warmup
+                warm = 0 if size >= 1024 or limit else args.warmup
                 r = in_worker("memory", job=job, size=size, checkpointing=ckpt, warmup=warm, iters=args.iters,
-                              root=str(root), quick=args.quick, threads=args.threads)
+                              root=str(root), quick=args.quick, threads=args.threads, limit_gib=limit)
                 r.update(kind="memory", job=f"memory {job}", settings=settings)
+                if limit and "error" in r:
+                    r["error"] += (f"; estimated need ≈ {4 * below + 1:.0f} GiB (4× the {size // 2}² step), "
+                                   f"{free:.0f} GiB available")
                 if "error" not in r:
                     step_gib[(size, ckpt)] = r["step_gib"]
-                    r["notes"] = (f"median of {args.iters} after {warm} warm-up; steps' own memory "
+                    r["notes"] = (f"median of {1 if limit else args.iters} after {warm} warm-up; steps' own memory "
                                   f"{r['step_gib']:.2f} GiB; load {load_average()}")
                     if ckpt and default:
                         r["notes"] += (f"; {r['peak_gib'] / default['peak_gib']:.0%} of the peak, "
@@ -789,6 +908,72 @@ def tiled_row(args, work: Path, gflops: dict, add) -> None:
     add(r)
 
 
+def video_rows(args, work: Path, gflops: dict, add) -> None:
+    """``--rows video``: a synthetic clip (.mp4, H.264) converted frame by frame (decode, translate, encode H.264)
+    at each of ``--video-sizes``, in each of ``--video-precisions`` (``auto`` says what it resolved to, and is not
+    run again at a size where it resolved to a precision already measured), next to the same frames as a folder of
+    PNGs converted into PNGs (fp32). Each row in a fresh process, timed and its peak taken after the model is loaded.
+    ``--video-long S``: the peak of a 5-second and an S-second clip at ``--video-long-size`` with a tiny model (ngf
+    2: the time and memory are then mostly the pipeline's), which a streamed conversion keeps about equal."""
+    model, g256 = make_model(work / "model", 8 if args.quick else 64)
+    fps, resolved = args.video_fps, None
+    for spec in filter(None, args.video_sizes.split(",")):
+        width, height, n = parse_video_size(spec)
+        clip = write_clip(work / f"clip-{width}x{height}.mp4", width, height, n, fps, 7)
+        frames = write_png_frames(clip, work / f"frames-{width}x{height}")
+        gflop, what = g256 * width * height / 256**2, f"{n} frames {width}×{height}"
+        print(f"video rows: {what} ({n / fps:.2f} s at {fps} fps), the same frames as {n} PNGs", flush=True)
+        done = {}
+        for precision in args.video_precisions.split(","):
+            if precision == "auto" and resolved in done:
+                add({"kind": "video", "job": "convert video", "settings": f"{what}, auto (→ {resolved})",
+                     "notes": f"not run again: auto resolved to {resolved} at a size above, so its figures are "
+                              f"the {resolved} row's of this size"})
+                continue
+            runs = [("video", clip, work / f"out-{width}x{height}-{precision}.mp4")]
+            if precision == "fp32":
+                runs.append(("folder", frames, work / f"out-{width}x{height}-frames"))
+            for kind, inputs, out in runs:
+                r = in_worker("video", model=str(model), inputs=str(inputs), out=str(out), dtype=precision,
+                              threads=args.threads)
+                label = precision if precision != "auto" or "error" in r else f"auto (→ {r['dtype']})"
+                r.update(kind="video", job="convert video" if kind == "video" else "convert PNG frames",
+                         settings=f"{what}, {label}" if kind == "video" else f"{n} PNGs {width}×{height}, {label}",
+                         gflop=gflop, reference=None)
+                if "error" not in r:
+                    r["gflops"] = gflops.get(f"{r['dtype']}_forward")
+                    notes = [f"{r['frames']} frames; after the model's load; peak above it "
+                             f"{r['rss_gib'] - r['before_gib']:.2f} GiB RSS"
+                             + (f" ({r['device']}: peak = max_memory_allocated)" if r["device"] != "cpu" else "")]
+                    if kind == "folder":
+                        if "fp32" in done:
+                            notes.append(f"the video's frames/s {done['fp32']['images_s'] / r['images_s']:.2f}× this")
+                    else:
+                        done[r["dtype"]] = r
+                        resolved = r["dtype"] if precision == "auto" else resolved
+                    r["notes"] = "; ".join(notes + [f"load {load_average()}"])
+                add(r)
+    if args.video_long:
+        width, height, _ = parse_video_size(args.video_long_size)
+        tiny, _ = make_model(work / "model-tiny", 2)
+        short = None
+        for seconds in sorted({min(5, args.video_long), args.video_long}):
+            n = seconds * fps
+            clip = write_clip(work / f"long-{seconds}s.mp4", width, height, n, fps, 8)
+            out = work / f"long-{seconds}s-out.mp4"
+            r = in_worker("video", model=str(tiny), inputs=str(clip), out=str(out), dtype="fp32", threads=args.threads)
+            r.update(kind="video", job="video memory", settings=f"{n} frames {width}×{height} ({seconds} s at {fps} "
+                                                                 "fps), resnet_9blocks ngf 2, fp32")
+            if "error" not in r:
+                r["notes"] = (f"peak above the loaded model {r['rss_gib'] - r['before_gib']:.2f} GiB RSS"
+                              + (f"; {r['peak_gib'] / short['peak_gib']:.2f}× the {short['frames']}-frame clip's peak"
+                                 if short else "") + f"; load {load_average()}")
+                short = short or r
+            add(r)
+            clip.unlink()
+            out.unlink(missing_ok=True)  # long clips are not kept
+
+
 def benchmark(args: argparse.Namespace, work: Path) -> int:
     hw = hardware()
     meta = {"date": datetime.date.today().isoformat(), "cpu": hw["cpu"], "cores": cores(), "threads": args.threads,
@@ -826,6 +1011,8 @@ def benchmark(args: argparse.Namespace, work: Path) -> int:
         tiled_row(args, work, gflops, add)
     if "memory" in wanted:
         memory_rows(args, work, add)
+    if "video" in wanted:
+        video_rows(args, work, gflops, add)
     meta["load_after"] = load_average()
     meta["total_s"] = time.perf_counter() - started
     print(f"\n{table(rows)}\n\nvs reference: training = s/iter ÷ reference (< 1 is faster), conversion = images/s ÷ "

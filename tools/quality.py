@@ -1,8 +1,11 @@
 #!/usr/bin/env python
 """Quality against a known truth: train on the built-in photo2stylized data, translate its test photos, and score
 them (PSNR, SSIM, LPIPS where it runs offline) against their true stylisations, next to two baselines. ``--task``
-picks another OpenCV filter as the truth (photo2stylized_strong, photo2enhanced, photo2sketch): the same photos, a
-different task, on which settings chosen on the first are checked.
+picks another filter as the truth: near tasks, whose output keeps the input's layout and detail (stylized_strong,
+enhanced), and far tasks, whose output changes its texture (sketch: a pencil drawing; cartoon: flat posterised colours
+with outlines; stripes: zebra stripes in the warm regions only): the same photos, a different task, on which settings
+chosen on the first are checked. A config with ``model.residual: auto`` is resolved from each task's training data
+as training resolves it (translate.data.gap), and the choice is printed.
 
     PYTHONPATH=. python tools/quality.py                                   # paper vs recommended, both recipes
     PYTHONPATH=. python tools/quality.py --recipes cyclegan --levers diffaugment ema --seeds 0 1
@@ -43,7 +46,8 @@ sys.path.insert(0, str(REPO))
 from translate import Translator, load_config, train  # noqa: E402
 from translate.config import to_yaml  # noqa: E402
 from translate.data import build_dataset, ensure_builtin  # noqa: E402
-from translate.data.builtin import PHOTO_FILTERS  # noqa: E402
+from translate.data.builtin import FAR_TASKS, PHOTO_FILTERS  # noqa: E402
+from translate.data.gap import resolve_auto  # noqa: E402
 from translate.evaluation.metrics import LPIPS, psnr, ssim  # noqa: E402
 from translate.networks import GENERATORS  # noqa: E402
 
@@ -70,6 +74,9 @@ LEVERS = {
     "spectral_norm": (["model.spectral_norm=true"], ["model.spectral_norm=false"]),
     "r1": (["model.r1_gamma=1.0"], ["model.r1_gamma=0.0"]),
     "identity_5": (["model.cyclegan.lambda_identity=5.0"], ["model.cyclegan.lambda_identity=0.5"]),
+    "no_identity": (["model.cyclegan.lambda_identity=0.0"], ["model.cyclegan.lambda_identity=0.5"]),
+    "smooth_l1": (["model.cyclegan.smooth_l1_beta=1.0"], ["model.cyclegan.smooth_l1_beta=0.0"]),
+    "resnet": (["model.netG=resnet_9blocks"], ["model.netG=unet_256"]),
     "cycle_5": (["model.cyclegan.lambda_A=5.0", "model.cyclegan.lambda_B=5.0"],
                 ["model.cyclegan.lambda_A=10.0", "model.cyclegan.lambda_B=10.0"]),
     "no_pool": (["model.cyclegan.pool_size=0"], ["model.cyclegan.pool_size=50"]),
@@ -146,8 +153,12 @@ def run_config(path: str, steps: int, size: int, width: int, seed: int, out: Pat
               f"train.sample_every={steps}", "train.progress=false", "train.report=false", "train.compile=false",
               "train.eval_every=0", f"train.mixed_precision={precision}"]
     config = load_config(path, extra + budget)  # the budget last: it already holds what the levers changed
+    dataset = build_dataset(config)
+    # model.residual=auto, decided from this task's training data before the run is named: an auto run and a run of
+    # its choice made explicit are the same run.
+    resolve_auto(config, dataset, lambda line: print(f"{Path(path).stem}, seed {seed}: {line}", flush=True))
     # The schedule, compressed into the budget: the epochs the run touches, split as the config splits them.
-    per_epoch = math.ceil(len(build_dataset(config)) / config.data.batch_size)
+    per_epoch = math.ceil(len(dataset) / config.data.batch_size)
     epochs = math.ceil(steps / per_epoch)
     t = config.train
     t.n_epochs = round(epochs * t.n_epochs / (t.n_epochs + t.n_epochs_decay))
@@ -235,8 +246,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--configs", nargs="+", help="config files to compare instead")
     parser.add_argument("--levers", nargs="*", default=[], help=f"one row per lever and config: {', '.join(LEVERS)}")
     parser.add_argument("--task", default="stylized", choices=list(PHOTO_FILTERS),
-                        help="photo2<task>: the OpenCV filter whose output is the truth (default stylized: the one the "
-                             "recommended configs were chosen on; the others check them)")
+                        help="photo2<task>: the filter whose output is the truth (default stylized: the one the "
+                             f"recommended configs were chosen on; the others check them; far from the input: "
+                             f"{', '.join(FAR_TASKS)})")
     parser.add_argument("--steps", type=int, default=400)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     parser.add_argument("--size", type=int, default=64, help="training crop (U-Nets take at least their minimum)")

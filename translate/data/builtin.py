@@ -259,7 +259,10 @@ def _kept_crops(photos: list[np.ndarray], n: int, held_out: bool, rng: np.random
                 keep: Callable[[np.ndarray], bool] | None = None):
     """``n`` crops as ``_crops`` draws them, those that ``keep`` rejects skipped (none without it: the same crops)."""
     crops = _crops(photos, n if keep is None else 50 * n, held_out, rng)
-    return itertools.islice(crops if keep is None else filter(keep, crops), n)
+    kept = list(itertools.islice(crops if keep is None else filter(keep, crops), n))
+    if len(kept) < n:
+        raise RuntimeError(f"only {len(kept)} of {50 * n} crops were kept, {n} needed")
+    return kept
 
 
 def _photo2filtered(out: Path, filtered: Callable[[np.ndarray], np.ndarray],

@@ -1,12 +1,15 @@
 """Videos and animated images through a ``Translator``, frame by frame, streamed (PyAV decodes and encodes).
 
 A translated video keeps the input's frame count, timestamps (each frame's pts in the input's time base), frame
-rate and size (an upscaler's: ×scale); its audio streams are copied packet by packet, unchanged; other streams
-(subtitles, data) are left out. Frames run through ``Translator.translate_pixels`` in batches (dtype, tiling and
-all), and only a batch of frames is held at a time, so a clip of any length fits in memory. The encoder follows the
-output's extension (``choose_codec``): H.264 (libx264, CRF 18) for .mp4 .mov .mkv .avi where the FFmpeg build has
-it, else MPEG-4 Part 2; VP9 for .webm. 4:2:0 chroma needs even sides: odd-sized frames are encoded in 4:4:4 where the
-codec has it. ``temporal`` > 0 stabilises the outputs along the input's optical flow
+rate, size (an upscaler's: ×scale) and display matrix (the rotation a phone records for a portrait clip stored
+landscape); its audio streams are copied packet by packet, unchanged; other streams (subtitles, data) are left out.
+Frames go to the model the way they are displayed (rotated by a multiple of 90°, flipped, as images have their EXIF
+orientation applied) and are turned back before encoding, so the output is stored and displayed as the input.
+Frames run through ``Translator.translate_pixels`` in batches (dtype, tiling and all), and only a batch of frames is
+held at a time, so a clip of any length fits in memory. The encoder follows the output's extension
+(``choose_codec``): H.264 (libx264, CRF 18) for .mp4 .mov .mkv .avi where the FFmpeg build has it, else MPEG-4 Part
+2; VP9 for .webm. 4:2:0 chroma needs even sides: odd-sized frames are encoded in 4:4:4 where the codec has it.
+``temporal`` > 0 stabilises the outputs along the input's optical flow
 (``translate.inference.temporal.TemporalFilter``).
 
 A file that cannot be decoded, or ends before the frame count or duration its header states, raises
@@ -18,7 +21,9 @@ output) or animated WebP files with every frame and its duration; they are held 
 
 from __future__ import annotations
 
+import math
 import os
+import struct
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
@@ -173,6 +178,65 @@ def _to_rgb24(frame: np.ndarray) -> np.ndarray:
 # ---- video files ----------------------------------------------------------------------------------------------------
 
 
+def display_matrix(path: str | Path) -> tuple[int, ...] | None:
+    """The display matrix of the video ``path`` (FFmpeg's ``AV_FRAME_DATA_DISPLAYMATRIX``: 9 int32, rotation and
+    flips a player applies), from its first decoded frame, or None. The decoder attaches the container's matrix
+    (MP4/MOV, Matroska, WebM) to each frame; PyAV 18 exposes no stream-level side data to read it from."""
+    av = _av()
+    try:
+        with av.open(str(path)) as container:
+            for frame in container.decode(video=0):
+                data = next((bytes(d) for d in frame.side_data if d.type.name == "DISPLAYMATRIX"), b"")
+                return struct.unpack("=9i", data) if len(data) == 36 else None
+    except Exception:  # the conversion itself says what is wrong with the file
+        return None
+    return None
+
+
+def rotation_of(matrix: tuple[int, ...]) -> int:
+    """The counter-clockwise rotation in degrees (FFmpeg's ``av_display_rotation_get``, PyAV's ``frame.rotation``)."""
+    return round(-math.degrees(math.atan2(matrix[1] / 65536, matrix[0] / 65536)))
+
+
+def orientation(matrix: tuple[int, ...] | None) -> tuple[bool, bool, bool] | None:
+    """(transpose, flip rows, flip columns) that turn a stored frame into the displayed one, for a display matrix
+    that rotates by a multiple of 90° and may mirror; None for no matrix, the identity, or any other transform (whose
+    frames then go to the model as stored). The matrix maps a stored pixel (p, q) (column, row) to the displayed
+    (a·p + c·q, b·p + d·q) (FFmpeg's libavutil/display.h; rows counted downwards)."""
+    if matrix is None:
+        return None
+    a, b, _, c, d = (v / 65536 for v in matrix[:5])
+    signs = [round(v) for v in (a, b, c, d)]
+    if any(abs(v - s) > 1e-3 for v, s in zip((a, b, c, d), signs)):
+        return None
+    a, b, c, d = signs
+    if b == c == 0 and abs(a) == abs(d) == 1:  # D[d·q, a·p] = A[q, p]
+        turn = (False, d < 0, a < 0)
+    elif a == d == 0 and abs(b) == abs(c) == 1:  # D[b·p, c·q] = A[q, p] = Aᵀ[p, q]
+        turn = (True, b < 0, c < 0)
+    else:
+        return None
+    return turn if any(turn) else None
+
+
+def to_display(frame: np.ndarray, turn: tuple[bool, bool, bool] | None) -> np.ndarray:
+    """A stored (H, W, C) frame as displayed (``turn`` from ``orientation``)."""
+    if turn is None:
+        return frame
+    transpose, rows, columns = turn
+    frame = frame.swapaxes(0, 1) if transpose else frame
+    return np.ascontiguousarray(frame[::-1 if rows else 1, ::-1 if columns else 1])
+
+
+def to_stored(frame: np.ndarray, turn: tuple[bool, bool, bool] | None) -> np.ndarray:
+    """The inverse of ``to_display``: a displayed frame as stored."""
+    if turn is None:
+        return frame
+    transpose, rows, columns = turn
+    frame = frame[::-1 if rows else 1, ::-1 if columns else 1]
+    return np.ascontiguousarray(frame.swapaxes(0, 1) if transpose else frame)
+
+
 @dataclass
 class VideoInfo:
     width: int
@@ -280,9 +344,11 @@ def _check_complete(path: Path, info: VideoInfo, frames: int, last_pts: int | No
 
 
 def iter_video_frames(path: str | Path, *, max_frames: int | None = None) -> Iterator[np.ndarray]:
-    """Every frame of a video file as (H, W, 3) uint8 RGB, streamed; ``BadVideoError`` for a broken file."""
+    """Every frame of a video file as (H, W, 3) uint8 RGB, as displayed (its display matrix's rotation by a multiple of
+    90° and flips applied), streamed; ``BadVideoError`` for a broken file."""
     av = _av()
     path = Path(path)
+    turn = orientation(display_matrix(path))
     try:
         container = av.open(str(path))
     except Exception as e:
@@ -293,7 +359,7 @@ def iter_video_frames(path: str | Path, *, max_frames: int | None = None) -> Ite
         video = container.streams.video[0]
         video.thread_type = "AUTO"
         for array in _decoded(container, path, [video], None, counter, timestamps):
-            yield array
+            yield to_display(array, turn)
             if max_frames is not None and counter[0] >= max_frames:
                 return
         _check_complete(path, info, counter[0], timestamps[-1] if timestamps else None)
@@ -326,6 +392,10 @@ def translate_video(translator, src: str | Path, dst: str | Path, *, direction: 
         container = av.open(str(src))
     except Exception as e:
         raise BadVideoError(src, f"frame 0: {_describe(e, src)}", frame=0) from e
+    # Read before the output's header is written (at its first packet, which may be audio muxed before the first
+    # video frame has been decoded).
+    matrix = display_matrix(src)
+    turn = orientation(matrix)
     tmp = temp_path(dst)
     dst.parent.mkdir(parents=True, exist_ok=True)
     try:
@@ -349,6 +419,8 @@ def translate_video(translator, src: str | Path, dst: str | Path, *, direction: 
                 vout.codec_context.time_base = info.time_base
                 vout.options = _encoder_options(codec, crf)
                 _tag_colour(vout.codec_context, video.codec_context)
+                if matrix is not None:
+                    vout.set_display_matrix(matrix)
                 aout = {}
                 for s in audio:
                     try:
@@ -363,7 +435,8 @@ def translate_video(translator, src: str | Path, dst: str | Path, *, direction: 
                     out.mux(packet)
 
                 counter, timestamps = [0], deque()
-                frames = _decoded(container, src, [video, *audio], mux_audio, counter, timestamps)
+                frames = (to_display(f, turn) for f in _decoded(container, src, [video, *audio], mux_audio, counter,
+                                                                 timestamps))
                 meter = None
                 if measure:
                     from translate.evaluation.flicker import FlickerMeter
@@ -377,7 +450,7 @@ def translate_video(translator, src: str | Path, dst: str | Path, *, direction: 
                                              measure=measure):
                     if meter is not None:
                         meter.add(item.input, item.raw, item.output, motion=item.motion)
-                    frame = av.VideoFrame.from_ndarray(_to_rgb24(item.output), format="rgb24")
+                    frame = av.VideoFrame.from_ndarray(to_stored(_to_rgb24(item.output), turn), format="rgb24")
                     frame = frame.reformat(format=pix_fmt, **{k: v for k, v in colour.items() if v is not None})
                     frame.pts = last_pts = timestamps.popleft()
                     frame.time_base = info.time_base
@@ -401,6 +474,8 @@ def translate_video(translator, src: str | Path, dst: str | Path, *, direction: 
     result = {"file": src.name, "frames": written, "codec": codec, "pix_fmt": pix_fmt,
               "fps": float(info.fps) if info.fps else None, "size": [width, height], "audio_streams": len(audio),
               "seconds": round(time.perf_counter() - start, 3)}
+    if matrix is not None:
+        result["rotation"] = rotation_of(matrix)
     if meter is not None:
         flicker = meter.result()
         result["warping_error"] = {"input": flicker["warping_error"]["input"],
