@@ -181,3 +181,41 @@ def test_residual_auto_without_a_choice_to_make():
 def test_residual_takes_only_true_false_or_auto():
     with pytest.raises(ConfigError, match="model.residual='maybe' must be true, false or auto"):
         load_config(None, ["data.builtin=shapes_unpaired", "model.residual=maybe"])
+
+
+@pytest.mark.parametrize("kind", ["near", "far"])
+def test_generator_auto_is_a_u_net_that_starts_as_its_input_or_the_papers_resnet(kind):
+    config = load_config(None, ["data.builtin=shapes_unpaired", "model.residual=auto", "model.netG=auto",
+                                "data.load_size=143", "data.crop_size=128"])
+    B = near(photos(8, 1)) if kind == "near" else far(photos(8, 1))
+    printed = []
+    resolve_auto(config, Pairs(photos(8, 0), B), printed.append)
+    expected = (True, "unet_128") if kind == "near" else (False, "resnet_9blocks")
+    assert (config.model.residual, config.model.netG) == expected  # the deepest U-Net a 128 px crop allows
+    assert f"model.residual=auto, model.netG=auto: {str(expected[0]).lower()}, {expected[1]}; colour gap" in printed[0]
+    assert "netG: auto" not in to_yaml(config)
+
+
+def test_generator_auto_goes_with_residual_auto():
+    with pytest.raises(ConfigError, match="model.netG=auto is chosen together with model.residual=auto"):
+        load_config(None, ["data.builtin=shapes_unpaired", "model.netG=auto"])
+    load_config(None, ["data.builtin=shapes_unpaired", "model.netG=auto", "model.residual=auto"])  # valid
+
+
+@pytest.mark.parametrize("kind", ["near", "far"])
+def test_training_resolves_auto_before_building_the_networks_and_records_it(tmp_path, tiny_config, kind, capsys):
+    from translate.engine.trainer import Trainer
+
+    B = near(photos(6, 1, 64)) if kind == "near" else far(photos(6, 1, 64))
+    write(tmp_path / "data" / "trainA", photos(6, 0, 64))
+    write(tmp_path / "data" / "trainB", B)
+    config = tiny_config("cyclegan", f"data.root={tmp_path / 'data'}", "model.residual=auto", "model.netG=auto",
+                         "data.load_size=128", "data.crop_size=128")  # a U-Net's smallest size
+    trainer = Trainer(config)
+    residual, netG = (True, "unet_128") if kind == "near" else (False, "resnet_9blocks")
+    assert trainer.nets["G_A"].residual is residual and type(trainer.nets["G_A"]).__name__ == \
+        ("UnetGenerator" if residual else "ResnetGenerator")
+    saved = (trainer.run_dir / "config.yaml").read_text()
+    assert f"residual: {str(residual).lower()}" in saved and f"netG: {netG}" in saved
+    printed = capsys.readouterr().out
+    assert f"model.residual=auto, model.netG=auto: {str(residual).lower()}, {netG}; colour gap" in printed

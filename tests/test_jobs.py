@@ -12,7 +12,7 @@ import torch
 
 from translate.config import load_config
 from translate.engine.checkpoint import Checkpoints
-from translate.engine.evaluation import QUALITY_EVALS, Evaluation
+from translate.engine.evaluation import QUALITY_EVALS, STUCK_STEPS, Evaluation
 from translate.engine.memory import MemoryLog
 from translate.engine.nonfinite import NonFiniteWatch, TrainingDiverged
 from translate.engine.progress import COLLAPSE_WINDOWS, Progress
@@ -174,6 +174,7 @@ def evaluation(tmp_path, *overrides, values=()):
     metric = iter(values)
     job.held_out_metrics = lambda nets: {"psnr": 10.0} if not nets else {"psnr": next(metric)}
     job.do_nothing_metrics = lambda: {"psnr": 10.0}
+    job.watch_moved = dict  # its own tests below
     return trainer, job, exported
 
 
@@ -214,3 +215,58 @@ def test_worse_than_doing_nothing_is_warned_after_some_evaluations_in_a_row(tmp_
     warned = [p for p in trainer.accelerator.printed if "worse than returning the input" in p]
     assert len(warned) == 1 and f"(step {2 * QUALITY_EVALS})" in warned[0]
 
+
+
+class Flat(torch.nn.Module):
+    """A generator whose every output pixel is ``value`` (None: its input unchanged)."""
+
+    def __init__(self, value=None):
+        super().__init__()
+        self.value = value
+
+    def forward(self, x):
+        return x if self.value is None else torch.full_like(x, self.value)
+
+
+def moved_watch(tmp_path, a: float, b: float, net: torch.nn.Module, *overrides):
+    """An Evaluation on flat training images of value ``a`` (side A) and ``b`` (side B), in [-1, 1], with ``net`` as
+    the one generator, checked with each sample grid (every STUCK_STEPS // 2 steps)."""
+    trainer = stand_in(tmp_path, f"train.sample_every={STUCK_STEPS // 2}", *overrides)
+    trainer.dataset = [{"A": torch.full((3, 8, 8), a), "B": torch.full((3, 8, 8), b)}] * 5
+    trainer.recipe = SimpleNamespace(directions={"AtoB": "G"}, fixed_samples=lambda nets, n: None)
+    trainer.nets = {"G": net}
+    trainer.exported_networks = lambda: {"G": net}
+    return trainer, Evaluation(trainer)
+
+
+def stuck_warnings(trainer):
+    return [p for p in trainer.accelerator.printed if "has not moved from its input" in p]
+
+
+def test_a_generator_that_stays_at_its_input_on_a_far_task_is_warned_about_once(tmp_path):
+    # Black to white: the colour gap is the whole range (1.0); returning the input closes none of it.
+    trainer, job = moved_watch(tmp_path, -1.0, 1.0, Flat(), "model.residual=true")
+    steps(trainer, job, STUCK_STEPS - 1)
+    assert not stuck_warnings(trainer)  # too early to tell
+    steps(trainer, job, 2 * STUCK_STEPS)
+    warned = stuck_warnings(trainer)
+    assert len(warned) == 1 and f"after {STUCK_STEPS} steps" in warned[0]
+    assert "outputs are 1.00 from the target domain's colours, its inputs 1.00" in warned[0]
+    assert "model.residual=auto model.netG=auto" in warned[0]  # the hint for a residual generator
+    row = json.loads((tmp_path / "logs" / "metrics.jsonl").read_text().splitlines()[0])
+    assert row == {"step": STUCK_STEPS // 2, "colour_gap_AtoB": pytest.approx(1.0),
+                   "colour_gap_AtoB_input": pytest.approx(1.0)}
+
+
+@pytest.mark.parametrize("a, b, output", [
+    (-1.0, 1.0, 0.6),   # a far task, 80 % of the gap closed (0.2 left of 1.0): moving
+    (-1.0, 1.0, 1.0),   # a far task done
+    (0.0, 0.3, None),   # a near task (gap 0.15 of the range) that keeps its input: fine there
+])
+def test_no_warning_for_a_generator_that_moved_or_a_near_task(tmp_path, a, b, output):
+    trainer, job = moved_watch(tmp_path, a, b, Flat(output))
+    steps(trainer, job, 2 * STUCK_STEPS)
+    assert not stuck_warnings(trainer)
+    last = json.loads((tmp_path / "logs" / "metrics.jsonl").read_text().splitlines()[-1])
+    expected = abs(b - (a if output is None else output)) / 2  # flat images: the distance of the two values
+    assert last["colour_gap_AtoB"] == pytest.approx(expected, abs=1e-6)

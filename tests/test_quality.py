@@ -134,13 +134,16 @@ def test_residual_auto_is_resolved_per_task_before_the_run_is_named(tmp_path, ca
     (tmp_path / "auto").mkdir()
     (tmp_path / "made").mkdir()
     config = tmp_path / "auto" / "c.yaml"
-    config.write_text((REPO / quality.RECOMMENDED["cyclegan"]).read_text().replace("residual: true", "residual: auto"))
+    config.write_text((REPO / quality.RECOMMENDED["cyclegan"]).read_text())
+    assert "residual: auto" in config.read_text() and "netG: auto" in config.read_text()
     explicit = tmp_path / "made" / "c.yaml"  # the same config (and name) with each choice made explicit
-    for task, residual in (("stylized", True), ("sketch", False)):
-        explicit.write_text(config.read_text().replace("residual: auto", f"residual: {str(residual).lower()}"))
+    for task, residual, netG in (("stylized", True, "unet_128"), ("sketch", False, "resnet_9blocks")):
+        explicit.write_text(config.read_text().replace("residual: auto", f"residual: {str(residual).lower()}")
+                            .replace("netG: auto", f"netG: {netG}"))
         auto = quality.run_config(str(config), 300, 64, 16, 0, tmp_path, [], task=task)
-        assert auto.model.residual is residual
-        assert f"c, seed 0: model.residual=auto: {str(residual).lower()}; colour gap" in capsys.readouterr().out
+        assert (auto.model.residual, auto.model.netG) == (residual, netG)
+        assert f"c, seed 0: model.residual=auto, model.netG=auto: {str(residual).lower()}, {netG}; colour gap" in \
+            capsys.readouterr().out
         # an auto run and the run of its choice are the same run (one cache entry)
         assert quality.run_config(str(explicit), 300, 64, 16, 0, tmp_path, [], task=task).train.output_dir == \
             auto.train.output_dir

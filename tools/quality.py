@@ -81,6 +81,9 @@ LEVERS = {
                 ["model.cyclegan.lambda_A=10.0", "model.cyclegan.lambda_B=10.0"]),
     "no_pool": (["model.cyclegan.pool_size=0"], ["model.cyclegan.pool_size=50"]),
     "residual": (["model.residual=true"], ["model.residual=false"]),
+    "no_residual": (["model.residual=false"], ["model.residual=true"]),  # on a residual=auto config: the plain one
+    "temporal": (["train.temporal=1.0"], ["train.temporal=0.0"]),  # the equivariance term (video: less flicker)
+    "temporal_10": (["train.temporal=10.0"], ["train.temporal=0.0"]),
 }
 
 
@@ -124,6 +127,19 @@ def oracle_matched(photos: np.ndarray, truth: np.ndarray) -> np.ndarray:
                      for p, t in zip(photos, truth)])
 
 
+def clip_warping_error(model_dir: Path | None) -> float:
+    """The warping error (Lai et al. 2018; translate.evaluation.flicker) of the built-in clip translated frame by
+    frame by the model in ``model_dir``, or of the clip itself (None)."""
+    from translate.data.builtin import ensure_clip
+    from translate.evaluation.flicker import clip_flicker, warping_error
+    from translate.inference.video import iter_video_frames
+
+    if model_dir is None:
+        return warping_error(iter_video_frames(ensure_clip()))
+    translator = Translator.from_pretrained(model_dir, device="cpu", dtype="fp32")
+    return clip_flicker(translator, ensure_clip())["warping_error"]["frame_by_frame"]
+
+
 def score(outputs: np.ndarray, truth: np.ndarray, lpips: LPIPS | None) -> dict[str, float]:
     x, y = (torch.from_numpy(a).permute(0, 3, 1, 2).float() / 255 for a in (outputs, truth))
     result = {"psnr": psnr(x, y).mean().item(), "ssim": ssim(x, y).mean().item()}
@@ -144,6 +160,18 @@ def run_config(path: str, steps: int, size: int, width: int, seed: int, out: Pat
     recipe = base.model.recipe
     if recipe not in PAIRED:
         raise SystemExit(f"{path}: recipe {recipe!r} has no built-in quality task (known: {', '.join(PAIRED)})")
+    if base.model.residual == "auto":
+        # model.residual=auto (and netG=auto), decided from this task's training data before anything depends on the
+        # generator (its crop) and before the run is named: an auto run and the run of its choice made explicit are
+        # the same run. Measured on the U-Nets' budget crops, as training on them would measure it.
+        probe = run_config(path, steps, size, width, seed, out, [*extra, "model.residual=true", "model.netG=unet_256"],
+                           precision, task)
+        probe.model.residual, probe.model.netG = "auto", base.model.netG
+        resolve_auto(probe, build_dataset(probe), lambda line: print(f"{Path(path).stem}, seed {seed}: {line}",
+                                                                      flush=True))
+        return run_config(path, steps, size, width, seed, out,
+                          [*extra, f"model.residual={probe.model.residual}", f"model.netG={probe.model.netG}"],
+                          precision, task)
     netG = SHALLOWER.get(base.model.netG, base.model.netG)
     crop = max(size, GENERATORS[netG].min_size)
     load_size = max(crop, round(NATIVE * base.data.load_size / base.data.crop_size))
@@ -153,12 +181,8 @@ def run_config(path: str, steps: int, size: int, width: int, seed: int, out: Pat
               f"train.sample_every={steps}", "train.progress=false", "train.report=false", "train.compile=false",
               "train.eval_every=0", f"train.mixed_precision={precision}"]
     config = load_config(path, extra + budget)  # the budget last: it already holds what the levers changed
-    dataset = build_dataset(config)
-    # model.residual=auto, decided from this task's training data before the run is named: an auto run and a run of
-    # its choice made explicit are the same run.
-    resolve_auto(config, dataset, lambda line: print(f"{Path(path).stem}, seed {seed}: {line}", flush=True))
     # The schedule, compressed into the budget: the epochs the run touches, split as the config splits them.
-    per_epoch = math.ceil(len(dataset) / config.data.batch_size)
+    per_epoch = math.ceil(len(build_dataset(config)) / config.data.batch_size)
     epochs = math.ceil(steps / per_epoch)
     t = config.train
     t.n_epochs = round(epochs * t.n_epochs / (t.n_epochs + t.n_epochs_decay))
@@ -211,10 +235,12 @@ def machine() -> str:
     return f"{cpu} ({torch.get_num_threads()} threads, bf16 unit: {cpu_bf16_unit() or 'none'})"
 
 
-def summarise(values: list[float]) -> str:
+def summarise(values: list[float], digits: int = 2) -> str:
+    if not values:
+        return "—"
     if len(values) == 1:
-        return f"{values[0]:.2f}"
-    return f"{statistics.mean(values):.2f} ({' / '.join(f'{v:.2f}' for v in values)})"
+        return f"{values[0]:.{digits}f}"
+    return f"{statistics.mean(values):.{digits}f} ({' / '.join(f'{v:.{digits}f}' for v in values)})"
 
 
 def table(rows: list[dict], metrics: list[str]) -> str:
@@ -222,8 +248,8 @@ def table(rows: list[dict], metrics: list[str]) -> str:
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for row in rows:
         cells = [row["label"], row.get("recipe", "—"), str(row.get("steps", "—")),
-                 summarise(row["seconds"]) if row.get("seconds") else "—"]
-        cells += [summarise([s[m] for s in row["scores"]]) for m in metrics]
+                 summarise(row["seconds"], 0) if row.get("seconds") else "—"]
+        cells += [summarise([s[m] for s in row["scores"] if m in s], 4 if m == "warp" else 2) for m in metrics]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -260,6 +286,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, help="also write the rows here")
     parser.add_argument("--picture", type=Path, help="save input | truth | each config's output (first seed)")
     parser.add_argument("--picture-images", type=int, default=4)
+    parser.add_argument("--clip", action="store_true",
+                        help="also translate the built-in clip and give its warping error (flicker; lower is less): "
+                             "for the temporal levers")
     args = parser.parse_args(argv)
     unknown = [name for name in args.levers if name not in LEVERS]
     if unknown:
@@ -272,9 +301,10 @@ def main(argv: list[str] | None = None) -> int:
     photos, truth = test_pairs(args.task)
     reason = LPIPS.unavailable()
     lpips = None if reason else LPIPS()
-    metrics = ["psnr", "ssim"] + ([] if reason else ["lpips"])
+    metrics = ["psnr", "ssim"] + ([] if reason else ["lpips"]) + (["warp"] if args.clip else [])
     matched = histogram_matched(photos, args.task)
-    rows = [{"label": "do nothing (output = input)", "scores": [score(photos, truth, lpips)]},
+    nothing = score(photos, truth, lpips) | ({"warp": clip_warping_error(None)} if args.clip else {})
+    rows = [{"label": "do nothing (output = input)", "scores": [nothing]},
             {"label": "histogram matching (train curves)", "scores": [score(matched, truth, lpips)]},
             {"label": "histogram matching to each truth (oracle)",
              "scores": [score(oracle_matched(photos, truth), truth, lpips)]}]
@@ -289,6 +319,8 @@ def main(argv: list[str] | None = None) -> int:
                 row["seconds"].append(train_once(config))
                 outputs = translate_all(Path(config.train.output_dir) / "model", photos)
                 row["scores"].append(score(outputs, truth, lpips))
+                if args.clip:
+                    row["scores"][-1]["warp"] = clip_warping_error(Path(config.train.output_dir) / "model")
                 if seed == args.seeds[0] and not extra:
                     shown.append(outputs)
                 print(f"{label} seed {seed}: {row['scores'][-1]} in {row['seconds'][-1]:.0f} s", flush=True)

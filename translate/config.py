@@ -28,7 +28,7 @@ class ModelConfig:
     and a recipe may change these defaults to its paper's (pix2pix: netG unet_256, norm batch, gan_mode vanilla)."""
 
     recipe: str = "cyclegan"  # the reference's --model: a registered recipe, or path/to/file.py:name
-    netG: str = "resnet_9blocks"
+    netG: str = "resnet_9blocks"  # a registered generator, or auto: chosen from the data with model.residual=auto
     netD: str = "basic"
     ngf: int = 64
     ndf: int = 64
@@ -51,8 +51,8 @@ class ModelConfig:
     upsample: str = "transpose"
     # A generator that starts as the identity and learns a change to its input (translate.networks.generators.
     # residual_output): for tasks whose output keeps most of the input (styles, seasons, colour, restoration).
-    # auto: chosen from the training data before the networks are built (translate.data.gap: true where the two
-    # domains' colour and texture statistics are close, false where they are far apart); config.yaml keeps the choice.
+    # auto: chosen from the training data before the networks are built (translate.data.gap: false where the two
+    # domains' colours are far apart, as a drawing on white and a photo, true elsewhere); config.yaml keeps the choice.
     residual: bool | str = False
     sync_bn: bool = False
 
@@ -391,7 +391,8 @@ def validate(config: Config) -> None:
     for key in REGISTRIES:
         group, name = key.split(".")
         value, known = getattr(getattr(config, group), name), registry(key)
-        if value not in known and not (key == "model.recipe" and recipe_class(value)):
+        if value not in known and not (key == "model.recipe" and recipe_class(value)) and \
+                not (key == "model.netG" and value == "auto"):  # resolved from the data (translate.data.gap)
             problems.append(unregistered(key, value))
     recipe = recipe_class(m.recipe)
     if recipe is not None:
@@ -434,6 +435,11 @@ def validate(config: Config) -> None:
         problems.append(f"train.warmup_steps={t.warmup_steps} must be 0 (off) or positive")
     if isinstance(m.residual, str) and m.residual != "auto":
         problems.append(f"model.residual={m.residual!r} must be true, false or auto")
+    if m.netG == "auto" and m.residual != "auto":
+        problems.append("model.netG=auto is chosen together with model.residual=auto; set both, or name a generator")
+    if m.netG == "auto" and d.preprocess == "none":
+        problems.append("model.netG=auto with data.preprocess=none: name the generator (images are padded to its "
+                        "stride before it is chosen)")
     if not 0 < t.ema_decay < 1:
         problems.append(f"train.ema_decay={t.ema_decay} must be between 0 and 1")
     if d.preprocess in ("resize_and_crop", "scale_width_and_crop") and d.crop_size > d.load_size:

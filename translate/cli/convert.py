@@ -19,7 +19,8 @@ in the training targets' units and sample type: as TIFF where the input's format
   translate convert runs/ms/model bands/ depth/            # 5-band uint16 TIFFs -> 1-channel uint16 TIFFs
 
 Videos (.mp4 .mov .mkv .webm .avi) are translated frame by frame into the same container with the same frame
-count, timestamps, frame rate and size, audio copied unchanged; encoder by extension (libx264 CRF 18, or mpeg4
+count, timestamps (variable frame rates too), frame rate, size and rotation (frames reach the model upright, as
+displayed), audio copied unchanged; encoder by extension (libx264 CRF 18, or mpeg4
 where FFmpeg lacks it; VP9 for .webm), odd sizes in 4:4:4. Animated GIF/WebP/PNG become animated PNG (APNG) /
 WebP. A video is one job (sharding, re-runs); a broken or truncated one is reported with the frame where it
 failed. --temporal 0.6 reduces flicker along the input's optical flow (resetting at scene cuts) and reports the

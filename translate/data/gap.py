@@ -81,32 +81,61 @@ def measure_gap(dataset, max_items: int = MAX_ITEMS) -> DomainGap:
             stats[side][1].append(log_gradient)
     (values_A, grad_A), (values_B, grad_B) = (
         (np.concatenate(v, axis=1), np.concatenate(g)) for v, g in (stats["A"], stats["B"]))
+    return DomainGap(colour=colour_distance(values_A, values_B), texture=_wasserstein(grad_A, grad_B))
+
+
+def colour_values(images: torch.Tensor) -> np.ndarray:
+    """The pooled values (C, n) of a batch (N, C, H, W) of images in [-1, 1], as ``image_statistics`` samples them."""
+    return np.concatenate([image_statistics(image)[0] for image in images], axis=1)
+
+
+def colour_distance(values_A: np.ndarray, values_B: np.ndarray) -> float:
+    """The colour gap between two pools of values (C, n), in units of the full range (0: the same distribution)."""
     if values_A.shape[0] != values_B.shape[0]:  # channel counts differ: compare brightness alone
         values_A, values_B = values_A.mean(0, keepdims=True), values_B.mean(0, keepdims=True)
-    colour = float(np.mean([_wasserstein(a, b) for a, b in zip(values_A, values_B)]))
-    return DomainGap(colour=colour, texture=_wasserstein(grad_A, grad_B))
+    return float(np.mean([_wasserstein(a, b) for a, b in zip(values_A, values_B)]))
+
+
+def auto_generator(config, far: bool) -> str:
+    """``model.netG=auto``: where the domains are far apart, the paper's ResNet (resnet_9blocks), which cannot copy its
+    input through skip connections and so moves towards the other domain from the first steps (a U-Net without the
+    residual start stayed at its input under CycleGAN's identity term: docs/quality.md); elsewhere the deepest U-Net
+    that data.crop_size allows (unet_256 from 256 px), the generator of the recommended configs."""
+    from translate.networks import GENERATORS
+
+    unets = sorted((g.min_size, name) for name, g in GENERATORS.items()
+                   if name.startswith("unet_") and g.min_size <= config.data.crop_size)
+    return "resnet_9blocks" if far or not unets else unets[-1][1]
 
 
 def resolve_auto(config, dataset, print_fn: Callable[[str], object] = print) -> DomainGap | None:
-    """Resolve ``model.residual=auto`` in ``config`` (in place) from the training ``dataset``, before the networks are
-    built, and say what was chosen and why; the resolved value is what the run's config.yaml records. The measured
-    gap, or None where nothing was measured (no auto, or a choice the data cannot change)."""
+    """Resolve ``model.residual=auto`` (and ``model.netG=auto`` with it) in ``config``, in place, from the training
+    ``dataset``, before the networks are built, and say what was chosen and why; the resolved values are what the run's
+    config.yaml records. The measured gap, or None where nothing was measured (no auto, or a choice the data cannot
+    change)."""
     m = config.model
     if m.residual != "auto":
         return None
+    keys = "model.residual=auto" + (", model.netG=auto" if m.netG == "auto" else "")
+    reason, gap = None, None
     if m.input_nc != m.output_nc:
-        m.residual = False
-        print_fn(f"model.residual=auto: false (a residual generator adds its change to the input, and "
-                 f"model.input_nc={m.input_nc} != model.output_nc={m.output_nc})")
+        reason = (f"a residual generator adds its change to the input, and model.input_nc={m.input_nc} != "
+                  f"model.output_nc={m.output_nc}")
+    elif len(dataset) == 0 or "B" not in dataset[0]:
+        reason = "the dataset has no B images to compare A with"
+    else:
+        gap = measure_gap(dataset)
+    far = gap is not None and gap.far
+    m.residual = gap is not None and not far
+    chosen = str(m.residual).lower()
+    if m.netG == "auto":
+        m.netG = auto_generator(config, far)
+        chosen += f", {m.netG}"
+    if gap is None:
+        print_fn(f"{keys}: {chosen} ({reason})")
         return None
-    if len(dataset) == 0 or "B" not in dataset[0]:
-        m.residual = False
-        print_fn("model.residual=auto: false (the dataset has no B images to compare A with)")
-        return None
-    gap = measure_gap(dataset)
-    m.residual = not gap.far
-    why = ("far apart: a plain generator, which learns the output from scratch" if gap.far else
+    why = ("far apart: a plain generator, which learns the output from scratch" if far else
            "close enough for a generator that starts as its input and learns the change")
-    print_fn(f"model.residual=auto: {str(m.residual).lower()}; {gap.describe()}: the domains' colours are {why} "
-             f"(translate.data.gap; model.residual=true or false chooses)")
+    print_fn(f"{keys}: {chosen}; {gap.describe()}: the domains' colours are {why} (translate.data.gap; "
+             f"name the setting to choose it yourself)")
     return gap

@@ -1,8 +1,9 @@
 """Evaluation during training (``train.eval_every``): held-out metrics next to doing nothing (output = input), the
 best model (``model_best/`` by ``train.best_metric``), early stopping (``train.early_stop``) and the warning for a
-model worse than doing nothing. Recipes that generate from noise have the diversity of their samples watched instead
-(translate.engine.watch): at each evaluation or, with evaluation off, with each sample grid. Main process only;
-every process stops together."""
+model worse than doing nothing. At each evaluation or, with evaluation off, with each sample grid: translation
+recipes have the distance of their outputs' colours from the other domain's watched (the warning for a generator that
+stays at its input on a far task), and recipes that generate from noise the diversity of their samples
+(translate.engine.watch). Main process only; every process stops together."""
 
 from __future__ import annotations
 
@@ -10,11 +11,19 @@ import json
 
 import torch
 from torch import nn
+from torch.utils.data import default_collate
 
 from translate.engine.jobs import Job
 from translate.engine.watch import WATCH_IMAGES, collapse_warning, real_diversity, watched_diversity
 
 QUALITY_EVALS = 3  # evaluations in a row worse than doing nothing before a warning
+# A generator "has not moved from its input" when, past STUCK_STEPS, its outputs have closed less than STUCK_CLOSED of
+# the colour gap between its input's domain and its target's, and that gap is a far task's (translate.data.gap).
+# On photo -> pencil sketch (docs/quality.md, far tasks) the residual U-Net that stays at its input had closed
+# 15 % of the gap at 200 steps (its held-out PSNR that of doing nothing).
+STUCK_STEPS = 200
+MOVED_IMAGES = 16  # training items translated at each check
+STUCK_CLOSED = 0.25
 LOWER_IS_BETTER = ("fid", "kid", "lpips", "l1")
 
 
@@ -22,6 +31,7 @@ class Evaluation(Job):
     def __init__(self, trainer):
         self.trainer = trainer
         self.baseline: dict | None = None  # held-out metrics of doing nothing, computed at the first evaluation
+        self.moved: dict | None = None  # the items watch_moved translates, read at its first call
 
     def on_step(self, batch: dict, ctx: dict) -> None:
         trainer = self.trainer
@@ -29,7 +39,7 @@ class Evaluation(Job):
         if t.eval_every and step % t.eval_every == 0:
             self.evaluate()
         elif not t.eval_every and trainer.accelerator.is_main_process and step % t.sample_every == 0:
-            self.log_metrics(self.watch_samples())  # no evaluation asked: with each sample grid
+            self.log_metrics({**self.watch_samples(), **self.watch_moved()})  # no evaluation asked: with each grid
 
     def evaluate(self) -> None:
         trainer = self.trainer
@@ -40,7 +50,7 @@ class Evaluation(Job):
             metrics = self.held_out_metrics(trainer.exported_networks())
             if self.baseline is None:
                 self.baseline = self.do_nothing_metrics()
-            metrics.update({f"{k}_do_nothing": v for k, v in self.baseline.items()})
+            metrics.update({f"{k}_do_nothing": v for k, v in self.baseline.items()}, **self.watch_moved())
             self.log_metrics(metrics)
             self.watch_quality(metrics)
             value = metrics.get(t.best_metric)
@@ -101,6 +111,44 @@ class Evaluation(Job):
             trainer.accelerator.print(message)
         return metrics
 
+    def watch_moved(self) -> dict:
+        """How far each generator's outputs have moved from its input's colours towards its target domain's:
+        ``colour_gap_<direction>`` (outputs against the target domain) next to ``colour_gap_<direction>_input`` (the
+        inputs themselves: where the generator started, if it starts as its input), on the same training items each
+        time; and one warning where the domains are far apart and the generator has closed little of the gap. {} for
+        recipes whose output has other channels than their input, or none (noise)."""
+        from translate.data.gap import COLOUR_THRESHOLD, colour_distance, colour_values
+
+        trainer = self.trainer
+        m, state = trainer.config.model, trainer.state
+        if m.input_nc != m.output_nc or not trainer.recipe.directions:
+            return {}
+        if self.moved is None:  # once: the items, and each side's colours
+            self.moved = _moved_items(trainer.dataset)
+            self.moved["values"] = {side: colour_values(self.moved[side]) for side in "AB"}
+        names = {name: direction for direction, name in trainer.recipe.directions.items()}
+        metrics, stuck = {}, []
+        # The first exported generator takes the items' A and draws B; CycleGAN's second the other way.
+        for (name, net), (source, target) in zip(trainer.exported_networks().items(), (("A", "B"), ("B", "A"))):
+            outputs = _translate(net, self.moved[source], trainer.accelerator.device)
+            before = colour_distance(self.moved["values"][source], self.moved["values"][target])
+            after = colour_distance(colour_values(outputs), self.moved["values"][target])
+            key = f"colour_gap_{names.get(name, name)}"
+            metrics.update({key: after, f"{key}_input": before})
+            if before >= COLOUR_THRESHOLD and after > (1 - STUCK_CLOSED) * before:
+                stuck.append(f"{name}'s outputs are {after:.2f} from the target domain's colours, its inputs "
+                             f"{before:.2f}")
+        if stuck and state.step >= STUCK_STEPS and not state.stuck_warned:
+            state.stuck_warned = True
+            hint = ("a generator that starts as its input (model.residual=true) stays there when the domains are this "
+                    "far apart: try model.residual=auto model.netG=auto, which choose from the data" if m.residual else
+                    "train longer or at a higher train.lr, or try the recommended configs")
+            trainer.accelerator.print(
+                f"\nwarning: the generator has not moved from its input after {state.step} steps ({'; '.join(stuck)}; "
+                f"colour gap between the domains >= {COLOUR_THRESHOLD}: this looks like a far task): {hint} "
+                "(docs/quality.md, far tasks).")
+        return metrics
+
     def do_nothing_metrics(self) -> dict:
         """The held-out metrics of returning the input unchanged: the baseline a translation must beat."""
         from translate.evaluation import do_nothing
@@ -137,3 +185,22 @@ class Evaluation(Job):
             return True
         lower_is_better = self.trainer.config.train.best_metric in LOWER_IS_BETTER
         return value < state.best if lower_is_better else value > state.best
+
+
+def _moved_items(dataset) -> dict[str, torch.Tensor]:
+    """MOVED_IMAGES training items, evenly spaced, collated by side: what watch_moved translates at every check (items
+    draw their crops from their own generators, so the training RNG is left alone)."""
+    indices = torch.linspace(0, len(dataset) - 1, min(len(dataset), MOVED_IMAGES)).round().long().unique()
+    batch = default_collate([dataset[i] for i in indices.tolist()])
+    return {side: batch[side] for side in "AB"}
+
+
+@torch.no_grad()
+def _translate(net: nn.Module, images: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """``net`` on ``images`` in eval mode (its mode restored after), on the CPU."""
+    training = net.training
+    net.eval()
+    try:
+        return net(images.to(device)).float().cpu()
+    finally:
+        net.train(training)

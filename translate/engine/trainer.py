@@ -85,6 +85,7 @@ class TrainState:
     worse_evals: int = 0  # consecutive evaluations worse than doing nothing
     diversity_real: float | None = None  # the real images' diversity (noise recipes), measured once
     collapse_warned: bool = False  # "samples have collapsed" was printed (once per run)
+    stuck_warned: bool = False  # "the generator has not moved from its input" was printed (once per run)
     seconds: float = 0.0  # wall-clock time of training up to this checkpoint, over every run that resumed it
     stale_evals: int = 0  # evaluations in a row without an improvement of train.best_metric (train.early_stop)
     stale_reference: float | None = None  # the value an improvement must beat by train.early_stop_min_delta
@@ -208,6 +209,7 @@ class Trainer:
 
     def __init__(self, config: Config, resume: bool | str | Path = False, memory: dict | None = None):
         from translate.data import build_dataset
+        from translate.data.gap import resolve_auto
         from translate.data.loader import build_loader
 
         self.config = config
@@ -253,6 +255,10 @@ class Trainer:
         # verification cache) first; the others then read the cache.
         with acc.main_process_first():
             self.dataset = build_dataset(config, "train")
+        # model.residual=auto (and netG=auto): chosen from the training images before any network exists; config.yaml
+        # records the choice. Items draw their crops from their own generators, so an auto run and the run of its
+        # choice made explicit are the same run.
+        resolve_auto(config, self.dataset, acc.print)
         loader = build_loader(self.dataset, config, acc.device.type)
 
         self.recipe = recipe = recipe_class(config.model.recipe)(config)

@@ -545,8 +545,10 @@ class Translator:
     def video(self, src: str | Path, dst: str | Path, *, direction: str | None = None, batch_size: int = 1,
               temporal: float = 0.0, codec: str | None = None, crf: int | None = None, **options) -> dict:
         """Translate the video file ``src`` into ``dst`` (.mp4 .mov .mkv .webm .avi), every frame, streamed: same
-        frame count, timestamps, frame rate and size, audio copied (``translate.inference.video.translate_video``;
-        ``temporal``: flicker filter strength in [0, 1)). Returns what was done (frames, codec, ...)."""
+        frame count, timestamps (variable frame rates too), frame rate, size and rotation metadata (frames reach the
+        model upright, as displayed, and are stored back as the input stored them), audio copied
+        (``translate.inference.video.translate_video``; ``temporal``: flicker filter strength in [0, 1)). Returns
+        what was done (frames, codec, ...)."""
         from translate.inference.video import translate_video  # PyAV, OpenCV: only for videos
 
         return translate_video(self, src, dst, direction=direction, batch_size=batch_size, temporal=temporal,
