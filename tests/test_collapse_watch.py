@@ -130,9 +130,15 @@ def test_resume_is_exact_with_the_watch_on(dcgan_config, tmp_path, capsys):
     assert capsys.readouterr().out.count(WARNING) == 2
 
 
-def test_translation_recipes_log_nothing_new(tiny_config):
-    run = Trainer(tiny_config("pix2pix", "train.max_steps=2", "train.sample_every=1", "train.report=false")).fit()
-    assert not (run / "logs" / "metrics.jsonl").exists()
+@pytest.mark.parametrize("recipe, directions", [("pix2pix", ["AtoB"]), ("cyclegan", ["AtoB", "BtoA"])])
+def test_translation_recipes_log_their_distance_from_the_target_colours_not_diversity(tiny_config, recipe,
+                                                                                       directions):
+    run = Trainer(tiny_config(recipe, "train.max_steps=2", "train.sample_every=1", "train.report=false")).fit()
+    logged = rows(run)
+    keys = sorted(["step"] + [f"colour_gap_{d}{end}" for d in directions for end in ("", "_input")])
+    assert [sorted(r) for r in logged] == [keys] * 2
+    assert all(0 <= r[f"colour_gap_{d}"] <= 1 for r in logged for d in directions)
+    assert logged[0]["colour_gap_AtoB_input"] == logged[1]["colour_gap_AtoB_input"]  # the same items each time
 
 
 # -- the report -----------------------------------------------------------------------------------------------------

@@ -270,3 +270,10 @@ def test_no_warning_for_a_generator_that_moved_or_a_near_task(tmp_path, a, b, ou
     last = json.loads((tmp_path / "logs" / "metrics.jsonl").read_text().splitlines()[-1])
     expected = abs(b - (a if output is None else output)) / 2  # flat images: the distance of the two values
     assert last["colour_gap_AtoB"] == pytest.approx(expected, abs=1e-6)
+
+
+def test_nothing_to_watch_without_a_second_domain(tmp_path):
+    trainer, job = moved_watch(tmp_path, -1.0, 1.0, Flat(), "model.residual=true")
+    trainer.dataset = [{"A": torch.full((3, 8, 8), -1.0)}] * 5  # one folder, as super-resolution reads it
+    steps(trainer, job, 2 * STUCK_STEPS)
+    assert not stuck_warnings(trainer) and not (tmp_path / "logs" / "metrics.jsonl").exists()

@@ -125,7 +125,9 @@ class Evaluation(Job):
             return {}
         if self.moved is None:  # once: the items, and each side's colours
             self.moved = _moved_items(trainer.dataset)
-            self.moved["values"] = {side: colour_values(self.moved[side]) for side in "AB"}
+            self.moved["values"] = {side: colour_values(self.moved[side]) for side in "AB" if side in self.moved}
+        if "B" not in self.moved:  # one folder (super-resolution): no other domain to move towards
+            return {}
         names = {name: direction for direction, name in trainer.recipe.directions.items()}
         metrics, stuck = {}, []
         # The first exported generator takes the items' A and draws B; CycleGAN's second the other way.
@@ -142,7 +144,7 @@ class Evaluation(Job):
             state.stuck_warned = True
             hint = ("a generator that starts as its input (model.residual=true) stays there when the domains are this "
                     "far apart: try model.residual=auto model.netG=auto, which choose from the data" if m.residual else
-                    "train longer or at a higher train.lr, or try the recommended configs")
+                    "a generator that learns the output from scratch needs more steps on such tasks: train longer")
             trainer.accelerator.print(
                 f"\nwarning: the generator has not moved from its input after {state.step} steps ({'; '.join(stuck)}; "
                 f"colour gap between the domains >= {COLOUR_THRESHOLD}: this looks like a far task): {hint} "
@@ -192,7 +194,7 @@ def _moved_items(dataset) -> dict[str, torch.Tensor]:
     draw their crops from their own generators, so the training RNG is left alone)."""
     indices = torch.linspace(0, len(dataset) - 1, min(len(dataset), MOVED_IMAGES)).round().long().unique()
     batch = default_collate([dataset[i] for i in indices.tolist()])
-    return {side: batch[side] for side in "AB"}
+    return {side: batch[side] for side in "AB" if side in batch}
 
 
 @torch.no_grad()
