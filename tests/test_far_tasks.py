@@ -147,7 +147,7 @@ def test_gap_is_small_for_a_tone_change_and_large_for_a_drawing():
 
 
 def write(folder, images):
-    folder.mkdir(parents=True)
+    folder.mkdir(parents=True, exist_ok=True)
     for i, x in enumerate(images):
         Image.fromarray(x).save(folder / f"{i:03d}.png")
 
@@ -196,10 +196,33 @@ def test_generator_auto_is_a_u_net_that_starts_as_its_input_or_the_papers_resnet
     assert "netG: auto" not in to_yaml(config)
 
 
-def test_generator_auto_goes_with_residual_auto():
-    with pytest.raises(ConfigError, match="model.netG=auto is chosen together with model.residual=auto"):
-        load_config(None, ["data.builtin=shapes_unpaired", "model.netG=auto"])
-    load_config(None, ["data.builtin=shapes_unpaired", "model.netG=auto", "model.residual=auto"])  # valid
+@pytest.mark.parametrize("residual, crop, netG", [
+    ("true", 256, "unet_256"), ("true", 128, "unet_128"),
+    ("true", 384, "unet_128"),  # unet_256's stride (256) does not divide 384; unet_128's does
+    ("true", 96, "resnet_9blocks"),  # no U-Net takes 96 px
+    ("false", 256, "resnet_9blocks"),
+])
+def test_generator_auto_follows_an_explicit_residual_choice(residual, crop, netG):
+    config = load_config(None, ["data.builtin=shapes_unpaired", "model.netG=auto", f"model.residual={residual}",
+                                f"data.load_size={crop}", f"data.crop_size={crop}"])
+    printed = []
+    assert resolve_auto(config, None, printed.append) is None  # nothing measured: the data decide nothing here
+    assert config.model.netG == netG
+    assert printed == [f"model.netG=auto: {netG} (model.residual={residual})"]
+
+
+@pytest.mark.parametrize("recipe", ["pix2pix", "cut", "fastcut"])
+def test_generator_auto_is_cyclegans_choice_only(recipe):
+    with pytest.raises(ConfigError, match=f"model.netG=auto chooses between CycleGAN's generators.*recipe {recipe}"):
+        load_config(None, ["data.builtin=shapes_unpaired", f"model.recipe={recipe}", "model.netG=auto",
+                           "model.residual=auto"])
+
+
+def test_generator_auto_without_a_measurement_is_the_papers_resnet():
+    config = load_config(None, ["data.builtin=shapes_unpaired", "model.residual=auto", "model.netG=auto",
+                                "model.output_nc=1", "model.cyclegan.lambda_identity=0"])
+    resolve_auto(config, None, print)  # other channel counts: no residual generator, so no U-Net that starts as input
+    assert (config.model.residual, config.model.netG) == (False, "resnet_9blocks")
 
 
 @pytest.mark.parametrize("kind", ["near", "far"])
@@ -219,3 +242,20 @@ def test_training_resolves_auto_before_building_the_networks_and_records_it(tmp_
     assert f"residual: {str(residual).lower()}" in saved and f"netG: {netG}" in saved
     printed = capsys.readouterr().out
     assert f"model.residual=auto, model.netG=auto: {str(residual).lower()}, {netG}; colour gap" in printed
+    assert config.model.residual == "auto" and config.model.netG == "auto"  # the caller's config stays as asked
+
+
+def test_a_resumed_run_keeps_the_generator_it_chose(tmp_path, tiny_config, capsys):
+    from translate.engine.trainer import Trainer
+
+    write(tmp_path / "data" / "trainA", photos(6, 0, 64))
+    write(tmp_path / "data" / "trainB", near(photos(6, 1, 64)))
+    options = [f"data.root={tmp_path / 'data'}", "model.residual=auto", "model.netG=auto", "data.load_size=128",
+               "data.crop_size=128", "train.checkpoint_every=1"]
+    Trainer(tiny_config("cyclegan", *options, "train.max_steps=1")).fit()
+    write(tmp_path / "data" / "trainB", far(photos(6, 1, 64)))  # the data changed: auto alone would choose the ResNet
+    capsys.readouterr()
+    trainer = Trainer(tiny_config("cyclegan", *options, "train.max_steps=2"), resume=True)
+    assert trainer.nets["G_A"].residual is True and type(trainer.nets["G_A"]).__name__ == "UnetGenerator"
+    assert "model.residual=auto" not in capsys.readouterr().out  # nothing left to choose
+    trainer.fit()

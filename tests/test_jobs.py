@@ -228,11 +228,26 @@ class Flat(torch.nn.Module):
         return x if self.value is None else torch.full_like(x, self.value)
 
 
+class Items:
+    """Five copies of one training item, read as datasets read them (``load(index, rng)``)."""
+
+    seed = 0
+
+    def __init__(self, item: dict):
+        self.item = item
+
+    def __len__(self):
+        return 5
+
+    def load(self, index, rng):
+        return self.item
+
+
 def moved_watch(tmp_path, a: float, b: float, net: torch.nn.Module, *overrides):
     """An Evaluation on flat training images of value ``a`` (side A) and ``b`` (side B), in [-1, 1], with ``net`` as
     the one generator, checked with each sample grid (every STUCK_STEPS // 2 steps)."""
     trainer = stand_in(tmp_path, f"train.sample_every={STUCK_STEPS // 2}", *overrides)
-    trainer.dataset = [{"A": torch.full((3, 8, 8), a), "B": torch.full((3, 8, 8), b)}] * 5
+    trainer.dataset = Items({"A": torch.full((3, 8, 8), a), "B": torch.full((3, 8, 8), b)})
     trainer.recipe = SimpleNamespace(directions={"AtoB": "G"}, fixed_samples=lambda nets, n: None)
     trainer.nets = {"G": net}
     trainer.exported_networks = lambda: {"G": net}
@@ -252,7 +267,7 @@ def test_a_generator_that_stays_at_its_input_on_a_far_task_is_warned_about_once(
     warned = stuck_warnings(trainer)
     assert len(warned) == 1 and f"after {STUCK_STEPS} steps" in warned[0]
     assert "outputs are 1.00 from the target domain's colours, its inputs 1.00" in warned[0]
-    assert "model.residual=auto model.netG=auto" in warned[0]  # the hint for a residual generator
+    assert "set model.residual=false (model.netG=auto then" in warned[0]  # the hint for a residual generator
     row = json.loads((tmp_path / "logs" / "metrics.jsonl").read_text().splitlines()[0])
     assert row == {"step": STUCK_STEPS // 2, "colour_gap_AtoB": pytest.approx(1.0),
                    "colour_gap_AtoB_input": pytest.approx(1.0)}
@@ -274,6 +289,19 @@ def test_no_warning_for_a_generator_that_moved_or_a_near_task(tmp_path, a, b, ou
 
 def test_nothing_to_watch_without_a_second_domain(tmp_path):
     trainer, job = moved_watch(tmp_path, -1.0, 1.0, Flat(), "model.residual=true")
-    trainer.dataset = [{"A": torch.full((3, 8, 8), -1.0)}] * 5  # one folder, as super-resolution reads it
+    trainer.dataset = Items({"A": torch.full((3, 8, 8), -1.0)})  # one folder, as super-resolution reads it
     steps(trainer, job, 2 * STUCK_STEPS)
     assert not stuck_warnings(trainer) and not (tmp_path / "logs" / "metrics.jsonl").exists()
+
+
+def test_each_cyclegan_generator_is_watched_towards_its_own_target(tmp_path):
+    # data.direction=BtoA: G_A reads the items' A and is the model's BtoA. G_A draws white from black (done); G_B
+    # returns its white input where black is asked (stuck).
+    trainer, job = moved_watch(tmp_path, -1.0, 1.0, Flat(1.0), "model.residual=true")
+    trainer.recipe.directions = {"BtoA": "G_A", "AtoB": "G_B"}
+    trainer.exported_networks = lambda: {"G_A": Flat(1.0), "G_B": Flat()}
+    steps(trainer, job, STUCK_STEPS)
+    row = json.loads((tmp_path / "logs" / "metrics.jsonl").read_text().splitlines()[-1])
+    assert row["colour_gap_BtoA"] == pytest.approx(0.0, abs=1e-6) and row["colour_gap_AtoB"] == pytest.approx(1.0)
+    warned = stuck_warnings(trainer)
+    assert len(warned) == 1 and "G_B's outputs are 1.00" in warned[0] and "G_A's" not in warned[0]

@@ -164,7 +164,8 @@ def run_config(path: str, steps: int, size: int, width: int, seed: int, out: Pat
         # model.residual=auto (and netG=auto), decided from this task's training data before anything depends on the
         # generator (its crop) and before the run is named: an auto run and the run of its choice made explicit are
         # the same run. Measured on the U-Nets' budget crops, as training on them would measure it.
-        probe = run_config(path, steps, size, width, seed, out, [*extra, "model.residual=true", "model.netG=unet_256"],
+        netG = "unet_256" if base.model.netG == "auto" else base.model.netG
+        probe = run_config(path, steps, size, width, seed, out, [*extra, "model.residual=true", f"model.netG={netG}"],
                            precision, task)
         probe.model.residual, probe.model.netG = "auto", base.model.netG
         resolve_auto(probe, build_dataset(probe), lambda line: print(f"{Path(path).stem}, seed {seed}: {line}",

@@ -435,8 +435,9 @@ def validate(config: Config) -> None:
         problems.append(f"train.warmup_steps={t.warmup_steps} must be 0 (off) or positive")
     if isinstance(m.residual, str) and m.residual != "auto":
         problems.append(f"model.residual={m.residual!r} must be true, false or auto")
-    if m.netG == "auto" and m.residual != "auto":
-        problems.append("model.netG=auto is chosen together with model.residual=auto; set both, or name a generator")
+    if m.netG == "auto" and m.recipe != "cyclegan":
+        problems.append(f"model.netG=auto chooses between CycleGAN's generators (a U-Net that starts as its input, "
+                        f"the paper's ResNet); name the generator of recipe {m.recipe}")
     if m.netG == "auto" and d.preprocess == "none":
         problems.append("model.netG=auto with data.preprocess=none: name the generator (images are padded to its "
                         "stride before it is chosen)")

@@ -84,8 +84,9 @@ def measure_gap(dataset, max_items: int = MAX_ITEMS) -> DomainGap:
     return DomainGap(colour=colour_distance(values_A, values_B), texture=_wasserstein(grad_A, grad_B))
 
 
-def colour_values(images: torch.Tensor) -> np.ndarray:
-    """The pooled values (C, n) of a batch (N, C, H, W) of images in [-1, 1], as ``image_statistics`` samples them."""
+def colour_values(images) -> np.ndarray:
+    """The pooled values (C, n) of (C, H, W) images in [-1, 1] (a batch, or a list of any sizes), as
+    ``image_statistics`` samples them."""
     return np.concatenate([image_statistics(image)[0] for image in images], axis=1)
 
 
@@ -96,46 +97,49 @@ def colour_distance(values_A: np.ndarray, values_B: np.ndarray) -> float:
     return float(np.mean([_wasserstein(a, b) for a, b in zip(values_A, values_B)]))
 
 
-def auto_generator(config, far: bool) -> str:
-    """``model.netG=auto``: where the domains are far apart, the paper's ResNet (resnet_9blocks), which cannot copy its
-    input through skip connections and so moves towards the other domain from the first steps (a U-Net without the
-    residual start stayed at its input under CycleGAN's identity term: docs/quality.md); elsewhere the deepest U-Net
-    that data.crop_size allows (unet_256 from 256 px), the generator of the recommended configs."""
+def auto_generator(config, residual: bool) -> str:
+    """``model.netG=auto`` (CycleGAN): for a generator that starts as its input, the deepest U-Net that data.crop_size
+    allows (unet_256 from 256 px, and a crop its stride divides), the generator of the recommended configs; for one
+    that learns the output from scratch, the paper's ResNet (resnet_9blocks), which cannot copy its input through skip
+    connections and so moves towards the other domain from the first steps (a U-Net without the residual start stayed
+    at its input under CycleGAN's identity term: docs/quality.md)."""
     from translate.networks import GENERATORS
 
+    crop = config.data.crop_size
     unets = sorted((g.min_size, name) for name, g in GENERATORS.items()
-                   if name.startswith("unet_") and g.min_size <= config.data.crop_size)
-    return "resnet_9blocks" if far or not unets else unets[-1][1]
+                   if name.startswith("unet_") and g.min_size <= crop and crop % g.stride == 0)
+    return unets[-1][1] if residual and unets else "resnet_9blocks"
 
 
 def resolve_auto(config, dataset, print_fn: Callable[[str], object] = print) -> DomainGap | None:
-    """Resolve ``model.residual=auto`` (and ``model.netG=auto`` with it) in ``config``, in place, from the training
-    ``dataset``, before the networks are built, and say what was chosen and why; the resolved values are what the run's
-    config.yaml records. The measured gap, or None where nothing was measured (no auto, or a choice the data cannot
-    change)."""
+    """Resolve ``model.residual=auto`` from the training ``dataset``, and ``model.netG=auto`` from the residual choice
+    (``auto_generator``), in ``config``, in place, before the networks are built, and say what was chosen and why; the
+    resolved values are what the run's config.yaml records. The measured gap, or None where nothing was measured."""
     m = config.model
-    if m.residual != "auto":
+    keys = [key for key, value in (("model.residual", m.residual), ("model.netG", m.netG)) if value == "auto"]
+    if not keys:
         return None
-    keys = "model.residual=auto" + (", model.netG=auto" if m.netG == "auto" else "")
     reason, gap = None, None
-    if m.input_nc != m.output_nc:
+    if m.residual != "auto":
+        reason = f"model.residual={str(m.residual).lower()}"
+    elif m.input_nc != m.output_nc:
         reason = (f"a residual generator adds its change to the input, and model.input_nc={m.input_nc} != "
                   f"model.output_nc={m.output_nc}")
     elif len(dataset) == 0 or "B" not in dataset[0]:
         reason = "the dataset has no B images to compare A with"
     else:
         gap = measure_gap(dataset)
-    far = gap is not None and gap.far
-    m.residual = gap is not None and not far
-    chosen = str(m.residual).lower()
+    if m.residual == "auto":
+        m.residual = gap is not None and not gap.far
     if m.netG == "auto":
-        m.netG = auto_generator(config, far)
-        chosen += f", {m.netG}"
+        m.netG = auto_generator(config, m.residual)
+    chosen = ", ".join(str(getattr(m, key.split(".")[1])).lower() for key in keys)
+    asked = ", ".join(f"{key}=auto" for key in keys)
     if gap is None:
-        print_fn(f"{keys}: {chosen} ({reason})")
+        print_fn(f"{asked}: {chosen} ({reason})")
         return None
-    why = ("far apart: a plain generator, which learns the output from scratch" if far else
+    why = ("far apart: a plain generator, which learns the output from scratch" if gap.far else
            "close enough for a generator that starts as its input and learns the change")
-    print_fn(f"{keys}: {chosen}; {gap.describe()}: the domains' colours are {why} (translate.data.gap; "
+    print_fn(f"{asked}: {chosen}; {gap.describe()}: the domains' colours are {why} (translate.data.gap; "
              f"name the setting to choose it yourself)")
     return gap

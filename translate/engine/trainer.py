@@ -10,6 +10,7 @@ averaged across processes by hand before each step (as in stylegan3), so recipes
 from __future__ import annotations
 
 import contextlib
+import copy
 import json
 import math
 import os
@@ -212,7 +213,7 @@ class Trainer:
         from translate.data.gap import resolve_auto
         from translate.data.loader import build_loader
 
-        self.config = config
+        self.config = config = copy.deepcopy(config)  # auto settings get resolved in it: the caller's stays as asked
         t, d = config.train, config.data
         self.run_dir = run_directory(config)
         _check_writable(self.run_dir)
@@ -256,8 +257,14 @@ class Trainer:
         with acc.main_process_first():
             self.dataset = build_dataset(config, "train")
         # model.residual=auto (and netG=auto): chosen from the training images before any network exists; config.yaml
-        # records the choice. Items draw their crops from their own generators, so an auto run and the run of its
-        # choice made explicit are the same run.
+        # records the choice, which a resumed run keeps (its checkpoint holds that generator, whatever the data say
+        # now). Items draw their crops from their own generators, so an auto run and the run of its choice made
+        # explicit are the same run.
+        if self.resume_from and (self.run_dir / "config.yaml").is_file():
+            recorded = load_config(self.run_dir / "config.yaml").model
+            for key in ("residual", "netG"):
+                if getattr(config.model, key) == "auto":
+                    setattr(config.model, key, getattr(recorded, key))
         resolve_auto(config, self.dataset, acc.print)
         loader = build_loader(self.dataset, config, acc.device.type)
 
@@ -329,7 +336,8 @@ class Trainer:
                 (self.run_dir / sub).mkdir(exist_ok=True)
             write_text(self.run_dir / "config.yaml", to_yaml(config))
             self._trim_log()
-        # config.yaml keeps the request (auto decides again on another machine); the run's logs keep the choice.
+        # config.yaml keeps train.mixed_precision as asked (auto decides again on another machine); the run's logs keep
+        # the precision it chose.
         acc.init_trackers("tensorboard", config={**_hparams(config), "train.mixed_precision_resolved": precision})
 
     def _check_recipe(self) -> None:

@@ -727,6 +727,9 @@ def _channel_of(key: str) -> tuple[str, int | None]:
 def metric_label(key: str, labels: dict | None = None) -> str:
     """The label of a metric key in tables (``labels``: LABELS by default): "PSNR (dB), channel 2" for "psnr_ch2"."""
     labels = LABELS if labels is None else labels
+    if key.startswith("colour_gap_"):  # the trainer's watch (translate.engine.evaluation.watch_moved)
+        direction, _, inputs = key.removeprefix("colour_gap_").partition("_")
+        return f"colour gap to the target domain, {direction} {'inputs' if inputs else 'outputs'}"
     name, channel = _channel_of(key)
     if channel is not None:
         return f"{labels.get(name, name)}, channel {channel}"
