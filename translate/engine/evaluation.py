@@ -119,6 +119,7 @@ class Evaluation(Job):
         outputs have closed little of that distance. {} for recipes whose output has other channels than their
         input, or that read one folder (super-resolution) or none (noise)."""
         from translate.data.gap import COLOUR_THRESHOLD, colour_distance, colour_values
+        from translate.evaluation.evaluate import eval_mode
 
         trainer = self.trainer
         m, state = trainer.config.model, trainer.state
@@ -136,7 +137,9 @@ class Evaluation(Job):
         before, metrics, stuck = self.moved["input"], {}, []
         # The first exported generator takes the items' A and draws B; CycleGAN's second the other way.
         for (name, net), (source, target) in zip(trainer.exported_networks().items(), (("A", "B"), ("B", "A"))):
-            outputs = [_translate(net, item[source], trainer.accelerator.device) for item in self.moved["items"]]
+            with eval_mode([net]):  # one image at a time: any sizes, little memory
+                outputs = [net(item[source][None].to(trainer.accelerator.device)).float().cpu()[0]
+                           for item in self.moved["items"]]
             after = colour_distance(colour_values(outputs), self.moved["values"][target])
             key = f"colour_gap_{names.get(name, name)}"
             metrics.update({key: after, f"{key}_input": before})
@@ -209,13 +212,3 @@ def _moved_items(dataset) -> list[dict]:
             continue
     return items
 
-
-@torch.no_grad()
-def _translate(net: nn.Module, image: torch.Tensor, device: torch.device) -> torch.Tensor:
-    """``net`` on one (C, H, W) ``image`` in eval mode (its mode restored after); the output (C, H, W) on the CPU."""
-    training = net.training
-    net.eval()
-    try:
-        return net(image[None].to(device)).float().cpu()[0]
-    finally:
-        net.train(training)

@@ -160,7 +160,7 @@ def _translator_runner(translator, direction: str, units: Normalization | None =
 
 
 @contextlib.contextmanager
-def _eval_mode(nets: Iterable[nn.Module]):
+def eval_mode(nets: Iterable[nn.Module]):
     """Eval mode (running statistics, no dropout) while evaluating, the previous modes restored afterwards."""
     nets = list(nets)
     modes = [net.training for net in nets]
@@ -422,7 +422,7 @@ def evaluate_details(model, config, split: str = "val", metrics: Iterable[str] |
                 seen_B.add(item["B_path"])
                 yield item["B"], None
 
-    with _eval_mode(nets), torch.no_grad():
+    with eval_mode(nets), torch.no_grad():
         for A, metas in _batches(translated_items(), batch_size):
             B = torch.stack([m[0] for m in metas]) if paired else None
             acc.add_translated(A, run(A), B, [(m[1], m[2]) for m in metas])
@@ -616,7 +616,7 @@ def evaluate_upscaling(description: ModelDescription, data: str | Path | None, *
     lpips = _lpips(wanted, result, next(net.parameters()).device)
     dataset = _folder_dataset(config, split, full_size=True)
     run = _generator_runner({"G": net}, "G", config.model.netG)
-    with _eval_mode([net]):
+    with eval_mode([net]):
         for hr, paths in _batches(_items(dataset, max_images, SCALE), batch_size):
             lr, hr = SuperResolution.pair({"A": hr})
             rows, target = [{"input": path} for path in paths], _to_unit(hr)
