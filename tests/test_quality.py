@@ -101,13 +101,21 @@ def test_lever_rows_turn_a_lever_on_or_off(tmp_path):
 def test_tiny_run_end_to_end_and_rerun_reuses(tmp_path, capsys):
     args = ["--configs", str(REPO / quality.PAPER["cyclegan"]), "--levers", "resize_conv", "--steps", "2",
             "--width", "4", "--size", "32", "--out", str(tmp_path / "runs"), "--json", str(tmp_path / "rows.json"),
-            "--picture", str(tmp_path / "p.png"), "--picture-images", "2"]
+            "--picture", str(tmp_path / "p.png"), "--picture-images", "2", "--clip"]
     assert quality.main(args) == 0
     table = capsys.readouterr().out
     assert "| do nothing (output = input) | — |" in table and "| cyclegan_horse2zebra + resize_conv | cyclegan | 2 |" \
         in table
+    assert "| PSNR | SSIM | WARP |" in table
     rows = json.loads((tmp_path / "rows.json").read_text())
     assert [r["label"] for r in rows][3:] == ["cyclegan_horse2zebra", "cyclegan_horse2zebra + resize_conv"]
+    # --clip: the warping error of the built-in clip, itself for doing nothing, translated for each model
+    from translate.data.builtin import ensure_clip
+    from translate.evaluation.flicker import warping_error
+    from translate.inference.video import iter_video_frames
+
+    assert rows[0]["scores"][0]["warp"] == pytest.approx(warping_error(iter_video_frames(ensure_clip())))
+    assert all(row["scores"][0]["warp"] > 0 for row in rows[3:]) and "warp" not in rows[1]["scores"][0]
     # input | truth | histogram matching | the config's output, two images
     assert Image.open(tmp_path / "p.png").size == (4 * 128 + 3 * 2, 2 * 128 + 2)
     quality.main(args)
