@@ -84,6 +84,7 @@ LEVERS = {
     "no_residual": (["model.residual=false"], ["model.residual=true"]),  # on a residual=auto config: the plain one
     "temporal": (["train.temporal=1.0"], ["train.temporal=0.0"]),  # the equivariance term (video: less flicker)
     "temporal_10": (["train.temporal=10.0"], ["train.temporal=0.0"]),
+    "temporal_100": (["train.temporal=100.0"], ["train.temporal=0.0"]),  # pix2pix's L1 weight
 }
 
 
