@@ -28,7 +28,7 @@ class ModelConfig:
     and a recipe may change these defaults to its paper's (pix2pix: netG unet_256, norm batch, gan_mode vanilla)."""
 
     recipe: str = "cyclegan"  # the reference's --model: a registered recipe, or path/to/file.py:name
-    netG: str = "resnet_9blocks"  # a registered generator, or auto: chosen from the data with model.residual=auto
+    netG: str = "resnet_9blocks"  # a registered generator, or auto (CycleGAN): a U-Net if residual, else the ResNet
     netD: str = "basic"
     ngf: int = 64
     ndf: int = 64
