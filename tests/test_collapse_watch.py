@@ -130,15 +130,22 @@ def test_resume_is_exact_with_the_watch_on(dcgan_config, tmp_path, capsys):
     assert capsys.readouterr().out.count(WARNING) == 2
 
 
-@pytest.mark.parametrize("recipe, directions", [("pix2pix", ["AtoB"]), ("cyclegan", ["AtoB", "BtoA"])])
-def test_translation_recipes_log_their_distance_from_the_target_colours_not_diversity(tiny_config, recipe,
+@pytest.mark.parametrize("recipe, direction, directions", [
+    ("pix2pix", "AtoB", {"AtoB": "G"}), ("cyclegan", "AtoB", {"AtoB": "G_A", "BtoA": "G_B"}),
+    ("cut", "BtoA", {"BtoA": "G"}),  # a one-generator recipe translates the way its data was read
+    ("cyclegan", "BtoA", {"BtoA": "G_A", "AtoB": "G_B"})])
+def test_translation_recipes_log_their_distance_from_the_target_colours_not_diversity(tiny_config, recipe, direction,
                                                                                        directions):
-    run = Trainer(tiny_config(recipe, "train.max_steps=2", "train.sample_every=1", "train.report=false")).fit()
+    run = Trainer(tiny_config(recipe, "train.max_steps=2", "train.sample_every=1", "train.report=false",
+                              f"data.direction={direction}")).fit()
     logged = rows(run)
     keys = sorted(["step"] + [f"colour_gap_{d}{end}" for d in directions for end in ("", "_input")])
     assert [sorted(r) for r in logged] == [keys] * 2
     assert all(0 <= r[f"colour_gap_{d}"] <= 1 for r in logged for d in directions)
-    assert logged[0]["colour_gap_AtoB_input"] == logged[1]["colour_gap_AtoB_input"]  # the same items each time
+    first = f"colour_gap_{direction}_input"
+    assert logged[0][first] == logged[1][first]  # the same items each time
+    # The exported model names the same directions, so `translate convert --direction` finds its generator.
+    assert json.loads((run / "model" / "config.json").read_text())["directions"] == directions
 
 
 # -- the report -----------------------------------------------------------------------------------------------------

@@ -116,8 +116,9 @@ class Recipe:
 
     @property
     def directions(self) -> dict[str, str]:
-        """Translation direction ("AtoB") -> exported generator, for the exported model."""
-        return {"AtoB": self.names(Role.exported)[0]}
+        """The folders' translation direction (``data.direction``: "AtoB" or "BtoA") -> exported generator, for the
+        exported model: a one-generator recipe translates the way its data was read."""
+        return {self.config.data.direction: self.names(Role.exported)[0]}
 
     def export_spec(self, name: str) -> dict:
         """Architecture of exported network ``name`` for the model's config.json."""

@@ -35,10 +35,6 @@ class Pix2Pix(Recipe):
         super().__init__(config)
         self.fake_pool = ImagePool(self.opt.pool_size, config.train.seed)
 
-    @property
-    def directions(self):
-        return {self.config.data.direction: "G"}
-
     def export_spec(self, name):
         m = self.config.model
         return image_spec(self.config, m.input_nc, m.output_nc)
