@@ -17,7 +17,7 @@ from pathlib import Path
 
 from translate.config import ConfigError
 from translate.data.aligned import AlignedDataset
-from translate.data.base import BadFileDuringTraining, ImageDataset
+from translate.data.base import BadFileDuringTraining, ImageDataset, evenly_spaced
 from translate.data.builtin import BUILTINS, ensure_builtin, holds_other_data
 from translate.data.colorization import ColorizationDataset, lab_to_rgb
 from translate.data.paired import PairedDataset
@@ -40,7 +40,7 @@ DATASETS: dict[str, type[ImageDataset]] = {
 SPLITS = ("train", "val", "test")
 
 __all__ = [
-    "AUGMENTATIONS", "BUILTINS", "DATASETS", "BadFileDuringTraining", "BadImageError", "DatasetError",
+    "AUGMENTATIONS", "BUILTINS", "DATASETS", "BadFileDuringTraining", "evenly_spaced", "BadImageError", "DatasetError",
     "DatasetNotFoundError", "ImageDataset",
     "build_dataset", "builtin_name", "check_image", "dataset_root", "detect_dataset_mode", "ensure_builtin",
     "lab_to_rgb", "list_images", "parse_color", "read_image",

@@ -23,6 +23,12 @@ from translate.normalization import Normalization
 log = logging.getLogger(__name__)
 
 
+def evenly_spaced(n: int, count: int) -> list[int]:
+    """Up to ``count`` indices of ``range(n)``, evenly spaced, the first and (from two on) the last among them: the
+    items a measurement or a picture reads from a dataset or a run too long to read whole."""
+    return np.unique(np.linspace(0, n - 1, min(n, count)).round().astype(int)).tolist()
+
+
 class BadFileDuringTraining(BadImageError):
     """A file that passed the dataset scan but failed to decode when loaded (changed on disk since?), raised with
     data.on_bad_file=error; ``str()`` is one line naming the file, for the trainer to stop with.

@@ -22,6 +22,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from translate.data.base import evenly_spaced
+
 # The colour gap above which a generator that starts as its input is a poor start. Measured on the built-in tasks'
 # training data (docs/quality.md): where the residual generator won or tied, at most 0.18 (stronger stylisation
 # 0.17-0.18, stripes 0.12-0.14, cartoon 0.08-0.09, stylisation 0.07-0.09, detail enhancement 0.04-0.05); where it lost
@@ -70,11 +72,9 @@ def image_statistics(image: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
 def measure_gap(dataset, max_items: int = MAX_ITEMS) -> DomainGap:
     """The colour and texture gap between the "A" and "B" images of ``dataset`` (items as training reads them), from
     up to ``max_items`` items evenly spaced over it."""
-    n = len(dataset)
-    indices = np.unique(np.linspace(0, n - 1, min(n, max_items)).round().astype(int))
     stats = {"A": ([], []), "B": ([], [])}
-    for i in indices:
-        item = dataset[int(i)]
+    for i in evenly_spaced(len(dataset), max_items):
+        item = dataset[i]
         for side in "AB":
             values, log_gradient = image_statistics(item[side])
             stats[side][0].append(values)

@@ -202,10 +202,10 @@ def _moved_items(dataset) -> list[dict]:
     """MOVED_IMAGES training items, evenly spaced, as the dataset's first epoch draws them whatever the epoch now (a
     resumed run watches the same crops), from each item's own generator (the training RNG is left alone). A file that
     no longer decodes is left out."""
-    from translate.data import BadImageError
+    from translate.data import BadImageError, evenly_spaced
 
     items = []
-    for i in torch.linspace(0, len(dataset) - 1, min(len(dataset), MOVED_IMAGES)).round().long().unique().tolist():
+    for i in evenly_spaced(len(dataset), MOVED_IMAGES):
         try:
             items.append(dataset.load(i, np.random.default_rng((dataset.seed, 0, i))))
         except BadImageError:

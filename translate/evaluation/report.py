@@ -22,6 +22,7 @@ import yaml
 from PIL import Image, ImageDraw, ImageFont
 from torchvision.utils import save_image
 
+from translate.data.base import evenly_spaced
 from translate.fileio import write_text
 from translate.imageio import plural
 from translate.networks.description import ModelDescription, describe
@@ -250,12 +251,6 @@ def _shown_width(path: Path) -> int:
     return min(420, max(300, width))
 
 
-def _evenly(n: int, count: int) -> list[int]:
-    """Up to ``count`` indices of ``range(n)``, evenly spaced, always the first and the last."""
-    count = min(count, n)
-    return sorted({round(i * (n - 1) / max(1, count - 1)) for i in range(count)})
-
-
 def describe_run(run_dir: Path) -> ModelDescription | None:
     """The run's model: ``model/`` once exported; before, what its config.yaml trains (kind and image size from
     model.netG and data.crop_size, no directions); None without either."""
@@ -305,7 +300,7 @@ def write_strip(grids: list[Path], size: int, path: Path) -> None:
 
 def _strip_section(out_dir: Path, samples: list[Path], size: int) -> str:
     """A noise model: its fixed latents' samples over time as one strip; every grid stays one click away."""
-    picked = [samples[i] for i in _evenly(len(samples), MAX_STRIP_ROWS)]
+    picked = [samples[i] for i in evenly_spaced(len(samples), MAX_STRIP_ROWS)]
     write_strip(picked, size, out_dir / STRIP_NAME)
     steps = ", ".join(str(_step_of(s)) for s in picked)
     links = ", ".join(f'<a href="../samples/{quote(s.name)}">{_e(s.stem)}</a>' for s in samples)
@@ -323,7 +318,7 @@ def _samples_section(run_dir: Path, out_dir: Path, recipe: str, size: int | None
         return _strip_section(out_dir, samples, size)
     columns = {"pix2pix": "input | output | target", "cyclegan": "A | fake B | B | fake A"}.get(recipe, "")
     # Evenly spaced grids, always the first and the last; the others stay one click away.
-    picked = _evenly(len(samples), MAX_SAMPLES)
+    picked = evenly_spaced(len(samples), MAX_SAMPLES)
     figures = "".join(
         f'<figure><a href="../samples/{quote(samples[i].name)}"><img src="../samples/{quote(samples[i].name)}" '
         f'alt="{_e(samples[i].stem)}" class="pixel" width="{_shown_width(samples[i])}"></a>'
