@@ -146,6 +146,24 @@ def test_gap_is_small_for_a_tone_change_and_large_for_a_drawing():
     assert 0 < measure_gap(Pairs(A, far(A))).colour < 0.8 * error(A, far(A))
 
 
+def test_images_gap_sees_texture_wherever_it_is_drawn_and_psnr_does_not():
+    from translate.data.gap import images_gap
+    from translate.evaluation.metrics import psnr
+
+    # Stripes half a period out of place: every pixel wrong, the same colours and detail.
+    stripes = torch.zeros(4, 3, 32, 32)
+    stripes[..., ::8, :] = stripes[..., 1::8, :] = stripes[..., 2::8, :] = stripes[..., 3::8, :] = 1
+    moved = stripes.roll(4, dims=-2)
+    assert psnr(moved, stripes).mean() < 5  # dB: per-pixel, as far as a wrong image can be
+    gap = images_gap(moved * 2 - 1, stripes * 2 - 1)
+    assert gap.colour == pytest.approx(0, abs=1e-6) and gap.texture == pytest.approx(0, abs=1e-6)
+    # A flat grey of the stripes' mean is closer pixel by pixel, and has neither their colours nor their detail.
+    grey = torch.full_like(stripes, 0.5)
+    assert psnr(grey, stripes).mean() > psnr(moved, stripes).mean()
+    flat = images_gap(grey * 2 - 1, stripes * 2 - 1)
+    assert flat.colour == pytest.approx(0.5, abs=0.01) and flat.texture > 1
+
+
 def write(folder, images):
     folder.mkdir(parents=True, exist_ok=True)
     for i, x in enumerate(images):

@@ -106,7 +106,7 @@ def test_tiny_run_end_to_end_and_rerun_reuses(tmp_path, capsys):
     table = capsys.readouterr().out
     assert "| do nothing (output = input) | — |" in table and "| cyclegan_horse2zebra + resize_conv | cyclegan | 2 |" \
         in table
-    assert "| PSNR | SSIM | WARP |" in table
+    assert "| PSNR | SSIM | colour gap | texture gap | WARP |" in table
     rows = json.loads((tmp_path / "rows.json").read_text())
     assert [r["label"] for r in rows][3:] == ["cyclegan_horse2zebra", "cyclegan_horse2zebra + resize_conv"]
     # --clip: the warping error of the built-in clip, itself for doing nothing, translated for each model
@@ -116,6 +116,13 @@ def test_tiny_run_end_to_end_and_rerun_reuses(tmp_path, capsys):
 
     assert rows[0]["scores"][0]["warp"] == pytest.approx(warping_error(iter_video_frames(ensure_clip())))
     assert all(row["scores"][0]["warp"] > 0 for row in rows[3:]) and "warp" not in rows[1]["scores"][0]
+    # The colour gap to the truths, for doing nothing: the 1-D Wasserstein distance per channel (scipy's, exact)
+    from scipy.stats import wasserstein_distance
+
+    photos, truth = quality.test_pairs()
+    expected = np.mean([wasserstein_distance(photos[..., c].ravel() / 255, truth[..., c].ravel() / 255)
+                        for c in range(3)])
+    assert rows[0]["scores"][0]["colour_gap"] == pytest.approx(expected, rel=0.02)
     # input | truth | histogram matching | the config's output, two images
     assert Image.open(tmp_path / "p.png").size == (4 * 128 + 3 * 2, 2 * 128 + 2)
     quality.main(args)

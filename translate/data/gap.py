@@ -72,15 +72,25 @@ def image_statistics(image: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
 def measure_gap(dataset, max_items: int = MAX_ITEMS) -> DomainGap:
     """The colour and texture gap between the "A" and "B" images of ``dataset`` (items as training reads them), from
     up to ``max_items`` items evenly spaced over it."""
-    stats = {"A": ([], []), "B": ([], [])}
+    stats = {"A": [], "B": []}
     for i in evenly_spaced(len(dataset), max_items):
         item = dataset[i]
         for side in "AB":
-            values, log_gradient = image_statistics(item[side])
-            stats[side][0].append(values)
-            stats[side][1].append(log_gradient)
+            stats[side].append(image_statistics(item[side]))
+    return _gap(stats["A"], stats["B"])
+
+
+def images_gap(images_A, images_B) -> DomainGap:
+    """The colour and texture gap between two sets of (C, H, W) images in [-1, 1] (batches, or lists of any sizes):
+    for a translation's outputs against their truths, how far the outputs are from the target domain's colours and
+    detail, wherever in the image they put them (what an unpaired model is trained for, which a per-pixel metric
+    does not see)."""
+    return _gap([image_statistics(x) for x in images_A], [image_statistics(x) for x in images_B])
+
+
+def _gap(stats_A: list, stats_B: list) -> DomainGap:
     (values_A, grad_A), (values_B, grad_B) = (
-        (np.concatenate(v, axis=1), np.concatenate(g)) for v, g in (stats["A"], stats["B"]))
+        (np.concatenate([v for v, _ in s], axis=1), np.concatenate([g for _, g in s])) for s in (stats_A, stats_B))
     return DomainGap(colour=colour_distance(values_A, values_B), texture=_wasserstein(grad_A, grad_B))
 
 
