@@ -82,6 +82,9 @@ LEVERS = {
     "cycle_5": (["model.cyclegan.lambda_A=5.0", "model.cyclegan.lambda_B=5.0"],
                 ["model.cyclegan.lambda_A=10.0", "model.cyclegan.lambda_B=10.0"]),
     "no_pool": (["model.cyclegan.pool_size=0"], ["model.cyclegan.pool_size=50"]),
+    # pix2pix taught the truth pixel by pixel (the adversarial term at 1 % of its weight): what the generator reaches
+    # with the answer in hand, the bound for a model that must find it unpaired
+    "l1_only": (["model.pix2pix.lambda_L1=10000.0"], ["model.pix2pix.lambda_L1=100.0"]),
     "residual": (["model.residual=true"], ["model.residual=false"]),
     "no_residual": (["model.residual=false"], ["model.residual=true"]),  # on a residual=auto config: the plain one
     "temporal": (["train.temporal=1.0"], ["train.temporal=0.0"]),  # the equivariance term (video: less flicker)
