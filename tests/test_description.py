@@ -119,6 +119,24 @@ def test_old_config_json_is_still_read(dirs, tmp_path, version):
     assert describe(again).kind == "noise"
 
 
+def test_a_one_generator_model_trained_btoa_before_directions_followed_the_data_is_read_as_now(dirs, tmp_path):
+    """CUT trained with data.direction=BtoA wrote {"AtoB": "G"} until directions followed data.direction; its G
+    reads the folders' B (the network's side A after the swap) and writes their A."""
+    units = {"A": {"mode": "minmax", "min": [0.1] * 3, "max": [0.5] * 3},
+             "B": {"mode": "minmax", "min": [0.6] * 3, "max": [0.9] * 3}}
+    trained = {"data": {"direction": "BtoA", "dataset_mode": "unaligned"}}
+    old = describe(_with_config(dirs["translation"], tmp_path / "cut", recipe="cut", directions={"AtoB": "G"},
+                                config=trained, normalize=units))
+    assert old.directions == {"BtoA": "G"} and old.sides("G") == ("A", "B")
+    assert old.units("G") == (units["A"], units["B"])
+    x = torch.rand(3, 16, 16)
+    assert Translator.from_pretrained(tmp_path / "cut", device="cpu", dtype="fp32")(x).shape == x.shape
+    # One folder (super-resolution) has no direction: its "AtoB" stays whatever data.direction said.
+    sr = describe(_with_config(dirs["super-resolution"], tmp_path / "sr",
+                               config={"data": {"direction": "BtoA", "dataset_mode": "single"}}))
+    assert sr.directions == {"AtoB": "G"}
+
+
 def test_newer_formats_and_unknown_kinds_are_refused(dirs, tmp_path):
     with pytest.raises(ValueError, match="format_version 3; this translate reads up to 2: upgrade translate"):
         describe(_with_config(dirs["translation"], tmp_path / "newer", format_version=3))

@@ -15,6 +15,7 @@ from translate.config import ConfigError, load_config
 from translate.engine.checkpoint import list_checkpoints
 from translate.engine.trainer import Trainer, train
 from translate.losses import adversarial_loss, patch_nce_loss, r1_penalty
+from translate.methods import RECIPES
 
 TOY = Path(__file__).parent / "recipes" / "toy_recipe.py"
 
@@ -90,6 +91,16 @@ def test_cut_and_fastcut_defaults_are_the_papers():
     assert (cut.model.gan_mode, cut.model.no_dropout, cut.model.init_type, cut.train.n_epochs) == (
         "lsgan", True, "xavier", 200)
     assert (fast.train.n_epochs, fast.train.n_epochs_decay) == (150, 50)
+
+
+@pytest.mark.parametrize("recipe, directions", [
+    ("pix2pix", {"BtoA": "G"}), ("cut", {"BtoA": "G"}), ("fastcut", {"BtoA": "G"}),
+    ("cyclegan", {"BtoA": "G_A", "AtoB": "G_B"}),  # G_A learns what the swapped folders make A → B
+    ("sr", {"AtoB": "G"}),  # one folder: no direction to follow
+    ("dcgan", {})])
+def test_each_recipe_names_the_direction_its_generators_translate_the_folders(recipe, directions, tmp_path):
+    config = load_config(None, [f"model.recipe={recipe}", "data.direction=BtoA", f"data.root={tmp_path}"])
+    assert RECIPES[recipe](config).directions == directions
 
 
 @pytest.mark.parametrize("recipe", ["cut", "fastcut"])

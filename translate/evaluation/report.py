@@ -22,7 +22,6 @@ import yaml
 from PIL import Image, ImageDraw, ImageFont
 from torchvision.utils import save_image
 
-from translate.data.base import evenly_spaced
 from translate.fileio import write_text
 from translate.imageio import plural
 from translate.networks.description import ModelDescription, describe
@@ -300,6 +299,8 @@ def write_strip(grids: list[Path], size: int, path: Path) -> None:
 
 def _strip_section(out_dir: Path, samples: list[Path], size: int) -> str:
     """A noise model: its fixed latents' samples over time as one strip; every grid stays one click away."""
+    from translate.data import evenly_spaced  # here: the report reads runs without the data stack
+
     picked = [samples[i] for i in evenly_spaced(len(samples), MAX_STRIP_ROWS)]
     write_strip(picked, size, out_dir / STRIP_NAME)
     steps = ", ".join(str(_step_of(s)) for s in picked)
@@ -311,6 +312,8 @@ def _strip_section(out_dir: Path, samples: list[Path], size: int) -> str:
 
 
 def _samples_section(run_dir: Path, out_dir: Path, recipe: str, size: int | None) -> str:
+    from translate.data import evenly_spaced  # here: the report reads runs without the data stack
+
     samples = sorted((run_dir / "samples").glob("*.png"), key=_step_of) if (run_dir / "samples").is_dir() else []
     if not samples:
         return _note("no sample grids saved (samples/*.png)")

@@ -117,8 +117,10 @@ class Recipe:
     @property
     def directions(self) -> dict[str, str]:
         """The folders' translation direction (``data.direction``: "AtoB" or "BtoA") -> exported generator, for the
-        exported model: a one-generator recipe translates the way its data was read."""
-        return {self.config.data.direction: self.names(Role.exported)[0]}
+        exported model: a one-generator recipe translates the way its data was read ("AtoB" for one folder of
+        images, which has no direction: super-resolution)."""
+        c = self.config.data
+        return {"AtoB" if c.dataset_mode == "single" else c.direction: self.names(Role.exported)[0]}
 
     def export_spec(self, name: str) -> dict:
         """Architecture of exported network ``name`` for the model's config.json."""

@@ -69,6 +69,11 @@ class ModelDescription:
         """The description of a ``config.json`` content: the fields it states are taken, the others (every one
         before format 2, and a new model's) derived from its generators' registry entries."""
         generators, directions = config["generators"], dict(config.get("directions") or {})
+        data = (config.get("config") or {}).get("data") or {}
+        if list(directions) == ["AtoB"] and data.get("direction") == "BtoA" and data.get("dataset_mode") != "single":
+            # Written before a one-generator recipe's directions followed data.direction (CUT trained BtoA said
+            # "AtoB"): the direction its training read, as such models are written now.
+            directions = {"BtoA": directions["AtoB"]}
         entries = [GENERATORS.get(spec["netG"]) for spec in generators.values()]
         takes = "noise" if any(e is not None and e.kind == "noise" for e in entries) else "image"
         scale = config.get("scale", max([e.scale for e in entries if e is not None], default=1))
