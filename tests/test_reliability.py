@@ -31,6 +31,7 @@ from safetensors.torch import load_file
 from translate.cli import main as cli_main
 from translate.config import all_keys, load_config, to_yaml
 from translate.engine.checkpoint import latest_checkpoint, list_checkpoints
+from translate.engine.signals import REPEAT_GRACE
 from translate.engine.trainer import INTERRUPTED_EXIT_CODE, Trainer, train
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -294,6 +295,10 @@ def test_second_sigterm_during_the_checkpoint_write_stops_at_once_and_keeps_olde
     run.wait_until(lambda: "SIGTERM received" in run.stdout, "the first SIGTERM to be handled")
     run.wait_until(lambda: any((run_dir / "checkpoints" / name / "custom_checkpoint_0.pkl").is_file()
                                for name in temp_dirs(run_dir)), "the stop checkpoint to be written")
+    # A repeat within REPEAT_GRACE of the first is the same stop delivered twice (torchrun's forward) and ignored;
+    # the checkpoint can be on disk that soon (a scheduled save already hanging), so the second comes later, as a
+    # person's does. Without the wait the repeat was ignored and the run hung (seen under load).
+    time.sleep(2 * REPEAT_GRACE)
     run.process.send_signal(signal.SIGTERM)
     assert run.wait() == -signal.SIGTERM, run.output()  # the default action: killed by the signal, at once
 
