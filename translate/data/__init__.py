@@ -40,9 +40,10 @@ DATASETS: dict[str, type[ImageDataset]] = {
 SPLITS = ("train", "val", "test")
 
 __all__ = [
-    "AUGMENTATIONS", "BUILTINS", "DATASETS", "BadFileDuringTraining", "evenly_spaced", "BadImageError", "DatasetError",
+    "AUGMENTATIONS", "BUILTINS", "DATASETS", "BadFileDuringTraining", "BadImageError", "DatasetError",
     "DatasetNotFoundError", "ImageDataset",
     "build_dataset", "builtin_name", "check_image", "dataset_root", "detect_dataset_mode", "ensure_builtin",
+    "evenly_spaced",
     "lab_to_rgb", "list_images", "parse_color", "read_image",
 ]
 
